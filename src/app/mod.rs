@@ -1,0 +1,188 @@
+//! The application: builds the shared state from a [`Config`], assembles the routers and
+//! serves them on bound listeners until shutdown, then drains and flushes the request log.
+
+mod listener;
+mod ops;
+mod watcher;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::Context;
+use axum::Router;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::config::Config;
+use crate::connections::ConnectionResolver;
+use crate::crypto::{verify_master_key, Sealer};
+use crate::ids::WorkspaceId;
+use crate::keys::KeyAuthenticator;
+use crate::metrics::Metrics;
+use crate::proxy::client::Upstream;
+use crate::proxy::{self, Proxy};
+use crate::request_log::{self, RequestLogWriter};
+use crate::store::{self, Store, DEFAULT_WORKSPACE};
+use listener::ServeOptions;
+pub use ops::Ops;
+
+/// A built application, ready to serve.
+pub struct App {
+    store: Arc<dyn Store>,
+    proxy: Arc<Proxy>,
+    ops: Arc<Ops>,
+    writer: RequestLogWriter,
+    serve_options: ServeOptions,
+    default_workspace: WorkspaceId,
+}
+
+/// The bound sockets an [`App`] serves: tests bind port 0 and read the addresses back.
+pub struct Listeners {
+    /// Data plane and operations endpoints.
+    pub main: TcpListener,
+    /// One listener per `--sdk-listen`, by connection name.
+    pub sdk: Vec<(String, TcpListener)>,
+}
+
+impl Listeners {
+    /// Binds the addresses the configuration names.
+    pub async fn bind(config: &Config) -> anyhow::Result<Self> {
+        let main = TcpListener::bind(config.listen)
+            .await
+            .with_context(|| format!("cannot listen on {}", config.listen))?;
+        let mut sdk = Vec::new();
+        for listen in &config.sdk_listen {
+            let listener = TcpListener::bind(listen.addr)
+                .await
+                .with_context(|| format!("cannot listen on {} for --sdk-listen", listen.addr))?;
+            sdk.push((listen.connection.clone(), listener));
+        }
+        Ok(Self { main, sdk })
+    }
+
+    /// The main listener's address.
+    pub fn main_addr(&self) -> SocketAddr {
+        self.main
+            .local_addr()
+            .expect("a bound listener has an address")
+    }
+}
+
+impl App {
+    /// Opens and migrates the store, checks the master key against it, and starts the
+    /// background workers (request log writer, cache invalidation).
+    pub async fn build(config: Config) -> anyhow::Result<Self> {
+        let store = store::open(&config.database_url).await.with_context(|| {
+            format!(
+                "cannot open the database {}",
+                store::redact_url(&config.database_url)
+            )
+        })?;
+        let sealer = Arc::new(Sealer::new(&config.master_key));
+        drop(config.master_key);
+        verify_master_key(store.as_ref(), &sealer).await?;
+        let default_workspace = store.ensure_workspace(DEFAULT_WORKSPACE).await?.id;
+        let metrics = Arc::new(Metrics::new());
+        let (log, writer) = request_log::spawn(store.clone(), metrics.clone());
+        let proxy = Arc::new(Proxy {
+            keys: KeyAuthenticator::new(store.clone()),
+            connections: ConnectionResolver::new(store.clone(), sealer),
+            upstream: Upstream::new(config.upstream),
+            metrics: metrics.clone(),
+            log,
+        });
+        let ops = Arc::new(Ops::new(store.clone(), metrics));
+        tracing::info!(backend = ?store.backend(), "store ready");
+        Ok(Self {
+            store,
+            proxy,
+            ops,
+            writer,
+            serve_options: ServeOptions {
+                header_timeout: config.header_timeout,
+                shutdown_grace: config.shutdown_grace,
+            },
+            default_workspace,
+        })
+    }
+
+    /// The store this app runs on (for tests and the CLI).
+    pub fn store(&self) -> Arc<dyn Store> {
+        self.store.clone()
+    }
+
+    /// The id of the `default` workspace.
+    pub fn default_workspace(&self) -> &WorkspaceId {
+        &self.default_workspace
+    }
+
+    /// The main listener's routes.
+    pub fn router(&self) -> Router {
+        proxy::router(self.proxy.clone())
+            .merge(ops::router(self.ops.clone()))
+            .fallback(proxy::unknown_route)
+    }
+
+    /// Serves until `shutdown` resolves, then stops accepting, lets in-flight requests
+    /// finish (up to the grace period), and writes the queued request log.
+    pub async fn serve(
+        self,
+        listeners: Listeners,
+        shutdown: impl Future<Output = ()> + Send,
+    ) -> anyhow::Result<()> {
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let watcher = tokio::spawn(watcher::run(
+            self.store.clone(),
+            self.proxy.clone(),
+            stop_rx.clone(),
+        ));
+        let mut servers = tokio::task::JoinSet::new();
+        servers.spawn(listener::serve(
+            listeners.main,
+            self.router(),
+            self.serve_options,
+            stop_rx.clone(),
+        ));
+        for (connection, sdk_listener) in listeners.sdk {
+            let router = proxy::sdk_router(self.proxy.clone(), connection);
+            servers.spawn(listener::serve(
+                sdk_listener,
+                router,
+                self.serve_options,
+                stop_rx.clone(),
+            ));
+        }
+        shutdown.await;
+        tracing::info!("shutting down: no new connections; draining in-flight requests");
+        self.ops.start_draining();
+        let _ = stop_tx.send(true);
+        while servers.join_next().await.is_some() {}
+        let _ = watcher.await;
+        self.writer.stop().await;
+        tracing::info!("stopped");
+        Ok(())
+    }
+}
+
+/// Resolves on SIGTERM or Ctrl-C.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(error) => {
+                tracing::warn!(%error, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    tokio::select! {
+        () = ctrl_c => {}
+        () = terminate => {}
+    }
+}

@@ -1,0 +1,148 @@
+//! `agentgate connections set|list|remove`.
+
+use std::io::{IsTerminal, Read};
+
+use anyhow::{bail, Context};
+use clap::Subcommand;
+use serde::Serialize;
+use zeroize::Zeroizing;
+
+use super::{open_workspace, output};
+use crate::config::StoreArgs;
+use crate::connections::stripe::StripeSecret;
+use crate::connections::{list_connections, remove_connection, set_stripe_connection};
+use crate::crypto::{verify_master_key, MasterKey, Sealer};
+use crate::proxy::is_connection_name;
+use crate::store::{ConnectionRecord, StoreError};
+
+/// Connection commands.
+#[derive(Debug, Subcommand)]
+pub enum ConnectionsCommand {
+    /// Store or replace the Stripe key of a connection; the key is read from stdin.
+    Set {
+        /// Connection name agents use in URLs (`stripe`).
+        name: String,
+        /// Print the result as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List connections (never the key: its masked form and mode only).
+    List {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove a connection; agents get 404 for it within a second.
+    Remove {
+        /// Connection name.
+        name: String,
+    },
+}
+
+/// What scripts get for a connection.
+#[derive(Serialize)]
+struct ConnectionOut<'a> {
+    id: &'a str,
+    name: &'a str,
+    provider: &'a str,
+    key: &'a str,
+    mode: &'a str,
+    key_type: &'a str,
+    created_at: String,
+    updated_at: String,
+}
+
+impl<'a> From<&'a ConnectionRecord> for ConnectionOut<'a> {
+    fn from(record: &'a ConnectionRecord) -> Self {
+        Self {
+            id: record.id.as_str(),
+            name: &record.name,
+            provider: &record.provider,
+            key: &record.secret_hint,
+            mode: &record.mode,
+            key_type: &record.key_kind,
+            created_at: crate::time::rfc3339(record.created_at),
+            updated_at: crate::time::rfc3339(record.updated_at),
+        }
+    }
+}
+
+/// Runs a connection command.
+pub async fn run(args: &StoreArgs, command: ConnectionsCommand) -> anyhow::Result<()> {
+    match command {
+        ConnectionsCommand::Set { name, json } => set(args, &name, json).await,
+        ConnectionsCommand::List { json } => list(args, json).await,
+        ConnectionsCommand::Remove { name } => {
+            let (store, workspace) = open_workspace(args).await?;
+            match remove_connection(store.as_ref(), &workspace, &name).await {
+                Err(StoreError::NotFound) => bail!("no connection named {name:?}"),
+                other => other?,
+            }
+            eprintln!("removed connection {name}");
+            Ok(())
+        }
+    }
+}
+
+async fn set(args: &StoreArgs, name: &str, json: bool) -> anyhow::Result<()> {
+    if !is_connection_name(name) {
+        bail!("a connection name is 1 to 64 letters, digits, '-' or '_'");
+    }
+    let secret = StripeSecret::parse(&read_secret()?).context("refused the key")?;
+    let master =
+        MasterKey::load(args.master_key_source()?).context("cannot load the master key")?;
+    let sealer = Sealer::new(&master);
+    drop(master);
+    let (store, workspace) = open_workspace(args).await?;
+    verify_master_key(store.as_ref(), &sealer).await?;
+    let record = set_stripe_connection(store.as_ref(), &sealer, &workspace, name, &secret).await?;
+    if json {
+        return output::json(&ConnectionOut::from(&record));
+    }
+    println!(
+        "{}: {} ({} mode, {} key)",
+        record.name, record.secret_hint, record.mode, record.key_kind
+    );
+    Ok(())
+}
+
+async fn list(args: &StoreArgs, json: bool) -> anyhow::Result<()> {
+    let (store, workspace) = open_workspace(args).await?;
+    let records = list_connections(store.as_ref(), &workspace).await?;
+    if json {
+        let out: Vec<ConnectionOut> = records.iter().map(ConnectionOut::from).collect();
+        return output::json(&out);
+    }
+    let rows: Vec<Vec<String>> = records
+        .iter()
+        .map(|r| {
+            vec![
+                r.name.clone(),
+                r.secret_hint.clone(),
+                r.mode.clone(),
+                r.key_kind.clone(),
+                crate::time::rfc3339(r.updated_at),
+            ]
+        })
+        .collect();
+    output::table(
+        &["NAME", "KEY", "MODE", "TYPE", "UPDATED"],
+        &rows,
+        "no connections yet: `agentgate connections set stripe` reads a Stripe key from stdin",
+    );
+    Ok(())
+}
+
+/// Reads the secret from stdin: one line from a terminal (with a prompt on stderr), or
+/// everything piped in.
+fn read_secret() -> anyhow::Result<Zeroizing<String>> {
+    let mut text = Zeroizing::new(String::new());
+    let stdin = std::io::stdin();
+    if stdin.is_terminal() {
+        eprint!("Paste the Stripe secret key (sk_... or rk_...) and press Enter: ");
+        stdin.read_line(&mut text)?;
+    } else {
+        stdin.lock().read_to_string(&mut text)?;
+    }
+    Ok(text)
+}

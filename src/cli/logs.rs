@@ -1,0 +1,143 @@
+//! `agentgate logs list|tail`: the request log, oldest first.
+
+use std::time::Duration;
+
+use clap::Subcommand;
+use serde::Serialize;
+
+use super::{open_workspace, output};
+use crate::config::StoreArgs;
+use crate::store::{LogQuery, RequestLogRecord};
+
+/// How often `logs tail` asks for new entries.
+const TAIL_INTERVAL: Duration = Duration::from_millis(500);
+
+/// Request log commands.
+#[derive(Debug, Subcommand)]
+pub enum LogsCommand {
+    /// Show the most recent requests.
+    List {
+        /// How many.
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show recent requests, then follow new ones until interrupted.
+    Tail {
+        /// Print one JSON object per line.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// What scripts get for a request.
+#[derive(Serialize)]
+struct LogOut<'a> {
+    id: i64,
+    time: String,
+    request_id: &'a str,
+    key_id: &'a str,
+    connection: &'a str,
+    method: &'a str,
+    path: &'a str,
+    status: u16,
+    latency_ms: f64,
+    stripe_request_id: Option<&'a str>,
+    idempotency_key: Option<&'a str>,
+    outcome: &'a str,
+}
+
+impl<'a> From<&'a RequestLogRecord> for LogOut<'a> {
+    fn from(record: &'a RequestLogRecord) -> Self {
+        let e = &record.entry;
+        Self {
+            id: record.id,
+            time: crate::time::rfc3339(e.created_at),
+            request_id: &e.request_id,
+            key_id: e.key_id.as_str(),
+            connection: &e.connection,
+            method: &e.method,
+            path: &e.path,
+            status: e.status,
+            latency_ms: e.latency_us as f64 / 1000.0,
+            stripe_request_id: e.stripe_request_id.as_deref(),
+            idempotency_key: e.idempotency_key.as_deref(),
+            outcome: &e.outcome,
+        }
+    }
+}
+
+fn row(record: &RequestLogRecord) -> Vec<String> {
+    let e = &record.entry;
+    vec![
+        crate::time::rfc3339(e.created_at),
+        e.key_id.to_string(),
+        e.method.clone(),
+        format!("{}{}", e.connection, e.path),
+        e.status.to_string(),
+        format!("{:.1}", e.latency_us as f64 / 1000.0),
+        e.outcome.clone(),
+        e.stripe_request_id.clone().unwrap_or_else(|| "-".into()),
+        e.request_id.clone(),
+    ]
+}
+
+const HEADERS: [&str; 9] = [
+    "TIME",
+    "KEY",
+    "METHOD",
+    "PATH",
+    "STATUS",
+    "MS",
+    "OUTCOME",
+    "STRIPE REQUEST",
+    "REQUEST",
+];
+
+/// Runs a logs command.
+pub async fn run(args: &StoreArgs, command: LogsCommand) -> anyhow::Result<()> {
+    let (store, workspace) = open_workspace(args).await?;
+    match command {
+        LogsCommand::List { limit, json } => {
+            let query = LogQuery {
+                after_id: None,
+                limit: i64::from(limit.clamp(1, 10_000)),
+            };
+            let records = store.list_request_logs(&workspace, query).await?;
+            if json {
+                let out: Vec<LogOut> = records.iter().map(LogOut::from).collect();
+                return output::json(&out);
+            }
+            let rows: Vec<Vec<String>> = records.iter().map(row).collect();
+            output::table(&HEADERS, &rows, "no requests logged yet");
+            Ok(())
+        }
+        LogsCommand::Tail { json } => {
+            let mut query = LogQuery {
+                after_id: None,
+                limit: 10,
+            };
+            loop {
+                let records = store.list_request_logs(&workspace, query).await?;
+                for record in &records {
+                    if json {
+                        output::json(&LogOut::from(record))?;
+                    } else {
+                        println!("{}", row(record).join("  "));
+                    }
+                }
+                let last = records.last().map(|r| r.id).or(query.after_id).unwrap_or(0);
+                query = LogQuery {
+                    after_id: Some(last),
+                    limit: 1_000,
+                };
+                tokio::select! {
+                    _ = tokio::time::sleep(TAIL_INTERVAL) => {}
+                    _ = tokio::signal::ctrl_c() => return Ok(()),
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,99 @@
+//! The command line: `agentgate serve` and `agentgate <noun> <verb>` for everything an
+//! operator manages. Secrets are read from stdin, never from arguments. Every list and
+//! create command takes `--json` for scripts.
+
+mod connections;
+mod keys;
+mod logs;
+mod output;
+
+use std::sync::Arc;
+
+use clap::{Parser, Subcommand};
+
+use crate::app::{self, App, Listeners};
+use crate::config::{Config, ServeArgs, StoreArgs};
+use crate::ids::WorkspaceId;
+use crate::store::{self, Store, DEFAULT_WORKSPACE};
+use crate::telemetry::LogFormat;
+
+/// agentgate: the gateway between AI agents and Stripe.
+#[derive(Debug, Parser)]
+#[command(name = "agentgate", version, about, long_about = None)]
+pub struct Cli {
+    /// Where state lives.
+    #[command(flatten)]
+    pub store: StoreArgs,
+    /// Log filter in tracing's syntax (default: `info` for serve, `warn` for other commands).
+    #[arg(long, env = "AGENTGATE_LOG", global = true)]
+    pub log: Option<String>,
+    /// Log line format.
+    #[arg(
+        long,
+        env = "AGENTGATE_LOG_FORMAT",
+        value_enum,
+        default_value = "text",
+        global = true
+    )]
+    pub log_format: LogFormat,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The top-level commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the gateway.
+    Serve(ServeArgs),
+    /// Manage connections (stored Stripe keys).
+    #[command(subcommand)]
+    Connections(connections::ConnectionsCommand),
+    /// Manage agentgate keys.
+    #[command(subcommand)]
+    Keys(keys::KeysCommand),
+    /// Read the request log.
+    #[command(subcommand)]
+    Logs(logs::LogsCommand),
+}
+
+impl Cli {
+    /// The log filter to install.
+    pub fn log_filter(&self) -> &str {
+        match (&self.log, &self.command) {
+            (Some(filter), _) => filter,
+            (None, Command::Serve(_)) => "info",
+            (None, _) => "warn",
+        }
+    }
+}
+
+/// Runs the parsed command.
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Serve(serve) => run_serve(&cli.store, &serve).await,
+        Command::Connections(command) => connections::run(&cli.store, command).await,
+        Command::Keys(command) => keys::run(&cli.store, command).await,
+        Command::Logs(command) => logs::run(&cli.store, command).await,
+    }
+}
+
+async fn run_serve(store: &StoreArgs, serve: &ServeArgs) -> anyhow::Result<()> {
+    let config = Config::from_args(store, serve)?;
+    let listeners = Listeners::bind(&config).await?;
+    let app = App::build(config).await?;
+    tracing::info!(listen = %listeners.main_addr(), "agentgate listening");
+    for (connection, listener) in &listeners.sdk {
+        if let Ok(addr) = listener.local_addr() {
+            tracing::info!(%connection, listen = %addr, "SDK listener");
+        }
+    }
+    app.serve(listeners, app::shutdown_signal()).await
+}
+
+/// Opens the store and resolves the workspace a command acts on.
+async fn open_workspace(args: &StoreArgs) -> anyhow::Result<(Arc<dyn Store>, WorkspaceId)> {
+    let store = store::open(&args.database).await?;
+    let workspace = store.ensure_workspace(DEFAULT_WORKSPACE).await?.id;
+    Ok((store, workspace))
+}

@@ -1,0 +1,189 @@
+//! Configuration: the clap arguments (each also readable from an `AGENTGATE_...`
+//! environment variable, which `--help` names) turned once into a plain [`Config`].
+//! The master key itself is read only from `AGENTGATE_MASTER_KEY` or a file, never argv.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use zeroize::Zeroizing;
+
+use crate::crypto::{MasterKey, MasterKeySource};
+use crate::proxy::client::{StripeBase, UpstreamConfig};
+use crate::store::sqlite_file_path;
+
+/// The environment variable holding the master key (base64 of 32 bytes).
+pub const MASTER_KEY_ENV: &str = "AGENTGATE_MASTER_KEY";
+
+/// Where state lives; shared by `serve` and every CLI command.
+#[derive(Clone, Debug, clap::Args)]
+pub struct StoreArgs {
+    /// Database URL: `sqlite://PATH` (created and migrated on start) or `postgres://...`.
+    #[arg(
+        long,
+        env = "AGENTGATE_DATABASE",
+        default_value = "sqlite://agentgate.db",
+        global = true
+    )]
+    pub database: String,
+    /// File holding the master key (base64 of 32 bytes, mode 0600). Default for SQLite: a
+    /// `.key` file beside the database, created on first start. The key itself may instead
+    /// come from AGENTGATE_MASTER_KEY.
+    #[arg(long, env = "AGENTGATE_MASTER_KEY_FILE", global = true)]
+    pub master_key_file: Option<PathBuf>,
+}
+
+impl StoreArgs {
+    /// Where the master key comes from, given the environment's `AGENTGATE_MASTER_KEY`.
+    pub fn master_key_source(&self) -> anyhow::Result<MasterKeySource> {
+        let from_env = std::env::var(MASTER_KEY_ENV).ok().filter(|v| !v.is_empty());
+        match (from_env, &self.master_key_file) {
+            (Some(_), Some(_)) => {
+                bail!("set either {MASTER_KEY_ENV} or --master-key-file, not both")
+            }
+            (Some(key), None) => Ok(MasterKeySource::Env(Zeroizing::new(key))),
+            (None, Some(path)) => Ok(MasterKeySource::File {
+                path: path.clone(),
+                create_if_missing: false,
+            }),
+            (None, None) => {
+                let Some(db) = sqlite_file_path(&self.database) else {
+                    bail!("this database needs an explicit master key shared by every instance: set {MASTER_KEY_ENV} or --master-key-file");
+                };
+                let mut name = db.file_name().unwrap_or_default().to_os_string();
+                name.push(".key");
+                Ok(MasterKeySource::File {
+                    path: db.with_file_name(name),
+                    create_if_missing: true,
+                })
+            }
+        }
+    }
+}
+
+/// One `--sdk-listen NAME=ADDR`: serve connection NAME at the root of ADDR.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SdkListen {
+    /// The connection served.
+    pub connection: String,
+    /// The address to listen on.
+    pub addr: SocketAddr,
+}
+
+impl std::str::FromStr for SdkListen {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let (connection, addr) = text
+            .split_once('=')
+            .ok_or_else(|| "expected CONNECTION=ADDRESS, e.g. stripe=127.0.0.1:12111".to_owned())?;
+        if !crate::proxy::is_connection_name(connection) {
+            return Err(format!("invalid connection name {connection:?}"));
+        }
+        let addr = addr
+            .parse()
+            .map_err(|e| format!("invalid address {addr:?}: {e}"))?;
+        Ok(Self {
+            connection: connection.to_owned(),
+            addr,
+        })
+    }
+}
+
+/// Arguments of `agentgate serve`.
+#[derive(Clone, Debug, clap::Args)]
+pub struct ServeArgs {
+    /// Address of the main listener (data plane, operations endpoints).
+    #[arg(long, env = "AGENTGATE_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+    /// Serve one connection at the root of its own address, for SDKs that take only a host
+    /// and port (stripe-node): `stripe=127.0.0.1:12111`. Repeatable; comma-separated in env.
+    #[arg(
+        long = "sdk-listen",
+        env = "AGENTGATE_SDK_LISTEN",
+        value_delimiter = ','
+    )]
+    pub sdk_listen: Vec<SdkListen>,
+    /// Stripe's API base URL. Plain http is accepted only for loopback (local doubles).
+    #[arg(
+        long,
+        env = "AGENTGATE_STRIPE_API_BASE",
+        default_value = "https://api.stripe.com"
+    )]
+    pub stripe_api_base: StripeBase,
+    /// How long connecting to Stripe (TCP and TLS) may take.
+    #[arg(long, env = "AGENTGATE_UPSTREAM_CONNECT_TIMEOUT", default_value = "5s", value_parser = humantime::parse_duration)]
+    pub upstream_connect_timeout: Duration,
+    /// How long a whole exchange with Stripe may take (Stripe's SDKs default to 80 s).
+    #[arg(long, env = "AGENTGATE_UPSTREAM_TIMEOUT", default_value = "80s", value_parser = humantime::parse_duration)]
+    pub upstream_timeout: Duration,
+    /// Largest request body forwarded, in bytes; larger ones get 413.
+    #[arg(long, env = "AGENTGATE_MAX_BODY_BYTES", default_value_t = 1024 * 1024)]
+    pub max_body_bytes: u64,
+    /// How long a client may take to send the request headers.
+    #[arg(long, env = "AGENTGATE_HEADER_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub header_timeout: Duration,
+    /// How long in-flight requests may run after SIGTERM before the process exits anyway.
+    #[arg(long, env = "AGENTGATE_SHUTDOWN_GRACE", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub shutdown_grace: Duration,
+}
+
+/// Everything `serve` needs, read once at start.
+pub struct Config {
+    /// Main listener address.
+    pub listen: SocketAddr,
+    /// SDK listeners.
+    pub sdk_listen: Vec<SdkListen>,
+    /// Database URL.
+    pub database_url: String,
+    /// The loaded master key.
+    pub master_key: MasterKey,
+    /// How to reach Stripe.
+    pub upstream: UpstreamConfig,
+    /// Header read timeout for clients.
+    pub header_timeout: Duration,
+    /// Drain time after SIGTERM.
+    pub shutdown_grace: Duration,
+}
+
+impl Config {
+    /// Validates the arguments and loads the master key.
+    pub fn from_args(store: &StoreArgs, serve: &ServeArgs) -> anyhow::Result<Self> {
+        let master_key =
+            MasterKey::load(store.master_key_source()?).context("cannot load the master key")?;
+        Ok(Self {
+            listen: serve.listen,
+            sdk_listen: serve.sdk_listen.clone(),
+            database_url: store.database.clone(),
+            master_key,
+            upstream: UpstreamConfig {
+                base: serve.stripe_api_base.clone(),
+                connect_timeout: serve.upstream_connect_timeout,
+                timeout: serve.upstream_timeout,
+                max_body_bytes: serve.max_body_bytes,
+            },
+            header_timeout: serve.header_timeout,
+            shutdown_grace: serve.shutdown_grace,
+        })
+    }
+
+    /// A configuration for tests: loopback listener, the given database and Stripe double,
+    /// short timeouts.
+    pub fn for_tests(database_url: &str, master_key: MasterKey, stripe_base: StripeBase) -> Self {
+        Self {
+            listen: ([127, 0, 0, 1], 0).into(),
+            sdk_listen: Vec::new(),
+            database_url: database_url.to_owned(),
+            master_key,
+            upstream: UpstreamConfig {
+                base: stripe_base,
+                connect_timeout: Duration::from_secs(2),
+                timeout: Duration::from_secs(10),
+                max_body_bytes: 1024 * 1024,
+            },
+            header_timeout: Duration::from_secs(10),
+            shutdown_grace: Duration::from_secs(10),
+        }
+    }
+}

@@ -1,0 +1,9 @@
+//! Everything Stripe-specific about a connection: the forms of its secret keys. (The
+//! operation catalog and the webhook signature scheme will live beside this.)
+
+mod secret;
+
+pub use secret::{KeyKind, Mode, StripeSecret, StripeSecretError};
+
+/// The provider name stored with Stripe connections.
+pub const PROVIDER: &str = "stripe";

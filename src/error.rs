@@ -1,0 +1,243 @@
+//! Errors that agentgate itself answers with, in Stripe's error shape.
+//!
+//! Every gateway-made error goes through [`GatewayError`] so SDKs raise their usual
+//! exceptions and callers can tell, from the `Agentgate-Error` header, that the answer came
+//! from the gateway and not from Stripe. Never put a secret into a message here.
+
+use axum::response::{IntoResponse, Response};
+use http::{header, HeaderName, HeaderValue, StatusCode};
+use serde::Serialize;
+
+/// Response header present on every error made by agentgate; its value is the [`Blame`].
+pub static GATEWAY_ERROR_HEADER: HeaderName = HeaderName::from_static("agentgate-error");
+
+/// Who is at fault for a failed request (pingora's error source): decides the status class
+/// and is what the request log records as the outcome.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Blame {
+    /// The caller sent something agentgate refuses (4xx).
+    Caller,
+    /// Stripe could not be reached or failed mid-exchange (502/504).
+    Upstream,
+    /// agentgate itself failed (500/503).
+    Internal,
+}
+
+impl Blame {
+    /// The word used in the `Agentgate-Error` header and the request log.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Blame::Caller => "caller",
+            Blame::Upstream => "upstream",
+            Blame::Internal => "internal",
+        }
+    }
+}
+
+/// A failure that agentgate answers itself instead of forwarding to Stripe.
+#[derive(Debug, thiserror::Error)]
+pub enum GatewayError {
+    /// No agentgate key in `Authorization`.
+    #[error(
+        "You did not provide an agentgate key. Send it as `Authorization: Bearer <agentgate key>`."
+    )]
+    KeyMissing,
+    /// Malformed, wrong checksum or unknown key: one answer for all, so it is no oracle.
+    #[error("Invalid agentgate key provided.")]
+    KeyInvalid,
+    /// A key that existed and was revoked by an operator.
+    #[error("This agentgate key has been revoked.")]
+    KeyRevoked,
+    /// The key's workspace has no connection with that name.
+    #[error("No such connection: '{0}'.")]
+    UnknownConnection(String),
+    /// No route matches the request URL.
+    #[error("Unrecognized request URL ({method}: {path}).")]
+    UnknownRoute {
+        /// Request method, echoed for the caller.
+        method: String,
+        /// Request path, echoed for the caller (already checked to be printable).
+        path: String,
+    },
+    /// A request target that could leave Stripe's API or is not a plain origin-form path.
+    #[error("Refused request path: {0}.")]
+    InvalidPath(&'static str),
+    /// CONNECT and other methods a gateway to Stripe never forwards.
+    #[error("The {0} method is not supported.")]
+    MethodNotAllowed(String),
+    /// The request body exceeds the configured cap.
+    #[error("The request body is larger than the limit of {limit} bytes.")]
+    BodyTooLarge {
+        /// The configured cap in bytes.
+        limit: u64,
+    },
+    /// Stripe could not be reached (connection refused, DNS, TLS, reset before headers).
+    #[error("agentgate could not reach Stripe. The request was not completed.")]
+    UpstreamUnreachable,
+    /// Stripe did not answer within the configured timeout.
+    #[error("Stripe did not answer within {seconds} seconds.")]
+    UpstreamTimeout {
+        /// The configured timeout in whole seconds.
+        seconds: u64,
+    },
+    /// The gateway is shutting down or otherwise cannot take the request now.
+    #[error("agentgate is not accepting requests right now; retry shortly.")]
+    Unavailable,
+    /// A failure of agentgate itself; the cause is logged once, never sent.
+    #[error("internal error")]
+    Internal,
+}
+
+impl GatewayError {
+    /// HTTP status of the answer.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            GatewayError::KeyMissing | GatewayError::KeyInvalid | GatewayError::KeyRevoked => {
+                StatusCode::UNAUTHORIZED
+            }
+            GatewayError::UnknownConnection(_) | GatewayError::UnknownRoute { .. } => {
+                StatusCode::NOT_FOUND
+            }
+            GatewayError::InvalidPath(_) => StatusCode::BAD_REQUEST,
+            GatewayError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
+            GatewayError::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            GatewayError::UpstreamUnreachable => StatusCode::BAD_GATEWAY,
+            GatewayError::UpstreamTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
+            GatewayError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            GatewayError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// Who is at fault.
+    pub fn blame(&self) -> Blame {
+        match self {
+            GatewayError::KeyMissing
+            | GatewayError::KeyInvalid
+            | GatewayError::KeyRevoked
+            | GatewayError::UnknownConnection(_)
+            | GatewayError::UnknownRoute { .. }
+            | GatewayError::InvalidPath(_)
+            | GatewayError::MethodNotAllowed(_)
+            | GatewayError::BodyTooLarge { .. } => Blame::Caller,
+            GatewayError::UpstreamUnreachable | GatewayError::UpstreamTimeout { .. } => {
+                Blame::Upstream
+            }
+            GatewayError::Unavailable | GatewayError::Internal => Blame::Internal,
+        }
+    }
+
+    /// Stripe's `error.type`: SDKs pick the exception class from the status, and read
+    /// `invalid_request_error` for caller faults and `api_error` for the rest.
+    fn error_type(&self) -> &'static str {
+        match self.blame() {
+            Blame::Caller => "invalid_request_error",
+            Blame::Upstream | Blame::Internal => "api_error",
+        }
+    }
+
+    /// A stable machine-readable code (Stripe's where one fits).
+    pub fn code(&self) -> &'static str {
+        match self {
+            GatewayError::KeyMissing => "api_key_missing",
+            GatewayError::KeyInvalid => "api_key_invalid",
+            GatewayError::KeyRevoked => "api_key_revoked",
+            GatewayError::UnknownConnection(_) => "resource_missing",
+            GatewayError::UnknownRoute { .. } => "url_invalid",
+            GatewayError::InvalidPath(_) => "path_invalid",
+            GatewayError::MethodNotAllowed(_) => "method_not_allowed",
+            GatewayError::BodyTooLarge { .. } => "request_too_large",
+            GatewayError::UpstreamUnreachable => "upstream_unreachable",
+            GatewayError::UpstreamTimeout { .. } => "upstream_timeout",
+            GatewayError::Unavailable => "gateway_unavailable",
+            GatewayError::Internal => "internal_error",
+        }
+    }
+
+    /// The offending parameter, in Stripe's bracket notation, when there is one.
+    fn param(&self) -> Option<&'static str> {
+        match self {
+            GatewayError::UnknownConnection(_) => Some("connection"),
+            _ => None,
+        }
+    }
+
+    /// The body Stripe's SDKs parse: `{"error": {type, code, message, param}}`.
+    pub fn body(&self) -> ErrorBody {
+        ErrorBody {
+            error: ErrorDetail {
+                error_type: self.error_type(),
+                code: self.code(),
+                message: self.to_string(),
+                param: self.param(),
+            },
+        }
+    }
+}
+
+/// Stripe's error envelope.
+#[derive(Debug, Serialize)]
+pub struct ErrorBody {
+    /// The error object.
+    pub error: ErrorDetail,
+}
+
+/// Stripe's error object, as far as agentgate fills it.
+#[derive(Debug, Serialize)]
+pub struct ErrorDetail {
+    /// `invalid_request_error` or `api_error`.
+    #[serde(rename = "type")]
+    pub error_type: &'static str,
+    /// Machine-readable code.
+    pub code: &'static str,
+    /// Human-readable explanation that says what to fix.
+    pub message: String,
+    /// The parameter at fault, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub param: Option<&'static str>,
+}
+
+impl IntoResponse for GatewayError {
+    fn into_response(self) -> Response {
+        let body = serde_json::to_vec(&self.body()).unwrap_or_default();
+        let mut response = (self.status(), body).into_response();
+        let headers = response.headers_mut();
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        headers.insert(
+            GATEWAY_ERROR_HEADER.clone(),
+            HeaderValue::from_static(self.blame().as_str()),
+        );
+        if matches!(self, GatewayError::Unavailable) {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errors_serialize_in_stripe_shape_with_gateway_header() {
+        let response = GatewayError::UnknownConnection("paypal".into()).into_response();
+        assert_eq!(response.status(), StatusCode::NOT_FOUND);
+        assert_eq!(response.headers()[&GATEWAY_ERROR_HEADER], "caller");
+        let body =
+            serde_json::to_value(GatewayError::UnknownConnection("paypal".into()).body()).unwrap();
+        assert_eq!(body["error"]["type"], "invalid_request_error");
+        assert_eq!(body["error"]["code"], "resource_missing");
+        assert_eq!(body["error"]["param"], "connection");
+        assert_eq!(body["error"]["message"], "No such connection: 'paypal'.");
+    }
+
+    #[test]
+    fn upstream_failures_are_api_errors_blamed_on_upstream() {
+        let error = GatewayError::UpstreamTimeout { seconds: 3 };
+        assert_eq!(error.status(), StatusCode::GATEWAY_TIMEOUT);
+        assert_eq!(error.blame(), Blame::Upstream);
+        assert_eq!(error.body().error.error_type, "api_error");
+    }
+}

@@ -1,0 +1,19 @@
+//! agentgate: a self-hosted gateway that lets AI agents call Stripe without holding the
+//! Stripe secret. The binary in `main.rs` only parses the command line; everything a test
+//! needs lives here.
+#![forbid(unsafe_code)]
+
+pub mod app;
+pub mod cli;
+pub mod config;
+pub mod connections;
+pub mod crypto;
+pub mod error;
+pub mod ids;
+pub mod keys;
+pub mod metrics;
+pub mod proxy;
+pub mod request_log;
+pub mod store;
+pub mod telemetry;
+pub mod time;

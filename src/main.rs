@@ -1,0 +1,32 @@
+//! The `agentgate` binary: parse the command line, start logging, run the command.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use agentgate::cli::{self, Cli};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if let Err(error) = agentgate::telemetry::init(cli.log_filter(), cli.log_format) {
+        eprintln!("agentgate: invalid --log filter: {error}");
+        return ExitCode::from(2);
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("agentgate: cannot start the runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(cli::run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("agentgate: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

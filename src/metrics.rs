@@ -1,0 +1,170 @@
+//! Prometheus metrics: requests by connection and status, latency, upstream failures and
+//! the request log's health. Labels never carry a secret, a key or a caller-chosen string
+//! that was not first checked (unknown connection names are reported as `-`).
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+
+/// Labels of a finished request.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RequestLabels {
+    /// Connection name, or `-` when the request never reached one.
+    pub connection: String,
+    /// Status sent to the caller.
+    pub status: u16,
+}
+
+/// Labels of the latency histogram.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ConnectionLabels {
+    /// Connection name, or `-`.
+    pub connection: String,
+}
+
+/// Labels of an upstream failure.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct UpstreamErrorLabels {
+    /// Connection name.
+    pub connection: String,
+    /// `connect`, `timeout`, `reset` or `body`.
+    pub kind: &'static str,
+}
+
+fn latency_histogram() -> Histogram {
+    Histogram::new(
+        [
+            0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+            30.0, 60.0,
+        ]
+        .into_iter(),
+    )
+}
+
+/// Every metric agentgate exports, registered once at start.
+pub struct Metrics {
+    registry: Registry,
+    requests: Family<RequestLabels, Counter>,
+    latency: Family<ConnectionLabels, Histogram, fn() -> Histogram>,
+    upstream_errors: Family<UpstreamErrorLabels, Counter>,
+    /// Request log entries written to the store.
+    pub log_written: Counter,
+    /// Request log entries dropped because the writer fell behind.
+    pub log_dropped: Counter,
+    /// Request log batches the store refused.
+    pub log_write_failures: Counter,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    /// Creates and registers the metrics.
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("agentgate");
+        let requests = Family::<RequestLabels, Counter>::default();
+        registry.register(
+            "requests",
+            "Requests answered, by connection and status",
+            requests.clone(),
+        );
+        let latency: Family<ConnectionLabels, Histogram, fn() -> Histogram> =
+            Family::new_with_constructor(latency_histogram);
+        registry.register(
+            "request_duration_seconds",
+            "Time from request arrival to response headers",
+            latency.clone(),
+        );
+        let upstream_errors = Family::<UpstreamErrorLabels, Counter>::default();
+        registry.register(
+            "upstream_errors",
+            "Failures reaching Stripe, by kind",
+            upstream_errors.clone(),
+        );
+        let log_written = Counter::default();
+        registry.register(
+            "request_log_written",
+            "Request log entries stored",
+            log_written.clone(),
+        );
+        let log_dropped = Counter::default();
+        registry.register(
+            "request_log_dropped",
+            "Request log entries dropped because the writer fell behind",
+            log_dropped.clone(),
+        );
+        let log_write_failures = Counter::default();
+        registry.register(
+            "request_log_write_failures",
+            "Request log batches the store refused",
+            log_write_failures.clone(),
+        );
+        Self {
+            registry,
+            requests,
+            latency,
+            upstream_errors,
+            log_written,
+            log_dropped,
+            log_write_failures,
+        }
+    }
+
+    /// Counts one answered request and its latency.
+    pub fn observe_request(&self, connection: &str, status: u16, seconds: f64) {
+        self.requests
+            .get_or_create(&RequestLabels {
+                connection: connection.to_owned(),
+                status,
+            })
+            .inc();
+        self.latency
+            .get_or_create(&ConnectionLabels {
+                connection: connection.to_owned(),
+            })
+            .observe(seconds);
+    }
+
+    /// Counts one failure reaching Stripe.
+    pub fn observe_upstream_error(&self, connection: &str, kind: &'static str) {
+        self.upstream_errors
+            .get_or_create(&UpstreamErrorLabels {
+                connection: connection.to_owned(),
+                kind,
+            })
+            .inc();
+    }
+
+    /// The text exposition format for `/metrics`.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exposes_counters_with_their_labels() {
+        let metrics = Metrics::new();
+        metrics.observe_request("stripe", 200, 0.002);
+        metrics.observe_upstream_error("stripe", "connect");
+        let text = metrics.encode();
+        assert!(
+            text.contains(r#"agentgate_requests_total{connection="stripe",status="200"} 1"#),
+            "{text}"
+        );
+        assert!(text
+            .contains(r#"agentgate_upstream_errors_total{connection="stripe",kind="connect"} 1"#));
+        assert!(text.contains("agentgate_request_duration_seconds_bucket"));
+    }
+}

@@ -1,0 +1,239 @@
+//! The connection to Stripe: pooled keep-alive HTTP/1.1 over rustls, a connect timeout and
+//! a total timeout, a cap on request bodies, and no redirects followed (hyper never follows
+//! them). Requests are never retried once they may have reached Stripe; hyper's pool only
+//! re-sends a request whose pooled connection closed before any byte was written.
+
+use std::error::Error as StdError;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use axum::body::Body;
+use bytes::Bytes;
+use http::uri::{Authority, Scheme};
+use http::{Request, Response, Uri};
+use http_body::{Body as HttpBody, Frame, SizeHint};
+use http_body_util::{LengthLimitError, Limited};
+use hyper_rustls::HttpsConnector;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use tokio::time::{Instant, Sleep};
+
+use super::target::StripeTarget;
+use crate::error::GatewayError;
+
+/// The request body type sent upstream: the caller's stream, capped.
+pub type UpstreamBody = Limited<Body>;
+
+/// Settings of the upstream client.
+#[derive(Clone, Debug)]
+pub struct UpstreamConfig {
+    /// Scheme and authority of Stripe's API (`https://api.stripe.com`).
+    pub base: StripeBase,
+    /// How long establishing a connection (TCP and TLS) may take.
+    pub connect_timeout: Duration,
+    /// How long the whole exchange may take, until the last byte of the response.
+    pub timeout: Duration,
+    /// Largest request body forwarded.
+    pub max_body_bytes: u64,
+}
+
+/// A validated Stripe base URL: scheme and authority only. Plain `http` is allowed only
+/// for loopback addresses (local Stripe doubles), so a live key never crosses the network
+/// unencrypted.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StripeBase {
+    scheme: Scheme,
+    authority: Authority,
+}
+
+impl std::str::FromStr for StripeBase {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let uri: Uri = text
+            .trim_end_matches('/')
+            .parse()
+            .map_err(|e| format!("not a URL: {e}"))?;
+        let (Some(scheme), Some(authority)) = (uri.scheme().cloned(), uri.authority().cloned())
+        else {
+            return Err("expected scheme://host[:port]".into());
+        };
+        if uri
+            .path_and_query()
+            .is_some_and(|p| p.as_str() != "/" && !p.as_str().is_empty())
+        {
+            return Err("the Stripe API base takes no path; agentgate adds /v1/...".into());
+        }
+        let loopback = matches!(authority.host(), "localhost" | "127.0.0.1" | "[::1]");
+        match scheme.as_str() {
+            "https" => Ok(Self { scheme, authority }),
+            "http" if loopback => Ok(Self { scheme, authority }),
+            "http" => Err("plain http is only allowed for loopback addresses; use https".into()),
+            other => Err(format!("unsupported scheme {other}")),
+        }
+    }
+}
+
+/// The shared client that forwards requests to Stripe.
+pub struct Upstream {
+    client: Client<HttpsConnector<HttpConnector>, UpstreamBody>,
+    config: UpstreamConfig,
+}
+
+/// How a forward failed, for metrics.
+#[derive(Debug)]
+pub struct UpstreamFailure {
+    /// What the caller is told.
+    pub error: GatewayError,
+    /// `connect`, `timeout`, `reset` or `body` (the caller's body was refused).
+    pub kind: &'static str,
+}
+
+impl Upstream {
+    /// Builds the pooled client.
+    pub fn new(config: UpstreamConfig) -> Self {
+        let mut http = HttpConnector::new();
+        http.enforce_http(false);
+        http.set_nodelay(true);
+        http.set_connect_timeout(Some(config.connect_timeout));
+        http.set_keepalive(Some(Duration::from_secs(60)));
+        let https = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_webpki_roots()
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector(http);
+        let client = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(60))
+            .pool_max_idle_per_host(512)
+            .build(https);
+        Self { client, config }
+    }
+
+    /// The settings this client was built with.
+    pub fn config(&self) -> &UpstreamConfig {
+        &self.config
+    }
+
+    /// The absolute URI of a target at Stripe.
+    pub fn uri(&self, target: &StripeTarget) -> Uri {
+        Uri::builder()
+            .scheme(self.config.base.scheme.clone())
+            .authority(self.config.base.authority.clone())
+            .path_and_query(target.path_and_query().clone())
+            .build()
+            .expect("scheme, authority and a checked path form a valid URI")
+    }
+
+    /// Sends the request and returns Stripe's response, whose body keeps streaming under the
+    /// same deadline.
+    pub async fn send(
+        &self,
+        request: Request<UpstreamBody>,
+    ) -> Result<Response<Body>, UpstreamFailure> {
+        let deadline = Instant::now() + self.config.timeout;
+        let response = match tokio::time::timeout_at(deadline, self.client.request(request)).await {
+            Err(_) => return Err(self.timeout()),
+            Ok(Err(error)) => return Err(classify(&error, self.config.max_body_bytes)),
+            Ok(Ok(response)) => response,
+        };
+        Ok(response.map(|body| {
+            Body::new(DeadlineBody {
+                inner: body,
+                sleep: tokio::time::sleep_until(deadline),
+            })
+        }))
+    }
+
+    fn timeout(&self) -> UpstreamFailure {
+        UpstreamFailure {
+            error: GatewayError::UpstreamTimeout {
+                seconds: self.config.timeout.as_secs(),
+            },
+            kind: "timeout",
+        }
+    }
+}
+
+/// Tells a refused caller body (over the cap) from Stripe being unreachable.
+fn classify(error: &hyper_util::client::legacy::Error, limit: u64) -> UpstreamFailure {
+    let mut source: Option<&(dyn StdError + 'static)> = error.source();
+    while let Some(cause) = source {
+        if cause.is::<LengthLimitError>() {
+            return UpstreamFailure {
+                error: GatewayError::BodyTooLarge { limit },
+                kind: "body",
+            };
+        }
+        source = cause.source();
+    }
+    let kind = if error.is_connect() {
+        "connect"
+    } else {
+        "reset"
+    };
+    UpstreamFailure {
+        error: GatewayError::UpstreamUnreachable,
+        kind,
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// Stripe's response body with the exchange's deadline: past it the stream fails, so the
+    /// caller's connection is aborted and a cut body never looks complete.
+    struct DeadlineBody {
+        #[pin]
+        inner: hyper::body::Incoming,
+        #[pin]
+        sleep: Sleep,
+    }
+}
+
+/// The error a response body ends with when the deadline passes.
+#[derive(Debug, thiserror::Error)]
+#[error("Stripe's response did not complete before the timeout")]
+struct ResponseDeadline;
+
+impl HttpBody for DeadlineBody {
+    type Data = Bytes;
+    type Error = Box<dyn StdError + Send + Sync>;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        let this = self.project();
+        if let Poll::Ready(frame) = this.inner.poll_frame(cx) {
+            return Poll::Ready(frame.map(|r| r.map_err(Into::into)));
+        }
+        match this.sleep.poll(cx) {
+            Poll::Ready(()) => Poll::Ready(Some(Err(Box::new(ResponseDeadline)))),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accepts_https_and_loopback_http_bases_only() {
+        assert!("https://api.stripe.com".parse::<StripeBase>().is_ok());
+        assert!("http://127.0.0.1:12111".parse::<StripeBase>().is_ok());
+        assert!("http://[::1]:8080/".parse::<StripeBase>().is_ok());
+        assert!("http://api.stripe.com".parse::<StripeBase>().is_err());
+        assert!("https://api.stripe.com/v1".parse::<StripeBase>().is_err());
+        assert!("ftp://x".parse::<StripeBase>().is_err());
+    }
+}

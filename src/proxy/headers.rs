@@ -1,0 +1,147 @@
+//! Which headers cross the gateway. Toward Stripe an allow-list: what SDKs send that Stripe
+//! reads, nothing else (no cookies, no forwarding headers, never the caller's credential),
+//! plus the injected `Authorization`. Back to the caller: everything Stripe sent except
+//! hop-by-hop headers. Either way, a header named in `Connection` is hop-by-hop (RFC 9110
+//! §7.6.1), and the injected credential is set last so `Connection` cannot remove it.
+
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+
+/// Response header carrying agentgate's id of the request, on every proxied answer.
+pub static REQUEST_ID_HEADER: HeaderName = HeaderName::from_static("agentgate-request-id");
+
+/// Request headers forwarded to Stripe as sent.
+static FORWARDED_REQUEST_HEADERS: [HeaderName; 11] = [
+    header::CONTENT_TYPE,
+    header::CONTENT_LENGTH,
+    header::ACCEPT,
+    header::ACCEPT_LANGUAGE,
+    header::USER_AGENT,
+    HeaderName::from_static("stripe-version"),
+    HeaderName::from_static("stripe-account"),
+    HeaderName::from_static("stripe-context"),
+    HeaderName::from_static("idempotency-key"),
+    HeaderName::from_static("x-stripe-client-user-agent"),
+    HeaderName::from_static("x-stripe-client-telemetry"),
+];
+
+/// Hop-by-hop headers (RFC 9110 §7.6.1, plus the de-facto `keep-alive`/`proxy-connection`).
+static HOP_BY_HOP: [HeaderName; 8] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    header::PROXY_AUTHENTICATE,
+    header::PROXY_AUTHORIZATION,
+    HeaderName::from_static("proxy-connection"),
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+];
+
+/// The caller's `Idempotency-Key`, for the request log.
+pub static IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");
+/// Stripe's id of the request, for the request log.
+pub static STRIPE_REQUEST_ID: HeaderName = HeaderName::from_static("request-id");
+
+/// The headers to send to Stripe: the allow-listed ones the caller sent, then the
+/// injected credential.
+pub fn upstream_request_headers(incoming: &HeaderMap, authorization: &HeaderValue) -> HeaderMap {
+    let mut out = HeaderMap::with_capacity(FORWARDED_REQUEST_HEADERS.len() + 1);
+    for name in &FORWARDED_REQUEST_HEADERS {
+        if named_in_connection(incoming, name) {
+            continue;
+        }
+        for value in incoming.get_all(name) {
+            out.append(name.clone(), value.clone());
+        }
+    }
+    out.insert(header::AUTHORIZATION, authorization.clone());
+    out
+}
+
+/// Removes hop-by-hop headers from Stripe's response, keeping everything else.
+pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    let listed: Vec<HeaderName> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
+        .collect();
+    for name in HOP_BY_HOP.iter().chain(&listed) {
+        headers.remove(name);
+    }
+    headers.remove(header::UPGRADE);
+}
+
+fn named_in_connection(headers: &HeaderMap, name: &HeaderName) -> bool {
+    headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|listed| listed.trim().eq_ignore_ascii_case(name.as_str()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn map(pairs: &[(&str, &str)]) -> HeaderMap {
+        pairs
+            .iter()
+            .map(|(k, v)| {
+                (
+                    HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                    HeaderValue::from_str(v).unwrap(),
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn forwards_the_allow_list_and_replaces_authorization() {
+        let incoming = map(&[
+            ("authorization", "Bearer agk_caller"),
+            ("stripe-version", "2026-07-29.dahlia"),
+            ("idempotency-key", "k1"),
+            ("cookie", "session=1"),
+            ("x-forwarded-host", "attacker.example"),
+            ("te", "trailers"),
+        ]);
+        let out =
+            upstream_request_headers(&incoming, &HeaderValue::from_static("Bearer sk_test_x"));
+        assert_eq!(out.get_all(header::AUTHORIZATION).iter().count(), 1);
+        assert_eq!(out[header::AUTHORIZATION], "Bearer sk_test_x");
+        assert_eq!(out["stripe-version"], "2026-07-29.dahlia");
+        assert_eq!(out["idempotency-key"], "k1");
+        for dropped in ["cookie", "x-forwarded-host", "te"] {
+            assert!(!out.contains_key(dropped), "{dropped}");
+        }
+    }
+
+    #[test]
+    fn connection_can_drop_a_forwarded_header_but_not_the_credential() {
+        let incoming = map(&[
+            ("connection", "Stripe-Account, Authorization"),
+            ("stripe-account", "acct_1"),
+        ]);
+        let out =
+            upstream_request_headers(&incoming, &HeaderValue::from_static("Bearer sk_test_x"));
+        assert!(!out.contains_key("stripe-account"));
+        assert_eq!(out[header::AUTHORIZATION], "Bearer sk_test_x");
+    }
+
+    #[test]
+    fn strips_hop_by_hop_response_headers() {
+        let mut headers = map(&[
+            ("connection", "close, x-internal"),
+            ("x-internal", "1"),
+            ("keep-alive", "timeout=5"),
+            ("transfer-encoding", "chunked"),
+            ("request-id", "req_1"),
+            ("stripe-should-retry", "false"),
+        ]);
+        strip_hop_by_hop(&mut headers);
+        let left: Vec<&str> = headers.keys().map(HeaderName::as_str).collect();
+        assert_eq!(left, ["request-id", "stripe-should-retry"]);
+    }
+}

@@ -1,0 +1,161 @@
+//! The request log, written off the hot path: requests hand their entry to a bounded queue
+//! and a single writer stores them in batches (one transaction per batch), together with
+//! each key's `last_used_at`. If the writer falls behind and the queue fills, entries are
+//! dropped and counted in `agentgate_request_log_dropped_total` rather than slowing traffic.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+
+use crate::ids::KeyId;
+use crate::metrics::Metrics;
+use crate::store::{RequestLogEntry, Store};
+
+/// Entries waiting for the writer before new ones are dropped.
+const QUEUE_CAPACITY: usize = 65_536;
+/// Entries per write.
+const MAX_BATCH: usize = 4_096;
+/// How long the writer lets entries gather before writing a partial batch.
+const BATCH_WINDOW: Duration = Duration::from_millis(20);
+/// `last_used_at` is moved at most this often per key.
+const LAST_USED_RESOLUTION_MS: i64 = 1_000;
+
+/// The sending side, shared by every request.
+#[derive(Clone)]
+pub struct RequestLogger {
+    tx: mpsc::Sender<RequestLogEntry>,
+    metrics: Arc<Metrics>,
+}
+
+impl RequestLogger {
+    /// Queues an entry without waiting; drops (and counts) it if the queue is full.
+    pub fn record(&self, entry: RequestLogEntry) {
+        if self.tx.try_send(entry).is_err() {
+            self.metrics.log_dropped.inc();
+        }
+    }
+}
+
+/// The writer task; [`RequestLogWriter::stop`] writes what is queued and ends it.
+pub struct RequestLogWriter {
+    stop: oneshot::Sender<()>,
+    task: JoinHandle<()>,
+}
+
+impl RequestLogWriter {
+    /// Writes everything queued so far, then ends the writer.
+    pub async fn stop(self) {
+        let _ = self.stop.send(());
+        if let Err(e) = self.task.await {
+            tracing::error!(error = %e, "request log writer failed");
+        }
+    }
+}
+
+/// Starts the writer and returns the logger requests use.
+pub fn spawn(store: Arc<dyn Store>, metrics: Arc<Metrics>) -> (RequestLogger, RequestLogWriter) {
+    let (tx, rx) = mpsc::channel(QUEUE_CAPACITY);
+    let (stop, stopped) = oneshot::channel();
+    let writer = Writer {
+        store,
+        metrics: metrics.clone(),
+        last_used: HashMap::new(),
+    };
+    let task = tokio::spawn(writer.run(rx, stopped));
+    (
+        RequestLogger { tx, metrics },
+        RequestLogWriter { stop, task },
+    )
+}
+
+struct Writer {
+    store: Arc<dyn Store>,
+    metrics: Arc<Metrics>,
+    last_used: HashMap<KeyId, i64>,
+}
+
+impl Writer {
+    async fn run(
+        mut self,
+        mut rx: mpsc::Receiver<RequestLogEntry>,
+        mut stopped: oneshot::Receiver<()>,
+    ) {
+        let mut batch = Vec::with_capacity(MAX_BATCH);
+        loop {
+            tokio::select! {
+                received = rx.recv_many(&mut batch, MAX_BATCH) => {
+                    if received == 0 {
+                        break;
+                    }
+                }
+                _ = &mut stopped => break,
+            }
+            if batch.len() < MAX_BATCH {
+                tokio::select! {
+                    _ = tokio::time::sleep(BATCH_WINDOW) => {}
+                    _ = &mut stopped => break,
+                }
+                fill(&mut rx, &mut batch);
+            }
+            self.write(&mut batch).await;
+        }
+        rx.close();
+        loop {
+            fill(&mut rx, &mut batch);
+            if batch.is_empty() {
+                break;
+            }
+            self.write(&mut batch).await;
+        }
+    }
+
+    async fn write(&mut self, batch: &mut Vec<RequestLogEntry>) {
+        match self.store.insert_request_logs(batch).await {
+            Ok(()) => {
+                self.metrics.log_written.inc_by(batch.len() as u64);
+            }
+            Err(e) => {
+                self.metrics.log_write_failures.inc();
+                self.metrics.log_dropped.inc_by(batch.len() as u64);
+                tracing::warn!(error = %e, entries = batch.len(), "could not store request log entries");
+            }
+        }
+        let uses = self.key_uses(batch);
+        batch.clear();
+        if !uses.is_empty() {
+            if let Err(e) = self.store.record_key_use(&uses).await {
+                tracing::warn!(error = %e, "could not update keys' last use");
+            }
+        }
+    }
+
+    /// The keys whose last use moved by at least the resolution since last written.
+    fn key_uses(&mut self, batch: &[RequestLogEntry]) -> Vec<(KeyId, i64)> {
+        let mut latest: HashMap<&KeyId, i64> = HashMap::new();
+        for entry in batch {
+            let at = latest.entry(&entry.key_id).or_insert(entry.created_at);
+            *at = (*at).max(entry.created_at);
+        }
+        let mut uses = Vec::new();
+        for (key, at) in latest {
+            let written = self.last_used.get(key).copied().unwrap_or(i64::MIN);
+            if at >= written.saturating_add(LAST_USED_RESOLUTION_MS) {
+                self.last_used.insert(key.clone(), at);
+                uses.push((key.clone(), at));
+            }
+        }
+        uses
+    }
+}
+
+fn fill(rx: &mut mpsc::Receiver<RequestLogEntry>, batch: &mut Vec<RequestLogEntry>) {
+    while batch.len() < MAX_BATCH {
+        match rx.try_recv() {
+            Ok(entry) => batch.push(entry),
+            Err(_) => break,
+        }
+    }
+}

@@ -1,0 +1,166 @@
+//! Persistence behind one interface, implemented for SQLite (the embedded default) and
+//! PostgreSQL (for several instances). The store never sees HTTP types; callers never see
+//! sqlx types. Methods on tenant data take the workspace first; the only unscoped lookups
+//! are the entry points that find a tenant (a key by its hash), and they say so.
+
+mod postgres;
+pub mod rows;
+mod sql;
+mod sqlite;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+
+use crate::ids::{KeyId, WorkspaceId};
+pub use rows::{
+    AgentKeyRecord, ConnectionRecord, LogQuery, RequestLogEntry, RequestLogRecord, Workspace,
+};
+pub use sqlite::sqlite_file_path;
+
+/// The name of the workspace every install starts with.
+pub const DEFAULT_WORKSPACE: &str = "default";
+
+/// A store failure, typed so callers can answer 404 or 409 without parsing messages.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The row named does not exist (in this workspace).
+    #[error("not found")]
+    NotFound,
+    /// A uniqueness constraint refused the write.
+    #[error("conflicts with an existing row ({constraint})")]
+    Conflict {
+        /// The constraint that refused it, when the database names it.
+        constraint: String,
+    },
+    /// The database URL is not one agentgate can open.
+    #[error("unsupported database URL: {0}")]
+    UnsupportedUrl(String),
+    /// Anything else the database reported.
+    #[error("database error: {0}")]
+    Backend(#[source] sqlx::Error),
+    /// Applying migrations failed.
+    #[error("database migration failed: {0}")]
+    Migration(#[source] sqlx::migrate::MigrateError),
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(error: sqlx::Error) -> Self {
+        match &error {
+            sqlx::Error::RowNotFound => StoreError::NotFound,
+            sqlx::Error::Database(db) if db.is_unique_violation() => StoreError::Conflict {
+                constraint: db.constraint().unwrap_or("unique").to_owned(),
+            },
+            _ => StoreError::Backend(error),
+        }
+    }
+}
+
+/// Which database a store runs on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    /// One SQLite file.
+    Sqlite,
+    /// A PostgreSQL server.
+    Postgres,
+}
+
+/// Everything agentgate persists. One implementation per backend; the same test suite
+/// runs against both.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Which backend this is.
+    fn backend(&self) -> Backend;
+    /// A cheap round trip, for readiness checks.
+    async fn ping(&self) -> Result<(), StoreError>;
+
+    /// Returns the workspace with this name, creating it if absent.
+    async fn ensure_workspace(&self, name: &str) -> Result<Workspace, StoreError>;
+    /// Reads an installation-wide setting.
+    async fn get_setting(&self, name: &str) -> Result<Option<String>, StoreError>;
+    /// Writes a setting once; `Conflict` if it exists.
+    async fn insert_setting(&self, name: &str, value: &str) -> Result<(), StoreError>;
+    /// A counter bumped by every change that caches must see (keys, connections).
+    async fn generation(&self) -> Result<i64, StoreError>;
+
+    /// The connection with this name in the workspace.
+    async fn find_connection(
+        &self,
+        workspace: &WorkspaceId,
+        name: &str,
+    ) -> Result<Option<ConnectionRecord>, StoreError>;
+    /// All connections of the workspace, by name.
+    async fn list_connections(
+        &self,
+        workspace: &WorkspaceId,
+    ) -> Result<Vec<ConnectionRecord>, StoreError>;
+    /// Inserts the connection, or replaces the secret of the row with the same id.
+    async fn save_connection(&self, record: &ConnectionRecord) -> Result<(), StoreError>;
+    /// Removes the named connection; `NotFound` if there is none.
+    async fn delete_connection(
+        &self,
+        workspace: &WorkspaceId,
+        name: &str,
+    ) -> Result<(), StoreError>;
+
+    /// Stores a new key (its hash).
+    async fn insert_key(&self, record: &AgentKeyRecord) -> Result<(), StoreError>;
+    /// All keys of the workspace, oldest first.
+    async fn list_keys(&self, workspace: &WorkspaceId) -> Result<Vec<AgentKeyRecord>, StoreError>;
+    /// Unscoped entry lookup: the key with this hash, in whatever workspace it belongs to.
+    async fn find_key_by_hash(&self, hash: &[u8]) -> Result<Option<AgentKeyRecord>, StoreError>;
+    /// Marks the key revoked; `NotFound` if the workspace has no such key.
+    async fn revoke_key(
+        &self,
+        workspace: &WorkspaceId,
+        id: &KeyId,
+        at: i64,
+    ) -> Result<(), StoreError>;
+    /// Moves `last_used_at` forward for each key (never backwards).
+    async fn record_key_use(&self, uses: &[(KeyId, i64)]) -> Result<(), StoreError>;
+
+    /// Appends entries to the request log in one transaction.
+    async fn insert_request_logs(&self, entries: &[RequestLogEntry]) -> Result<(), StoreError>;
+    /// Reads the workspace's request log, oldest first.
+    async fn list_request_logs(
+        &self,
+        workspace: &WorkspaceId,
+        query: LogQuery,
+    ) -> Result<Vec<RequestLogRecord>, StoreError>;
+}
+
+/// Opens (creating and migrating if needed) the store a database URL names:
+/// `sqlite://PATH` or `postgres://...`.
+pub async fn open(url: &str) -> Result<Arc<dyn Store>, StoreError> {
+    if url.starts_with("sqlite:") {
+        Ok(Arc::new(sqlite::SqliteStore::open(url).await?))
+    } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        Ok(Arc::new(postgres::PgStore::open(url).await?))
+    } else {
+        Err(StoreError::UnsupportedUrl(redact_url(url)))
+    }
+}
+
+/// The URL without any password, for error messages and logs.
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme_end), Some(at)) if at > scheme_end => {
+            format!("{}://***{}", &url[..scheme_end], &url[at..])
+        }
+        _ => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redacts_credentials_in_database_urls() {
+        assert_eq!(
+            redact_url("postgres://app:hunter2@db:5432/x"),
+            "postgres://***@db:5432/x"
+        );
+        assert_eq!(redact_url("sqlite://agentgate.db"), "sqlite://agentgate.db");
+    }
+}

@@ -1,0 +1,36 @@
+//! PostgreSQL, for teams that run several agentgate instances on one database.
+
+use std::str::FromStr;
+
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{Pool, Postgres};
+
+use super::rows::{
+    AgentKeyRecord, ConnectionRecord, LogQuery, RequestLogEntry, RequestLogRecord, Workspace,
+};
+use super::sql::{self, impl_store};
+use super::{Backend, StoreError};
+use crate::ids::{KeyId, WorkspaceId};
+
+/// A store on a PostgreSQL database (or the schema its URL's `search_path` selects).
+pub struct PgStore {
+    pool: Pool<Postgres>,
+}
+
+impl PgStore {
+    /// Connects and applies migrations.
+    pub async fn open(url: &str) -> Result<Self, StoreError> {
+        let options = PgConnectOptions::from_str(url)?;
+        let pool = PgPoolOptions::new()
+            .max_connections(10)
+            .connect_with(options)
+            .await?;
+        sqlx::migrate!("./migrations/postgres")
+            .run(&pool)
+            .await
+            .map_err(StoreError::Migration)?;
+        Ok(Self { pool })
+    }
+}
+
+impl_store!(PgStore, Postgres, Backend::Postgres);

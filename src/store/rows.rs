@@ -1,0 +1,109 @@
+//! What the store reads and writes, as plain domain records. Secrets appear only as
+//! [`Sealed`] ciphertext and agentgate keys only as their SHA-256 hash.
+
+use crate::crypto::Sealed;
+use crate::ids::{ConnectionId, KeyId, WorkspaceId};
+
+/// A tenant. Every other record belongs to exactly one.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Workspace {
+    /// Stable id.
+    pub id: WorkspaceId,
+    /// Unique, human-chosen name (`default` on a new install).
+    pub name: String,
+    /// Unix milliseconds.
+    pub created_at: i64,
+}
+
+/// A stored provider credential (today: a Stripe key) under a name agents use in URLs.
+#[derive(Clone, Debug)]
+pub struct ConnectionRecord {
+    /// Stable id; also binds the ciphertext to this row.
+    pub id: ConnectionId,
+    /// Owning workspace; also binds the ciphertext.
+    pub workspace_id: WorkspaceId,
+    /// Name in `/v1/connections/{name}/...`.
+    pub name: String,
+    /// Provider kind (`stripe`).
+    pub provider: String,
+    /// The secret, sealed with the master key.
+    pub secret: Sealed,
+    /// Masked form safe to show (`sk_test_…4242`).
+    pub secret_hint: String,
+    /// `test` or `live`.
+    pub mode: String,
+    /// `secret` or `restricted`.
+    pub key_kind: String,
+    /// Unix milliseconds.
+    pub created_at: i64,
+    /// Unix milliseconds of the last replacement of the secret.
+    pub updated_at: i64,
+}
+
+/// An agentgate key as stored: only its hash, never the key.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AgentKeyRecord {
+    /// Public handle.
+    pub id: KeyId,
+    /// Owning workspace.
+    pub workspace_id: WorkspaceId,
+    /// Operator-chosen label.
+    pub name: String,
+    /// The first characters of the key, shown so people can tell keys apart.
+    pub prefix: String,
+    /// SHA-256 of the whole key.
+    pub hash: Vec<u8>,
+    /// Unix milliseconds.
+    pub created_at: i64,
+    /// Unix milliseconds of the last authenticated request (updated in batches).
+    pub last_used_at: Option<i64>,
+    /// Unix milliseconds of revocation; a revoked key authenticates nothing.
+    pub revoked_at: Option<i64>,
+}
+
+/// One proxied request in the request log. Never a secret, never a body.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RequestLogEntry {
+    /// Unix milliseconds when the request arrived.
+    pub created_at: i64,
+    /// Owning workspace (the key's).
+    pub workspace_id: WorkspaceId,
+    /// agentgate's request id, also sent back in `Agentgate-Request-Id`.
+    pub request_id: String,
+    /// The key that made the request.
+    pub key_id: KeyId,
+    /// Connection name from the URL.
+    pub connection: String,
+    /// HTTP method.
+    pub method: String,
+    /// Stripe path with the query's parameter names but none of its values.
+    pub path: String,
+    /// Status sent to the caller.
+    pub status: u16,
+    /// Time from arrival to response headers, in microseconds.
+    pub latency_us: i64,
+    /// Stripe's `Request-Id`, when Stripe answered.
+    pub stripe_request_id: Option<String>,
+    /// The caller's `Idempotency-Key`, when sent.
+    pub idempotency_key: Option<String>,
+    /// `forwarded`, or who was at fault when agentgate answered itself.
+    pub outcome: String,
+}
+
+/// A request log entry read back, with its position in the log.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RequestLogRecord {
+    /// Increasing position; `logs tail` continues after the last one seen.
+    pub id: i64,
+    /// The entry.
+    pub entry: RequestLogEntry,
+}
+
+/// Which part of the request log to read.
+#[derive(Clone, Copy, Debug)]
+pub struct LogQuery {
+    /// Only entries after this position (oldest first); `None` means the newest `limit`.
+    pub after_id: Option<i64>,
+    /// At most this many entries.
+    pub limit: i64,
+}

@@ -1,0 +1,425 @@
+//! The SQL both backends share. SQLite and PostgreSQL accept the same statements here
+//! (`$N` parameters, `ON CONFLICT`, integer milliseconds, blobs as `BLOB`/`BYTEA`), so the
+//! [`impl_store!`] macro writes the `Store` implementation once for each pool type; only
+//! opening a pool and backend-only features live in `sqlite.rs` and `postgres.rs`.
+
+use crate::crypto::Sealed;
+use crate::ids::{ConnectionId, KeyId, WorkspaceId};
+
+use super::rows::{AgentKeyRecord, ConnectionRecord, RequestLogEntry, RequestLogRecord, Workspace};
+
+/// Rows per multi-row INSERT of the request log (13 parameters each, well under both
+/// backends' parameter limits).
+pub(super) const LOG_INSERT_CHUNK: usize = 500;
+
+#[derive(sqlx::FromRow)]
+pub(super) struct WorkspaceRow {
+    id: String,
+    name: String,
+    created_at: i64,
+}
+
+impl From<WorkspaceRow> for Workspace {
+    fn from(row: WorkspaceRow) -> Self {
+        Workspace {
+            id: WorkspaceId::from_stored(row.id),
+            name: row.name,
+            created_at: row.created_at,
+        }
+    }
+}
+
+#[derive(sqlx::FromRow)]
+pub(super) struct ConnectionRow {
+    id: String,
+    workspace_id: String,
+    name: String,
+    provider: String,
+    secret: Vec<u8>,
+    secret_hint: String,
+    mode: String,
+    key_kind: String,
+    created_at: i64,
+    updated_at: i64,
+}
+
+impl From<ConnectionRow> for ConnectionRecord {
+    fn from(row: ConnectionRow) -> Self {
+        ConnectionRecord {
+            id: ConnectionId::from_stored(row.id),
+            workspace_id: WorkspaceId::from_stored(row.workspace_id),
+            name: row.name,
+            provider: row.provider,
+            secret: Sealed::from_stored(row.secret),
+            secret_hint: row.secret_hint,
+            mode: row.mode,
+            key_kind: row.key_kind,
+            created_at: row.created_at,
+            updated_at: row.updated_at,
+        }
+    }
+}
+
+#[derive(sqlx::FromRow)]
+pub(super) struct KeyRow {
+    id: String,
+    workspace_id: String,
+    name: String,
+    prefix: String,
+    hash: Vec<u8>,
+    created_at: i64,
+    last_used_at: Option<i64>,
+    revoked_at: Option<i64>,
+}
+
+impl From<KeyRow> for AgentKeyRecord {
+    fn from(row: KeyRow) -> Self {
+        AgentKeyRecord {
+            id: KeyId::from_stored(row.id),
+            workspace_id: WorkspaceId::from_stored(row.workspace_id),
+            name: row.name,
+            prefix: row.prefix,
+            hash: row.hash,
+            created_at: row.created_at,
+            last_used_at: row.last_used_at,
+            revoked_at: row.revoked_at,
+        }
+    }
+}
+
+#[derive(sqlx::FromRow)]
+pub(super) struct RequestLogRow {
+    id: i64,
+    created_at: i64,
+    workspace_id: String,
+    request_id: String,
+    key_id: String,
+    connection: String,
+    method: String,
+    path: String,
+    status: i32,
+    latency_us: i64,
+    stripe_request_id: Option<String>,
+    idempotency_key: Option<String>,
+    outcome: String,
+}
+
+impl From<RequestLogRow> for RequestLogRecord {
+    fn from(row: RequestLogRow) -> Self {
+        RequestLogRecord {
+            id: row.id,
+            entry: RequestLogEntry {
+                created_at: row.created_at,
+                workspace_id: WorkspaceId::from_stored(row.workspace_id),
+                request_id: row.request_id,
+                key_id: KeyId::from_stored(row.key_id),
+                connection: row.connection,
+                method: row.method,
+                path: row.path,
+                status: u16::try_from(row.status).unwrap_or(0),
+                latency_us: row.latency_us,
+                stripe_request_id: row.stripe_request_id,
+                idempotency_key: row.idempotency_key,
+                outcome: row.outcome,
+            },
+        }
+    }
+}
+
+pub(super) const SELECT_CONNECTION: &str = "SELECT id, workspace_id, name, provider, secret, \
+    secret_hint, mode, key_kind, created_at, updated_at FROM connections";
+pub(super) const SELECT_KEY: &str = "SELECT id, workspace_id, name, prefix, hash, created_at, \
+    last_used_at, revoked_at FROM agent_keys";
+pub(super) const SELECT_LOG: &str = "SELECT id, created_at, workspace_id, request_id, key_id, \
+    connection, method, path, status, latency_us, stripe_request_id, idempotency_key, outcome \
+    FROM request_log";
+pub(super) const BUMP_GENERATION: &str = "UPDATE state_generation SET value = value + 1";
+
+/// Writes `impl Store for $store` over a `pool: sqlx::Pool<$db>` field, with the backend
+/// tag given.
+macro_rules! impl_store {
+    ($store:ty, $db:ty, $backend:expr) => {
+        #[async_trait::async_trait]
+        impl $crate::store::Store for $store {
+            fn backend(&self) -> $crate::store::Backend {
+                $backend
+            }
+
+            async fn ping(&self) -> Result<(), StoreError> {
+                sqlx::query("SELECT 1").execute(&self.pool).await?;
+                Ok(())
+            }
+
+            async fn ensure_workspace(&self, name: &str) -> Result<Workspace, StoreError> {
+                sqlx::query(
+                    "INSERT INTO workspaces (id, name, created_at) VALUES ($1, $2, $3) \
+                     ON CONFLICT (name) DO NOTHING",
+                )
+                .bind(WorkspaceId::generate().as_str())
+                .bind(name)
+                .bind(crate::time::now_millis())
+                .execute(&self.pool)
+                .await?;
+                let row: sql::WorkspaceRow =
+                    sqlx::query_as("SELECT id, name, created_at FROM workspaces WHERE name = $1")
+                        .bind(name)
+                        .fetch_one(&self.pool)
+                        .await?;
+                Ok(row.into())
+            }
+
+            async fn get_setting(&self, name: &str) -> Result<Option<String>, StoreError> {
+                let value: Option<(String,)> =
+                    sqlx::query_as("SELECT value FROM settings WHERE name = $1")
+                        .bind(name)
+                        .fetch_optional(&self.pool)
+                        .await?;
+                Ok(value.map(|(v,)| v))
+            }
+
+            async fn insert_setting(&self, name: &str, value: &str) -> Result<(), StoreError> {
+                sqlx::query("INSERT INTO settings (name, value) VALUES ($1, $2)")
+                    .bind(name)
+                    .bind(value)
+                    .execute(&self.pool)
+                    .await?;
+                Ok(())
+            }
+
+            async fn generation(&self) -> Result<i64, StoreError> {
+                let (value,): (i64,) = sqlx::query_as("SELECT value FROM state_generation")
+                    .fetch_one(&self.pool)
+                    .await?;
+                Ok(value)
+            }
+
+            async fn find_connection(
+                &self,
+                workspace: &WorkspaceId,
+                name: &str,
+            ) -> Result<Option<ConnectionRecord>, StoreError> {
+                let sql = format!("{} WHERE workspace_id = $1 AND name = $2", sql::SELECT_CONNECTION);
+                let row: Option<sql::ConnectionRow> = sqlx::query_as(&sql)
+                    .bind(workspace.as_str())
+                    .bind(name)
+                    .fetch_optional(&self.pool)
+                    .await?;
+                Ok(row.map(Into::into))
+            }
+
+            async fn list_connections(
+                &self,
+                workspace: &WorkspaceId,
+            ) -> Result<Vec<ConnectionRecord>, StoreError> {
+                let sql = format!("{} WHERE workspace_id = $1 ORDER BY name", sql::SELECT_CONNECTION);
+                let rows: Vec<sql::ConnectionRow> = sqlx::query_as(&sql)
+                    .bind(workspace.as_str())
+                    .fetch_all(&self.pool)
+                    .await?;
+                Ok(rows.into_iter().map(Into::into).collect())
+            }
+
+            async fn save_connection(&self, record: &ConnectionRecord) -> Result<(), StoreError> {
+                let mut tx = self.pool.begin().await?;
+                sqlx::query(
+                    "INSERT INTO connections (id, workspace_id, name, provider, secret, secret_hint, \
+                     mode, key_kind, created_at, updated_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
+                     ON CONFLICT (id) DO UPDATE SET secret = excluded.secret, \
+                     secret_hint = excluded.secret_hint, mode = excluded.mode, \
+                     key_kind = excluded.key_kind, updated_at = excluded.updated_at",
+                )
+                .bind(record.id.as_str())
+                .bind(record.workspace_id.as_str())
+                .bind(&record.name)
+                .bind(&record.provider)
+                .bind(record.secret.as_bytes())
+                .bind(&record.secret_hint)
+                .bind(&record.mode)
+                .bind(&record.key_kind)
+                .bind(record.created_at)
+                .bind(record.updated_at)
+                .execute(&mut *tx)
+                .await?;
+                sqlx::query(sql::BUMP_GENERATION).execute(&mut *tx).await?;
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn delete_connection(
+                &self,
+                workspace: &WorkspaceId,
+                name: &str,
+            ) -> Result<(), StoreError> {
+                let mut tx = self.pool.begin().await?;
+                let deleted = sqlx::query("DELETE FROM connections WHERE workspace_id = $1 AND name = $2")
+                    .bind(workspace.as_str())
+                    .bind(name)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
+                if deleted == 0 {
+                    return Err(StoreError::NotFound);
+                }
+                sqlx::query(sql::BUMP_GENERATION).execute(&mut *tx).await?;
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn insert_key(&self, record: &AgentKeyRecord) -> Result<(), StoreError> {
+                let mut tx = self.pool.begin().await?;
+                sqlx::query(
+                    "INSERT INTO agent_keys (id, workspace_id, name, prefix, hash, created_at, \
+                     last_used_at, revoked_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                )
+                .bind(record.id.as_str())
+                .bind(record.workspace_id.as_str())
+                .bind(&record.name)
+                .bind(&record.prefix)
+                .bind(&record.hash)
+                .bind(record.created_at)
+                .bind(record.last_used_at)
+                .bind(record.revoked_at)
+                .execute(&mut *tx)
+                .await?;
+                // New keys must not hide behind a cached "unknown key" answer.
+                sqlx::query(sql::BUMP_GENERATION).execute(&mut *tx).await?;
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn list_keys(
+                &self,
+                workspace: &WorkspaceId,
+            ) -> Result<Vec<AgentKeyRecord>, StoreError> {
+                let sql = format!("{} WHERE workspace_id = $1 ORDER BY created_at, id", sql::SELECT_KEY);
+                let rows: Vec<sql::KeyRow> = sqlx::query_as(&sql)
+                    .bind(workspace.as_str())
+                    .fetch_all(&self.pool)
+                    .await?;
+                Ok(rows.into_iter().map(Into::into).collect())
+            }
+
+            async fn find_key_by_hash(
+                &self,
+                hash: &[u8],
+            ) -> Result<Option<AgentKeyRecord>, StoreError> {
+                let sql = format!("{} WHERE hash = $1", sql::SELECT_KEY);
+                let row: Option<sql::KeyRow> = sqlx::query_as(&sql)
+                    .bind(hash)
+                    .fetch_optional(&self.pool)
+                    .await?;
+                Ok(row.map(Into::into))
+            }
+
+            async fn revoke_key(
+                &self,
+                workspace: &WorkspaceId,
+                id: &KeyId,
+                at: i64,
+            ) -> Result<(), StoreError> {
+                let mut tx = self.pool.begin().await?;
+                let updated = sqlx::query(
+                    "UPDATE agent_keys SET revoked_at = COALESCE(revoked_at, $3) \
+                     WHERE workspace_id = $1 AND id = $2",
+                )
+                .bind(workspace.as_str())
+                .bind(id.as_str())
+                .bind(at)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+                if updated == 0 {
+                    return Err(StoreError::NotFound);
+                }
+                sqlx::query(sql::BUMP_GENERATION).execute(&mut *tx).await?;
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn record_key_use(&self, uses: &[(KeyId, i64)]) -> Result<(), StoreError> {
+                let mut tx = self.pool.begin().await?;
+                for (id, at) in uses {
+                    sqlx::query(
+                        "UPDATE agent_keys SET last_used_at = $2 \
+                         WHERE id = $1 AND (last_used_at IS NULL OR last_used_at < $2)",
+                    )
+                    .bind(id.as_str())
+                    .bind(*at)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn insert_request_logs(
+                &self,
+                entries: &[RequestLogEntry],
+            ) -> Result<(), StoreError> {
+                let mut tx = self.pool.begin().await?;
+                for chunk in entries.chunks(sql::LOG_INSERT_CHUNK) {
+                    let mut builder = sqlx::QueryBuilder::<$db>::new(
+                        "INSERT INTO request_log (created_at, workspace_id, request_id, key_id, \
+                         connection, method, path, status, latency_us, stripe_request_id, \
+                         idempotency_key, outcome) ",
+                    );
+                    builder.push_values(chunk, |mut row, e| {
+                        row.push_bind(e.created_at)
+                            .push_bind(e.workspace_id.as_str())
+                            .push_bind(e.request_id.as_str())
+                            .push_bind(e.key_id.as_str())
+                            .push_bind(e.connection.as_str())
+                            .push_bind(e.method.as_str())
+                            .push_bind(e.path.as_str())
+                            .push_bind(i32::from(e.status))
+                            .push_bind(e.latency_us)
+                            .push_bind(e.stripe_request_id.as_deref())
+                            .push_bind(e.idempotency_key.as_deref())
+                            .push_bind(e.outcome.as_str());
+                    });
+                    builder.build().execute(&mut *tx).await?;
+                }
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn list_request_logs(
+                &self,
+                workspace: &WorkspaceId,
+                query: LogQuery,
+            ) -> Result<Vec<RequestLogRecord>, StoreError> {
+                let rows: Vec<sql::RequestLogRow> = match query.after_id {
+                    Some(after) => {
+                        let sql = format!(
+                            "{} WHERE workspace_id = $1 AND id > $2 ORDER BY id LIMIT $3",
+                            sql::SELECT_LOG
+                        );
+                        sqlx::query_as(&sql)
+                            .bind(workspace.as_str())
+                            .bind(after)
+                            .bind(query.limit)
+                            .fetch_all(&self.pool)
+                            .await?
+                    }
+                    None => {
+                        let sql = format!(
+                            "{} WHERE workspace_id = $1 ORDER BY id DESC LIMIT $2",
+                            sql::SELECT_LOG
+                        );
+                        let mut rows: Vec<sql::RequestLogRow> = sqlx::query_as(&sql)
+                            .bind(workspace.as_str())
+                            .bind(query.limit)
+                            .fetch_all(&self.pool)
+                            .await?;
+                        rows.reverse();
+                        rows
+                    }
+                };
+                Ok(rows.into_iter().map(Into::into).collect())
+            }
+        }
+    };
+}
+
+pub(super) use impl_store;

@@ -1,0 +1,74 @@
+//! The embedded default: one SQLite file in WAL mode, created and migrated on open.
+
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{Pool, Sqlite};
+
+use super::rows::{
+    AgentKeyRecord, ConnectionRecord, LogQuery, RequestLogEntry, RequestLogRecord, Workspace,
+};
+use super::sql::{self, impl_store};
+use super::{Backend, StoreError};
+use crate::ids::{KeyId, WorkspaceId};
+
+/// How long a writer waits for another process's write lock (the CLI and the server share
+/// the file) before the write fails.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A store on one SQLite file.
+pub struct SqliteStore {
+    pool: Pool<Sqlite>,
+}
+
+impl SqliteStore {
+    /// Opens the file a `sqlite://PATH` URL names, creating and migrating it if needed.
+    pub async fn open(url: &str) -> Result<Self, StoreError> {
+        if let Some(path) = sqlite_file_path(url) {
+            create_owner_only(&path).map_err(|e| StoreError::Backend(sqlx::Error::Io(e)))?;
+        }
+        let options = SqliteConnectOptions::from_str(url)?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .foreign_keys(true)
+            .busy_timeout(BUSY_TIMEOUT);
+        let pool = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(options)
+            .await?;
+        sqlx::migrate!("./migrations/sqlite")
+            .run(&pool)
+            .await
+            .map_err(StoreError::Migration)?;
+        Ok(Self { pool })
+    }
+}
+
+/// Creates the database file readable by its owner only (SQLite gives the `-wal` and `-shm`
+/// files the same permissions); an existing file is left as it is.
+fn create_owner_only(path: &std::path::Path) -> std::io::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+    {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+/// The file a `sqlite://` URL names, so the master key file can be put beside it;
+/// `None` for in-memory databases.
+pub fn sqlite_file_path(url: &str) -> Option<PathBuf> {
+    let options = SqliteConnectOptions::from_str(url).ok()?;
+    let path = options.get_filename();
+    (!path.as_os_str().is_empty() && path.as_os_str() != ":memory:").then(|| path.to_path_buf())
+}
+
+impl_store!(SqliteStore, Sqlite, Backend::Sqlite);
