@@ -57,6 +57,7 @@ enum Mount<'a> {
 pub fn router(proxy: Arc<Proxy>) -> Router {
     Router::new()
         .route("/v1/connections/{connection}", any(prefixed))
+        .route("/v1/connections/{connection}/", any(prefixed))
         .route("/v1/connections/{connection}/{*rest}", any(prefixed))
         .with_state(proxy)
 }

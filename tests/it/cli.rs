@@ -1,0 +1,190 @@
+//! The CLI on the same database as the server: secrets from stdin, keys shown once,
+//! `--json` for scripts, and a server that refuses to start with the wrong master key.
+
+use std::os::unix::fs::PermissionsExt;
+
+use serde_json::Value;
+
+use crate::each_backend;
+use crate::support::backend::{Backend, TestDb};
+use crate::support::cli::{self, binary, stderr, stdout};
+use crate::support::TEST_SECRET;
+
+fn master_key() -> String {
+    agentgate::crypto::MasterKey::generate()
+        .to_base64()
+        .to_string()
+}
+
+each_backend! {
+    async fn connections_set_reads_stdin_and_prints_only_the_masked_key(backend) {
+        let db = TestDb::create(backend).await;
+        let key = master_key();
+        let output = cli::run(&db.url, &key, &["connections", "set", "stripe"], &format!("{TEST_SECRET}\n"));
+        assert!(output.status.success(), "{}", stderr(&output));
+        assert_eq!(stdout(&output), "stripe: sk_test_…fXYZ (test mode, secret key)\n");
+        let listed = cli::run(&db.url, &key, &["connections", "list", "--json"], "");
+        let json: Value = serde_json::from_str(&stdout(&listed)).unwrap();
+        assert_eq!(json[0]["name"], "stripe");
+        assert_eq!(json[0]["key"], "sk_test_…fXYZ");
+        assert_eq!(json[0]["mode"], "test");
+        assert_eq!(json[0]["key_type"], "secret");
+        for output in [&output, &listed] {
+            assert!(!stdout(output).contains(TEST_SECRET) && !stderr(output).contains(TEST_SECRET));
+        }
+        let removed = cli::run(&db.url, &key, &["connections", "remove", "stripe"], "");
+        assert!(removed.status.success(), "{}", stderr(&removed));
+        let empty = cli::run(&db.url, &key, &["connections", "list", "--json"], "");
+        assert_eq!(stdout(&empty).trim(), "[]");
+    }
+
+    async fn connections_set_refuses_a_malformed_key_without_echoing_it(backend) {
+        let db = TestDb::create(backend).await;
+        let key = master_key();
+        for bad in ["pk_test_51PublishableKeyValue00000000", "sk_test_has spaces in it 1234", "whsec_notAStripeApiKey123456"] {
+            let output = cli::run(&db.url, &key, &["connections", "set", "stripe"], bad);
+            assert!(!output.status.success());
+            assert!(stderr(&output).contains("refused the key"), "{}", stderr(&output));
+            assert!(!stderr(&output).contains(bad) && !stdout(&output).contains(bad));
+        }
+        let listed = cli::run(&db.url, &key, &["connections", "list", "--json"], "");
+        assert_eq!(stdout(&listed).trim(), "[]", "nothing stored");
+    }
+
+    async fn keys_create_prints_the_key_alone_and_list_never_shows_it(backend) {
+        let db = TestDb::create(backend).await;
+        let key = master_key();
+        let created = cli::run(&db.url, &key, &["keys", "create", "--name", "billing-agent"], "");
+        assert!(created.status.success(), "{}", stderr(&created));
+        let agent_key = stdout(&created);
+        assert!(agentgate::keys::format::parse(agent_key.trim_end()).is_ok(), "stdout is the key alone: {agent_key:?}");
+        assert!(stderr(&created).contains("billing-agent"));
+        let json_created = cli::run(&db.url, &key, &["keys", "create", "--name", "second", "--json"], "");
+        let json: Value = serde_json::from_str(&stdout(&json_created)).unwrap();
+        assert!(json["id"].as_str().unwrap().starts_with("key_"));
+        assert!(json["key"].as_str().unwrap().starts_with("agk_"));
+        for args in [&["keys", "list"][..], &["keys", "list", "--json"][..]] {
+            let listed = cli::run(&db.url, &key, args, "");
+            let text = stdout(&listed);
+            assert!(text.contains("billing-agent") && text.contains("second"), "{text}");
+            assert!(!text.contains(agent_key.trim_end()) && !text.contains(json["key"].as_str().unwrap()));
+        }
+        let id = json["id"].as_str().unwrap();
+        let revoked = cli::run(&db.url, &key, &["keys", "revoke", id], "");
+        assert!(revoked.status.success(), "{}", stderr(&revoked));
+        let listed = cli::run(&db.url, &key, &["keys", "list", "--json"], "");
+        let keys: Value = serde_json::from_str(&stdout(&listed)).unwrap();
+        assert!(keys[1]["revoked_at"].is_string() && keys[0]["revoked_at"].is_null());
+        let unknown = cli::run(&db.url, &key, &["keys", "revoke", "key_doesnotexist00"], "");
+        assert!(!unknown.status.success());
+    }
+
+    async fn logs_list_prints_json_for_scripts(backend) {
+        let db = TestDb::create(backend).await;
+        let output = cli::run(&db.url, &master_key(), &["logs", "list", "--json"], "");
+        assert!(output.status.success(), "{}", stderr(&output));
+        assert_eq!(stdout(&output).trim(), "[]");
+    }
+
+    async fn serve_refuses_a_master_key_other_than_the_databases(backend) {
+        let db = TestDb::create(backend).await;
+        let first = cli::run(&db.url, &master_key(), &["connections", "set", "stripe"], TEST_SECRET);
+        assert!(first.status.success(), "{}", stderr(&first));
+        let output = cli::run(&db.url, &master_key(), &["serve", "--listen", "127.0.0.1:0"], "");
+        assert!(!output.status.success());
+        assert!(stderr(&output).contains("does not match the key this database was written with"), "{}", stderr(&output));
+        let set_again = cli::run(&db.url, &master_key(), &["connections", "set", "stripe"], TEST_SECRET);
+        assert!(!set_again.status.success(), "the CLI refuses to seal with another key too");
+    }
+}
+
+fn serve_with_key_file(db: &TestDb, key_file: &std::path::Path) -> std::process::Output {
+    binary()
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .env("AGENTGATE_DATABASE", &db.url)
+        .env("AGENTGATE_MASTER_KEY_FILE", key_file)
+        .env_remove("AGENTGATE_MASTER_KEY")
+        .output()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn serve_refuses_a_missing_or_world_readable_master_key_file() {
+    let db = TestDb::create(Backend::Sqlite).await;
+    let missing = db.dir.path().join("missing.key");
+    let output = serve_with_key_file(&db, &missing);
+    assert!(!output.status.success());
+    assert!(
+        stderr(&output).contains("does not exist"),
+        "{}",
+        stderr(&output)
+    );
+    assert!(!missing.exists(), "an explicit key file is never invented");
+
+    let open = db.dir.path().join("open.key");
+    std::fs::write(&open, master_key()).unwrap();
+    std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let output = serve_with_key_file(&db, &open);
+    assert!(!output.status.success());
+    assert!(
+        stderr(&output).contains("readable by other users"),
+        "{}",
+        stderr(&output)
+    );
+    assert!(stderr(&output).contains("chmod 600"));
+
+    let malformed = db.dir.path().join("short.key");
+    std::fs::write(&malformed, "c2hvcnQ=").unwrap();
+    std::fs::set_permissions(&malformed, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let output = serve_with_key_file(&db, &malformed);
+    assert!(!output.status.success());
+    assert!(
+        stderr(&output).contains("exactly 32 bytes"),
+        "{}",
+        stderr(&output)
+    );
+}
+
+#[tokio::test]
+async fn the_first_start_creates_an_owner_only_key_file_beside_the_database() {
+    let db = TestDb::create(Backend::Sqlite).await;
+    let output = binary()
+        .args(["keys", "list"])
+        .env("AGENTGATE_DATABASE", &db.url)
+        .env_remove("AGENTGATE_MASTER_KEY")
+        .env_remove("AGENTGATE_MASTER_KEY_FILE")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", stderr(&output));
+    let set = binary()
+        .args(["connections", "set", "stripe"])
+        .env("AGENTGATE_DATABASE", &db.url)
+        .env_remove("AGENTGATE_MASTER_KEY")
+        .env_remove("AGENTGATE_MASTER_KEY_FILE")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let output = {
+        use std::io::Write;
+        let mut set = set;
+        set.stdin
+            .take()
+            .unwrap()
+            .write_all(TEST_SECRET.as_bytes())
+            .unwrap();
+        set.wait_with_output().unwrap()
+    };
+    assert!(output.status.success(), "{}", stderr(&output));
+    let key_file = db.dir.path().join("agentgate.db.key");
+    let mode = std::fs::metadata(&key_file).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    let db_mode = std::fs::metadata(db.sqlite_file.as_ref().unwrap())
+        .unwrap()
+        .permissions()
+        .mode()
+        & 0o777;
+    assert_eq!(db_mode, 0o600, "the database file is owner-only too");
+}

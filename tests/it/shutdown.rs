@@ -1,0 +1,68 @@
+//! SIGTERM: stop accepting, let in-flight requests finish, write the request log, exit 0.
+
+use crate::support::backend::{Backend, TestDb};
+use crate::support::served::ServedProcess;
+use crate::support::stripe_double::{Reply, StripeDouble};
+use crate::support::{cli, TEST_SECRET};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_drains_in_flight_requests_and_exits_zero() {
+    let double = StripeDouble::start().await;
+    double.respond(Reply::HoldUntilReleased);
+    let db = TestDb::create(Backend::Sqlite).await;
+    let master = agentgate::crypto::MasterKey::generate()
+        .to_base64()
+        .to_string();
+    assert!(cli::run(
+        &db.url,
+        &master,
+        &["connections", "set", "stripe"],
+        TEST_SECRET
+    )
+    .status
+    .success());
+    let key = cli::stdout(&cli::run(
+        &db.url,
+        &master,
+        &["keys", "create", "--name", "drain"],
+        "",
+    ))
+    .trim()
+    .to_owned();
+    let server = ServedProcess::start(&db.url, &master, &double.base_url(), "info");
+    let url = format!("http://{}/v1/connections/stripe/customers", server.addr);
+    let in_flight = tokio::spawn(reqwest::Client::new().get(url).bearer_auth(key).send());
+    double.wait_for(1).await;
+    server.terminate();
+    let addr = server.addr;
+    let refused = crate::support::eventually(
+        std::time::Duration::from_secs(5),
+        "the listener to close",
+        || async move {
+            tokio::net::TcpStream::connect(addr)
+                .await
+                .is_err()
+                .then_some(())
+        },
+    );
+    refused.await;
+    double.release();
+    let response = in_flight
+        .await
+        .unwrap()
+        .expect("the in-flight request completes");
+    assert_eq!(response.status(), 200);
+    assert_eq!(
+        response.text().await.unwrap(),
+        r#"{"id":"cus_held","object":"customer"}"#
+    );
+    let (status, logs) = server.wait();
+    assert!(status.success(), "exit status {status:?}: {logs}");
+    let logged = cli::run(&db.url, &master, &["logs", "list", "--json"], "");
+    let entries: serde_json::Value = serde_json::from_str(&cli::stdout(&logged)).unwrap();
+    assert_eq!(
+        entries.as_array().unwrap().len(),
+        1,
+        "the drained request was logged before exit"
+    );
+}

@@ -1,0 +1,204 @@
+//! `TestApp`: agentgate served in-process on port 0 against a Stripe double and a fresh
+//! database, with a stored Stripe key and one agent key, and one helper per endpoint.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use agentgate::app::{App, Listeners};
+use agentgate::config::Config;
+use agentgate::connections::set_stripe_connection;
+use agentgate::connections::stripe::StripeSecret;
+use agentgate::crypto::{MasterKey, Sealer};
+use agentgate::ids::WorkspaceId;
+use agentgate::keys::create_key;
+use agentgate::store::{self, LogQuery, RequestLogRecord, Store};
+use base64::Engine;
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+use super::backend::{Backend, TestDb};
+use super::stripe_double::StripeDouble;
+use super::{eventually, TEST_SECRET};
+
+/// Knobs a test may turn before the app starts.
+pub struct TestOptions {
+    /// Upstream timeout (short for the 504 test).
+    pub upstream_timeout: Duration,
+    /// Serve the `stripe` connection on an SDK listener too.
+    pub sdk_listener: bool,
+    /// Point agentgate at this base instead of the double.
+    pub stripe_base: Option<String>,
+}
+
+impl Default for TestOptions {
+    fn default() -> Self {
+        Self {
+            upstream_timeout: Duration::from_secs(10),
+            sdk_listener: false,
+            stripe_base: None,
+        }
+    }
+}
+
+/// A running agentgate with its double and database.
+pub struct TestApp {
+    pub addr: SocketAddr,
+    pub sdk_addr: Option<SocketAddr>,
+    pub double: StripeDouble,
+    pub db: TestDb,
+    pub store: Arc<dyn Store>,
+    pub workspace: WorkspaceId,
+    /// A valid agent key of the default workspace.
+    pub key: String,
+    /// The master key, base64, for CLI runs against the same database.
+    pub master_key: String,
+    pub client: reqwest::Client,
+    shutdown: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<anyhow::Result<()>>>,
+}
+
+impl TestApp {
+    /// Starts with default options.
+    pub async fn spawn(backend: Backend) -> Self {
+        Self::spawn_with(backend, TestOptions::default()).await
+    }
+
+    /// Starts with the given options.
+    pub async fn spawn_with(backend: Backend, options: TestOptions) -> Self {
+        let double = StripeDouble::start().await;
+        let db = TestDb::create(backend).await;
+        let master = MasterKey::generate();
+        let master_key = master.to_base64().to_string();
+        let base = options
+            .stripe_base
+            .clone()
+            .unwrap_or_else(|| double.base_url());
+        let mut config = Config::for_tests(&db.url, master, base.parse().expect("stripe base"));
+        config.upstream.timeout = options.upstream_timeout;
+        let main = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = main.local_addr().unwrap();
+        let mut sdk = Vec::new();
+        if options.sdk_listener {
+            sdk.push((
+                "stripe".to_owned(),
+                TcpListener::bind("127.0.0.1:0").await.unwrap(),
+            ));
+        }
+        let sdk_addr = sdk.first().map(|(_, l)| l.local_addr().unwrap());
+        let app = App::build(config).await.expect("app builds");
+        let store = app.store();
+        let workspace = app.default_workspace().clone();
+        let (shutdown, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(app.serve(Listeners { main, sdk }, async {
+            let _ = stopped.await;
+        }));
+        let mut test_app = Self {
+            addr,
+            sdk_addr,
+            double,
+            db,
+            store,
+            workspace,
+            key: String::new(),
+            master_key,
+            client: reqwest::Client::builder().no_proxy().build().unwrap(),
+            shutdown: Some(shutdown),
+            task: Some(task),
+        };
+        test_app.store_stripe_key(TEST_SECRET).await;
+        test_app.key = test_app.create_key("test agent").await;
+        test_app
+    }
+
+    /// Stores (or replaces) the `stripe` connection's key, as `connections set` does.
+    pub async fn store_stripe_key(&self, secret: &str) {
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(&self.master_key)
+            .unwrap();
+        let sealer = Sealer::new(&MasterKey::from_bytes(bytes.try_into().unwrap()));
+        let secret = StripeSecret::parse(secret).expect("valid test secret");
+        set_stripe_connection(
+            self.store.as_ref(),
+            &sealer,
+            &self.workspace,
+            "stripe",
+            &secret,
+        )
+        .await
+        .expect("store the Stripe key");
+    }
+
+    /// Creates an agent key and returns its text.
+    pub async fn create_key(&self, name: &str) -> String {
+        create_key(self.store.as_ref(), &self.workspace, name)
+            .await
+            .expect("create key")
+            .key
+            .to_string()
+    }
+
+    /// `http://addr{path}`.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// GET through the data plane with the test key.
+    pub async fn get(&self, stripe_path: &str) -> reqwest::Response {
+        self.client
+            .get(self.url(&format!("/v1/connections/stripe/{stripe_path}")))
+            .bearer_auth(&self.key)
+            .send()
+            .await
+            .expect("request")
+    }
+
+    /// POST a form body through the data plane with the test key.
+    pub async fn post_form(&self, stripe_path: &str, body: &'static str) -> reqwest::Response {
+        self.client
+            .post(self.url(&format!("/v1/connections/stripe/{stripe_path}")))
+            .bearer_auth(&self.key)
+            .header("Content-Type", "application/x-www-form-urlencoded")
+            .body(body)
+            .send()
+            .await
+            .expect("request")
+    }
+
+    /// Waits until the request log holds at least `count` entries, and returns them.
+    pub async fn logged(&self, count: usize) -> Vec<RequestLogRecord> {
+        eventually(Duration::from_secs(5), "request log entries", || async {
+            let query = LogQuery {
+                after_id: None,
+                limit: 1000,
+            };
+            let records = self
+                .store
+                .list_request_logs(&self.workspace, query)
+                .await
+                .unwrap();
+            (records.len() >= count).then_some(records)
+        })
+        .await
+    }
+
+    /// Stops the app gracefully and waits until it has.
+    pub async fn stop(mut self) {
+        self.shutdown_now().await;
+    }
+
+    async fn shutdown_now(&mut self) {
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
+        if let Some(task) = self.task.take() {
+            task.await.expect("serve task").expect("serve returns Ok");
+        }
+    }
+}
+
+/// Opens a second store on the same database, as another process would.
+pub async fn open_store(url: &str) -> Arc<dyn Store> {
+    store::open(url).await.expect("open store")
+}

@@ -1,0 +1,65 @@
+//! Test harness: real loopback servers (agentgate, a Stripe double), fresh databases per
+//! test on SQLite and PostgreSQL, and helpers that keep tests short.
+
+pub mod app;
+pub mod backend;
+pub mod cli;
+pub mod raw_http;
+pub mod served;
+pub mod stripe_double;
+
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+/// The Stripe key every test stores: a canary searched for in outputs and files.
+pub const TEST_SECRET: &str = "sk_test_51CanaryAgentgateSecret0123456789abcdefXYZ";
+
+/// Polls `check` until it returns `Some`, failing the test after `limit`. For waiting on
+/// background work (the request log writer); the limit is a deadline, not a measurement.
+pub async fn eventually<T, F, Fut>(limit: Duration, what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let start = Instant::now();
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(
+            start.elapsed() < limit,
+            "timed out after {limit:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Runs one async test body once per backend, as two tests named `sqlite` and `postgres`
+/// in a module named after the test. The PostgreSQL one prints a line and passes when
+/// `AGENTGATE_TEST_POSTGRES` is not set.
+#[macro_export]
+macro_rules! each_backend {
+    ($(async fn $name:ident($backend:ident) $body:block)*) => {
+        $(
+            mod $name {
+                #[allow(unused_imports)]
+                use super::*;
+
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn sqlite() {
+                    let $backend = $crate::support::backend::Backend::Sqlite;
+                    $body
+                }
+
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn postgres() {
+                    if !$crate::support::backend::Backend::postgres_enabled(concat!(module_path!())) {
+                        return;
+                    }
+                    let $backend = $crate::support::backend::Backend::Postgres;
+                    $body
+                }
+            }
+        )*
+    };
+}

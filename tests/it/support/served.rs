@@ -1,0 +1,84 @@
+//! `agentgate serve` as a child process, for what only a real process shows: its log
+//! output, its exit code, and how it handles SIGTERM.
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::process::{Child, ExitStatus, Stdio};
+use std::sync::mpsc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use super::cli::binary;
+
+/// A running server process.
+pub struct ServedProcess {
+    child: Child,
+    /// The main listener's address, read from its log.
+    pub addr: SocketAddr,
+    logs: JoinHandle<String>,
+}
+
+impl ServedProcess {
+    /// Starts `agentgate serve` with JSON logs at the given level and waits until it listens.
+    pub fn start(database: &str, master_key: &str, stripe_base: &str, log_level: &str) -> Self {
+        let mut child = binary()
+            .args(["serve", "--listen", "127.0.0.1:0", "--log-format", "json"])
+            .env("AGENTGATE_DATABASE", database)
+            .env("AGENTGATE_MASTER_KEY", master_key)
+            .env("AGENTGATE_STRIPE_API_BASE", stripe_base)
+            .env("AGENTGATE_LOG", log_level)
+            .env_remove("AGENTGATE_MASTER_KEY_FILE")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("agentgate serve starts");
+        let stderr = child.stderr.take().unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let (addr_tx, addr_rx) = mpsc::channel();
+        let logs = std::thread::spawn(move || {
+            let mut all = String::new();
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Ok(json) = serde_json::from_str::<serde_json::Value>(&line) {
+                    if json["message"] == "agentgate listening" {
+                        let _ =
+                            addr_tx.send(json["listen"].as_str().unwrap_or_default().to_owned());
+                    }
+                }
+                all.push_str(&line);
+                all.push('\n');
+            }
+            std::io::read_to_string(stdout)
+                .map(|out| all.push_str(&out))
+                .ok();
+            all
+        });
+        let addr = addr_rx
+            .recv_timeout(Duration::from_secs(30))
+            .expect("the server logs its address")
+            .parse()
+            .expect("a socket address");
+        Self { child, addr, logs }
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Sends SIGTERM.
+    pub fn terminate(&self) {
+        let status = std::process::Command::new("kill")
+            .args(["-TERM", &self.pid().to_string()])
+            .status()
+            .expect("kill runs");
+        assert!(status.success());
+    }
+
+    /// Waits for the process to exit; returns its status and everything it printed.
+    pub fn wait(mut self) -> (ExitStatus, String) {
+        let status = self.child.wait().expect("wait for agentgate");
+        let logs = self.logs.join().expect("log reader");
+        (status, logs)
+    }
+}
