@@ -124,6 +124,9 @@ pub struct ServeArgs {
     /// How long a client may take to send the request headers.
     #[arg(long, env = "AGENTGATE_HEADER_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
     pub header_timeout: Duration,
+    /// Worker threads serving requests (default: one per CPU core).
+    #[arg(long, env = "AGENTGATE_WORKERS")]
+    pub workers: Option<usize>,
     /// How long in-flight requests may run after SIGTERM before the process exits anyway.
     #[arg(long, env = "AGENTGATE_SHUTDOWN_GRACE", default_value = "30s", value_parser = humantime::parse_duration)]
     pub shutdown_grace: Duration,
@@ -145,6 +148,8 @@ pub struct Config {
     pub header_timeout: Duration,
     /// Drain time after SIGTERM.
     pub shutdown_grace: Duration,
+    /// Worker threads.
+    pub workers: usize,
 }
 
 impl Config {
@@ -165,6 +170,7 @@ impl Config {
             },
             header_timeout: serve.header_timeout,
             shutdown_grace: serve.shutdown_grace,
+            workers: serve.workers.unwrap_or_else(default_workers),
         })
     }
 
@@ -184,6 +190,12 @@ impl Config {
             },
             header_timeout: Duration::from_secs(10),
             shutdown_grace: Duration::from_secs(10),
+            workers: 2,
         }
     }
+}
+
+/// One worker per CPU core the process may use.
+fn default_workers() -> usize {
+    std::thread::available_parallelism().map_or(1, usize::from)
 }

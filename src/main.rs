@@ -6,6 +6,11 @@ use clap::Parser;
 
 use agentgate::cli::{self, Cli};
 
+/// mimalloc: the proxy allocates small, short-lived buffers on worker threads and frees
+/// some on the request log writer's thread, which glibc's allocator handles poorly.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     if let Err(error) = agentgate::telemetry::init(cli.log_filter(), cli.log_format) {

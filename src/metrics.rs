@@ -2,17 +2,29 @@
 //! the request log's health. Labels never carry a secret, a key or a caller-chosen string
 //! that was not first checked (unknown connection names are reported as `-`).
 
-use prometheus_client::encoding::EncodeLabelSet;
+use std::sync::Arc;
+
+use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
+/// A label value shared by reference count, so counting a request allocates nothing.
+#[derive(Clone, Debug, Hash, PartialEq, Eq)]
+pub struct SharedLabel(Arc<str>);
+
+impl EncodeLabelValue for SharedLabel {
+    fn encode(&self, encoder: &mut LabelValueEncoder<'_>) -> Result<(), std::fmt::Error> {
+        std::fmt::Write::write_str(encoder, &self.0)
+    }
+}
+
 /// Labels of a finished request.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RequestLabels {
     /// Connection name, or `-` when the request never reached one.
-    pub connection: String,
+    pub connection: SharedLabel,
     /// Status sent to the caller.
     pub status: u16,
 }
@@ -21,7 +33,7 @@ pub struct RequestLabels {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ConnectionLabels {
     /// Connection name, or `-`.
-    pub connection: String,
+    pub connection: SharedLabel,
 }
 
 /// Labels of an upstream failure.
@@ -52,6 +64,7 @@ pub struct Metrics {
     pub log_dropped: Counter,
     /// Request log batches the store refused.
     pub log_write_failures: Counter,
+    unresolved: SharedLabel,
 }
 
 impl Default for Metrics {
@@ -109,22 +122,23 @@ impl Metrics {
             log_written,
             log_dropped,
             log_write_failures,
+            unresolved: SharedLabel(Arc::from("-")),
         }
     }
 
-    /// Counts one answered request and its latency.
-    pub fn observe_request(&self, connection: &str, status: u16, seconds: f64) {
-        self.requests
-            .get_or_create(&RequestLabels {
-                connection: connection.to_owned(),
-                status,
-            })
-            .inc();
+    /// Counts one answered request and its latency; `connection` is `None` when the
+    /// request never reached a known connection.
+    pub fn observe_request(&self, connection: Option<&Arc<str>>, status: u16, seconds: f64) {
+        let connection =
+            connection.map_or_else(|| self.unresolved.clone(), |c| SharedLabel(c.clone()));
         self.latency
             .get_or_create(&ConnectionLabels {
-                connection: connection.to_owned(),
+                connection: connection.clone(),
             })
             .observe(seconds);
+        self.requests
+            .get_or_create(&RequestLabels { connection, status })
+            .inc();
     }
 
     /// Counts one failure reaching Stripe.
@@ -153,7 +167,7 @@ mod tests {
     #[test]
     fn exposes_counters_with_their_labels() {
         let metrics = Metrics::new();
-        metrics.observe_request("stripe", 200, 0.002);
+        metrics.observe_request(Some(&Arc::from("stripe")), 200, 0.002);
         metrics.observe_upstream_error("stripe", "connect");
         let text = metrics.encode();
         assert!(

@@ -113,23 +113,21 @@ impl Writer {
     }
 
     async fn write(&mut self, batch: &mut Vec<RequestLogEntry>) {
-        match self.store.insert_request_logs(batch).await {
+        let uses = self.key_uses(batch);
+        match self.store.insert_request_logs(batch, &uses).await {
             Ok(()) => {
                 self.metrics.log_written.inc_by(batch.len() as u64);
             }
             Err(e) => {
                 self.metrics.log_write_failures.inc();
                 self.metrics.log_dropped.inc_by(batch.len() as u64);
+                for (key, _) in &uses {
+                    self.last_used.remove(key);
+                }
                 tracing::warn!(error = %e, entries = batch.len(), "could not store request log entries");
             }
         }
-        let uses = self.key_uses(batch);
         batch.clear();
-        if !uses.is_empty() {
-            if let Err(e) = self.store.record_key_use(&uses).await {
-                tracing::warn!(error = %e, "could not update keys' last use");
-            }
-        }
     }
 
     /// The keys whose last use moved by at least the resolution since last written.

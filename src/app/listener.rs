@@ -4,13 +4,16 @@
 
 use std::time::Duration;
 
-use axum::Router;
+use std::convert::Infallible;
+
 use hyper::server::conn::http1;
+use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
-use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
+
+use crate::proxy::Entry;
 
 /// Per-listener serving options.
 #[derive(Clone, Copy, Debug)]
@@ -21,10 +24,10 @@ pub struct ServeOptions {
     pub shutdown_grace: Duration,
 }
 
-/// Serves `router` on `listener` until `stop` turns true, then drains.
+/// Serves `entry` on `listener` until `stop` turns true, then drains.
 pub async fn serve(
     listener: TcpListener,
-    router: Router,
+    entry: Entry,
     options: ServeOptions,
     mut stop: watch::Receiver<bool>,
 ) {
@@ -47,7 +50,11 @@ pub async fn serve(
                     }
                 };
                 let _ = stream.set_nodelay(true);
-                let service = TowerToHyperService::new(router.clone());
+                let entry = entry.clone();
+                let service = service_fn(move |request| {
+                    let entry = entry.clone();
+                    async move { Ok::<_, Infallible>(entry.serve(request).await) }
+                });
                 let connection = builder.serve_connection(TokioIo::new(stream), service);
                 let connection = graceful.watch(connection);
                 tokio::spawn(async move {

@@ -1,16 +1,16 @@
-//! The application: builds the shared state from a [`Config`], assembles the routers and
-//! serves them on bound listeners until shutdown, then drains and flushes the request log.
+//! The application: builds the shared state from a [`Config`], starts one worker thread per
+//! core to serve the bound listeners until shutdown, then drains and flushes the request log.
 
 mod listener;
 mod ops;
 mod watcher;
+mod workers;
 
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use anyhow::Context;
-use axum::Router;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
@@ -20,8 +20,8 @@ use crate::crypto::{verify_master_key, Sealer};
 use crate::ids::WorkspaceId;
 use crate::keys::KeyAuthenticator;
 use crate::metrics::Metrics;
-use crate::proxy::client::Upstream;
-use crate::proxy::{self, Proxy};
+use crate::proxy::client::UpstreamConfig;
+use crate::proxy::{self, Entry, Proxy, ProxyShared};
 use crate::request_log::{self, RequestLogWriter};
 use crate::store::{self, Store, DEFAULT_WORKSPACE};
 use listener::ServeOptions;
@@ -30,9 +30,11 @@ pub use ops::Ops;
 /// A built application, ready to serve.
 pub struct App {
     store: Arc<dyn Store>,
-    proxy: Arc<Proxy>,
+    shared: Arc<ProxyShared>,
     ops: Arc<Ops>,
     writer: RequestLogWriter,
+    upstream: UpstreamConfig,
+    workers: usize,
     serve_options: ServeOptions,
     default_workspace: WorkspaceId,
 }
@@ -71,7 +73,7 @@ impl Listeners {
 
 impl App {
     /// Opens and migrates the store, checks the master key against it, and starts the
-    /// background workers (request log writer, cache invalidation).
+    /// request log writer.
     pub async fn build(config: Config) -> anyhow::Result<Self> {
         let store = store::open(&config.database_url).await.with_context(|| {
             format!(
@@ -85,20 +87,21 @@ impl App {
         let default_workspace = store.ensure_workspace(DEFAULT_WORKSPACE).await?.id;
         let metrics = Arc::new(Metrics::new());
         let (log, writer) = request_log::spawn(store.clone(), metrics.clone());
-        let proxy = Arc::new(Proxy {
+        let shared = Arc::new(ProxyShared {
             keys: KeyAuthenticator::new(store.clone()),
             connections: ConnectionResolver::new(store.clone(), sealer),
-            upstream: Upstream::new(config.upstream),
             metrics: metrics.clone(),
             log,
         });
         let ops = Arc::new(Ops::new(store.clone(), metrics));
-        tracing::info!(backend = ?store.backend(), "store ready");
+        tracing::info!(backend = ?store.backend(), workers = config.workers, "store ready");
         Ok(Self {
             store,
-            proxy,
+            shared,
             ops,
             writer,
+            upstream: config.upstream,
+            workers: config.workers.max(1),
             serve_options: ServeOptions {
                 header_timeout: config.header_timeout,
                 shutdown_grace: config.shutdown_grace,
@@ -117,11 +120,16 @@ impl App {
         &self.default_workspace
     }
 
-    /// The main listener's routes.
-    pub fn router(&self) -> Router {
-        proxy::router(self.proxy.clone())
-            .merge(ops::router(self.ops.clone()))
-            .fallback(proxy::unknown_route)
+    /// What one worker serves: the main listener's entry, then one per SDK listener, all
+    /// sharing the worker's connection pool to Stripe.
+    fn worker_entries(&self, sdk_connections: &[String]) -> Vec<Entry> {
+        let proxy = Arc::new(Proxy::new(self.shared.clone(), self.upstream.clone()));
+        let routes = ops::router(self.ops.clone()).fallback(proxy::unknown_route);
+        let main = Entry::main(proxy.clone(), routes);
+        let sdk = sdk_connections
+            .iter()
+            .map(|connection| Entry::sdk(proxy.clone(), connection));
+        std::iter::once(main).chain(sdk).collect()
     }
 
     /// Serves until `shutdown` resolves, then stops accepting, lets in-flight requests
@@ -134,30 +142,37 @@ impl App {
         let (stop_tx, stop_rx) = watch::channel(false);
         let watcher = tokio::spawn(watcher::run(
             self.store.clone(),
-            self.proxy.clone(),
+            self.shared.clone(),
             stop_rx.clone(),
         ));
-        let mut servers = tokio::task::JoinSet::new();
-        servers.spawn(listener::serve(
-            listeners.main,
-            self.router(),
-            self.serve_options,
-            stop_rx.clone(),
-        ));
-        for (connection, sdk_listener) in listeners.sdk {
-            let router = proxy::sdk_router(self.proxy.clone(), connection);
-            servers.spawn(listener::serve(
-                sdk_listener,
-                router,
+        let sdk_connections: Vec<String> = listeners.sdk.iter().map(|(c, _)| c.clone()).collect();
+        let mut sockets = vec![listeners.main.into_std()?];
+        for (_, listener) in listeners.sdk {
+            sockets.push(listener.into_std()?);
+        }
+        let mut running = Vec::with_capacity(self.workers);
+        for index in 0..self.workers {
+            let entries = self.worker_entries(&sdk_connections);
+            let sockets = sockets
+                .iter()
+                .map(std::net::TcpListener::try_clone)
+                .collect::<Result<Vec<_>, _>>()?;
+            let serving = sockets.into_iter().zip(entries).collect();
+            running.push(workers::spawn(
+                index,
+                serving,
                 self.serve_options,
                 stop_rx.clone(),
-            ));
+            )?);
         }
+        drop(sockets);
         shutdown.await;
         tracing::info!("shutting down: no new connections; draining in-flight requests");
         self.ops.start_draining();
         let _ = stop_tx.send(true);
-        while servers.join_next().await.is_some() {}
+        for worker in running {
+            worker.finished().await;
+        }
         let _ = watcher.await;
         self.writer.stop().await;
         tracing::info!("stopped");

@@ -8,14 +8,14 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio::time::MissedTickBehavior;
 
-use crate::proxy::Proxy;
+use crate::proxy::ProxyShared;
 use crate::store::Store;
 
 /// How often the generation is read; bounds how stale a cache can be.
 pub const POLL_INTERVAL: Duration = Duration::from_millis(250);
 
 /// Runs until `stop` turns true.
-pub async fn run(store: Arc<dyn Store>, proxy: Arc<Proxy>, mut stop: watch::Receiver<bool>) {
+pub async fn run(store: Arc<dyn Store>, proxy: Arc<ProxyShared>, mut stop: watch::Receiver<bool>) {
     let mut seen = store.generation().await.ok();
     let mut ticker = tokio::time::interval(POLL_INTERVAL);
     ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);

@@ -23,6 +23,8 @@ pub use manage::{list_connections, remove_connection, set_stripe_connection};
 pub struct ResolvedConnection {
     /// The connection's id.
     pub id: ConnectionId,
+    /// Its name, shared with metric labels.
+    pub name: Arc<str>,
     /// `Bearer <stripe key>`, marked sensitive; its bytes are zeroized when the last clone
     /// is dropped (copies hyper makes while writing a request are not under our control).
     pub authorization: HeaderValue,
@@ -124,6 +126,7 @@ impl ConnectionResolver {
         authorization.set_sensitive(true);
         Ok(ResolvedConnection {
             id: record.id.clone(),
+            name: Arc::from(record.name.as_str()),
             authorization,
         })
     }

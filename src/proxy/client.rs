@@ -25,7 +25,7 @@ use super::target::StripeTarget;
 use crate::error::GatewayError;
 
 /// The request body type sent upstream: the caller's stream, capped.
-pub type UpstreamBody = Limited<Body>;
+pub type UpstreamBody = Limited<hyper::body::Incoming>;
 
 /// Settings of the upstream client.
 #[derive(Clone, Debug)]
@@ -133,18 +133,18 @@ impl Upstream {
         &self,
         request: Request<UpstreamBody>,
     ) -> Result<Response<Body>, UpstreamFailure> {
-        let deadline = Instant::now() + self.config.timeout;
-        let response = match tokio::time::timeout_at(deadline, self.client.request(request)).await {
-            Err(_) => return Err(self.timeout()),
-            Ok(Err(error)) => return Err(classify(&error, self.config.max_body_bytes)),
-            Ok(Ok(response)) => response,
+        // One timer for the whole exchange: it bounds the wait for the response headers,
+        // then travels with the body.
+        let mut sleep = Box::pin(tokio::time::sleep_until(
+            Instant::now() + self.config.timeout,
+        ));
+        let response = tokio::select! {
+            biased;
+            response = self.client.request(request) => response,
+            () = &mut sleep => return Err(self.timeout()),
         };
-        Ok(response.map(|body| {
-            Body::new(DeadlineBody {
-                inner: body,
-                sleep: tokio::time::sleep_until(deadline),
-            })
-        }))
+        let response = response.map_err(|error| classify(&error, self.config.max_body_bytes))?;
+        Ok(response.map(|inner| Body::new(DeadlineBody { inner, sleep })))
     }
 
     fn timeout(&self) -> UpstreamFailure {
@@ -186,8 +186,7 @@ pin_project_lite::pin_project! {
     struct DeadlineBody {
         #[pin]
         inner: hyper::body::Incoming,
-        #[pin]
-        sleep: Sleep,
+        sleep: Pin<Box<Sleep>>,
     }
 }
 
@@ -208,7 +207,7 @@ impl HttpBody for DeadlineBody {
         if let Poll::Ready(frame) = this.inner.poll_frame(cx) {
             return Poll::Ready(frame.map(|r| r.map_err(Into::into)));
         }
-        match this.sleep.poll(cx) {
+        match this.sleep.as_mut().poll(cx) {
             Poll::Ready(()) => Poll::Ready(Some(Err(Box::new(ResponseDeadline)))),
             Poll::Pending => Poll::Pending,
         }

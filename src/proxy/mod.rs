@@ -3,6 +3,10 @@
 //! list of named phases, each returning `Result<_, GatewayError>`:
 //! `check_request_line → authenticate → route → resolve_connection → StripeTarget::parse →
 //! check_body_size → upstream_request → forward → record`.
+//!
+//! Data-plane requests go straight from hyper to [`Proxy::handle`] (see [`Entry`]); only the
+//! other routes pass through axum's router, so the hot path pays for no routing tables,
+//! path-parameter maps or extra boxing.
 
 pub mod client;
 pub mod headers;
@@ -12,14 +16,14 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use axum::body::Body;
-use axum::extract::{Request, State};
 use axum::response::{IntoResponse, Response};
-use axum::routing::any;
 use axum::Router;
 use http::request::Parts;
-use http::{header, HeaderValue, Method, StatusCode};
+use http::{header, HeaderValue, Method, Request, StatusCode};
 use http_body_util::Limited;
+use hyper::body::Incoming;
 use rand::Rng;
+use tower::ServiceExt;
 
 use crate::connections::{ConnectionResolver, ResolveError, ResolvedConnection};
 use crate::error::GatewayError;
@@ -30,18 +34,26 @@ use crate::store::RequestLogEntry;
 use client::{Upstream, UpstreamBody};
 use target::StripeTarget;
 
-/// Everything the data plane needs, shared by every request.
-pub struct Proxy {
+/// Where the main listener's data plane starts.
+const CONNECTIONS_PREFIX: &str = "/v1/connections/";
+
+/// What every worker's data plane shares: caches, metrics and the request log queue.
+pub struct ProxyShared {
     /// Cached key lookups.
     pub keys: KeyAuthenticator,
     /// Cached connection lookups.
     pub connections: ConnectionResolver,
-    /// The client that reaches Stripe.
-    pub upstream: Upstream,
     /// Prometheus metrics.
     pub metrics: Arc<Metrics>,
     /// The request log's queue.
     pub log: RequestLogger,
+}
+
+/// One worker thread's data plane: the shared state plus its own client to Stripe, so a
+/// request and its upstream connection never leave the worker's thread.
+pub struct Proxy {
+    shared: Arc<ProxyShared>,
+    upstream: Upstream,
 }
 
 /// How the connection is chosen for a request.
@@ -53,66 +65,93 @@ enum Mount<'a> {
     Root(&'a str),
 }
 
-/// The routes of the main listener's data plane.
-pub fn router(proxy: Arc<Proxy>) -> Router {
-    Router::new()
-        .route("/v1/connections/{connection}", any(prefixed))
-        .route("/v1/connections/{connection}/", any(prefixed))
-        .route("/v1/connections/{connection}/{*rest}", any(prefixed))
-        .with_state(proxy)
-}
-
-/// An SDK listener: every path is a Stripe path of one connection.
-pub fn sdk_router(proxy: Arc<Proxy>, connection: String) -> Router {
-    Router::new().fallback(root).with_state(SdkMount {
-        proxy,
-        connection: connection.into(),
-    })
+/// What a listener serves: the data plane, and for the main listener every other route
+/// through an axum router.
+#[derive(Clone)]
+pub struct Entry {
+    proxy: Arc<Proxy>,
+    kind: EntryKind,
 }
 
 #[derive(Clone)]
-struct SdkMount {
-    proxy: Arc<Proxy>,
-    connection: Arc<str>,
+enum EntryKind {
+    /// The main listener: `/v1/connections/...` to the proxy, the rest to the router.
+    Main(Router),
+    /// An SDK listener: everything to the proxy, for one connection.
+    Sdk(Arc<str>),
 }
 
-async fn prefixed(State(proxy): State<Arc<Proxy>>, request: Request) -> Response {
-    proxy.handle(request, Mount::Prefixed).await
-}
+impl Entry {
+    /// The main listener: the data plane under `/v1/connections/`, `routes` for the rest.
+    pub fn main(proxy: Arc<Proxy>, routes: Router) -> Self {
+        Self {
+            proxy,
+            kind: EntryKind::Main(routes),
+        }
+    }
 
-async fn root(State(mount): State<SdkMount>, request: Request) -> Response {
-    mount
-        .proxy
-        .handle(request, Mount::Root(&mount.connection))
-        .await
+    /// An SDK listener serving `connection` at its root.
+    pub fn sdk(proxy: Arc<Proxy>, connection: &str) -> Self {
+        Self {
+            proxy,
+            kind: EntryKind::Sdk(connection.into()),
+        }
+    }
+
+    /// Answers one request.
+    pub async fn serve(self, request: Request<Incoming>) -> Response {
+        match &self.kind {
+            EntryKind::Sdk(connection) => self.proxy.handle(request, Mount::Root(connection)).await,
+            EntryKind::Main(_) if request.uri().path().starts_with(CONNECTIONS_PREFIX) => {
+                self.proxy.handle(request, Mount::Prefixed).await
+            }
+            EntryKind::Main(routes) => {
+                let routes = routes.clone();
+                match routes.oneshot(request.map(Body::new)).await {
+                    Ok(response) => response,
+                    Err(never) => match never {},
+                }
+            }
+        }
+    }
 }
 
 /// What is known about one request as it goes through the phases; what `record` reads.
-struct Exchange {
+struct Exchange<'a> {
     request_id: String,
     received_at: i64,
     key: Option<Arc<AuthenticatedKey>>,
-    connection: String,
-    connection_resolved: bool,
-    log_path: String,
+    connection: &'a str,
+    resolved: Option<Arc<str>>,
+    raw_path: &'a str,
+    target: Option<StripeTarget>,
     stripe_request_id: Option<String>,
     outcome: &'static str,
 }
 
 impl Proxy {
-    async fn handle(&self, request: Request, mount: Mount<'_>) -> Response {
+    /// A data plane for one worker, with a fresh connection pool to Stripe.
+    pub fn new(shared: Arc<ProxyShared>, upstream: client::UpstreamConfig) -> Self {
+        Self {
+            shared,
+            upstream: Upstream::new(upstream),
+        }
+    }
+
+    async fn handle(&self, request: Request<Incoming>, mount: Mount<'_>) -> Response {
         let started = Instant::now();
+        let (parts, body) = request.into_parts();
         let mut exchange = Exchange {
             request_id: new_request_id(),
             received_at: crate::time::now_millis(),
             key: None,
-            connection: String::new(),
-            connection_resolved: false,
-            log_path: String::new(),
+            connection: "",
+            resolved: None,
+            raw_path: "",
+            target: None,
             stripe_request_id: None,
             outcome: "forwarded",
         };
-        let (parts, body) = request.into_parts();
         let mut response = match self.run(&parts, body, mount, &mut exchange).await {
             Ok(response) => response,
             Err(error) => {
@@ -129,33 +168,35 @@ impl Proxy {
         response
     }
 
-    async fn run(
+    async fn run<'a>(
         &self,
-        parts: &Parts,
-        body: Body,
-        mount: Mount<'_>,
-        exchange: &mut Exchange,
+        parts: &'a Parts,
+        body: Incoming,
+        mount: Mount<'a>,
+        exchange: &mut Exchange<'a>,
     ) -> Result<Response, GatewayError> {
         check_request_line(parts)?;
         let key = self.authenticate(parts).await?;
         exchange.key = Some(key.clone());
         let (connection_name, rest) = route(parts, mount)?;
-        exchange.connection = target::loggable_raw_path(connection_name);
-        exchange.log_path = format!("/{}", target::loggable_raw_path(rest));
+        exchange.connection = connection_name;
+        exchange.raw_path = rest;
         let connection = self
             .resolve_connection(&key, connection_name, exchange)
             .await?;
-        let target = StripeTarget::parse(rest, parts.uri.query())?;
-        exchange.log_path = target.log_path();
+        let target = exchange
+            .target
+            .insert(StripeTarget::parse(rest, parts.uri.query())?);
         check_body_size(parts, self.upstream.config().max_body_bytes)?;
-        let request = self.upstream_request(parts, body, &target, &connection);
+        let request = self.upstream_request(parts, body, target, &connection);
         self.forward(request, exchange).await
     }
 
     async fn authenticate(&self, parts: &Parts) -> Result<Arc<AuthenticatedKey>, GatewayError> {
         let presented = presented_key(&parts.headers);
-        self.keys
-            .authenticate(presented.as_deref().map(String::as_str))
+        self.shared
+            .keys
+            .authenticate(presented.as_ref().map(|key| key.as_str()))
             .await
             .map_err(|error| match error {
                 AuthError::Missing => GatewayError::KeyMissing,
@@ -172,15 +213,20 @@ impl Proxy {
         &self,
         key: &AuthenticatedKey,
         name: &str,
-        exchange: &mut Exchange,
+        exchange: &mut Exchange<'_>,
     ) -> Result<Arc<ResolvedConnection>, GatewayError> {
         let unknown = || GatewayError::UnknownConnection(target::loggable_raw_path(name));
         if !is_connection_name(name) {
             return Err(unknown());
         }
-        match self.connections.resolve(&key.workspace_id, name).await {
+        match self
+            .shared
+            .connections
+            .resolve(&key.workspace_id, name)
+            .await
+        {
             Ok(Some(connection)) => {
-                exchange.connection_resolved = true;
+                exchange.resolved = Some(connection.name.clone());
                 Ok(connection)
             }
             Ok(None) => Err(unknown()),
@@ -194,11 +240,11 @@ impl Proxy {
     fn upstream_request(
         &self,
         parts: &Parts,
-        body: Body,
+        body: Incoming,
         target: &StripeTarget,
         connection: &ResolvedConnection,
-    ) -> http::Request<UpstreamBody> {
-        let mut request = http::Request::new(Limited::new(body, self.body_limit()));
+    ) -> Request<UpstreamBody> {
+        let mut request = Request::new(Limited::new(body, self.body_limit()));
         *request.method_mut() = parts.method.clone();
         *request.uri_mut() = self.upstream.uri(target);
         *request.headers_mut() =
@@ -208,8 +254,8 @@ impl Proxy {
 
     async fn forward(
         &self,
-        request: http::Request<UpstreamBody>,
-        exchange: &mut Exchange,
+        request: Request<UpstreamBody>,
+        exchange: &mut Exchange<'_>,
     ) -> Result<Response, GatewayError> {
         match self.upstream.send(request).await {
             Ok(mut response) => {
@@ -223,8 +269,10 @@ impl Proxy {
             }
             Err(failure) => {
                 if failure.kind != "body" {
-                    self.metrics
-                        .observe_upstream_error(&exchange.connection, failure.kind);
+                    let connection = exchange.connection;
+                    self.shared
+                        .metrics
+                        .observe_upstream_error(connection, failure.kind);
                     tracing::warn!(request_id = %exchange.request_id, kind = failure.kind, "forwarding to Stripe failed");
                 }
                 Err(failure.error)
@@ -232,27 +280,29 @@ impl Proxy {
         }
     }
 
-    fn record(&self, exchange: Exchange, parts: &Parts, status: StatusCode, started: Instant) {
+    fn record(&self, exchange: Exchange<'_>, parts: &Parts, status: StatusCode, started: Instant) {
         let elapsed = started.elapsed();
-        let label = if exchange.connection_resolved {
-            exchange.connection.as_str()
-        } else {
-            "-"
-        };
-        self.metrics
-            .observe_request(label, status.as_u16(), elapsed.as_secs_f64());
+        self.shared.metrics.observe_request(
+            exchange.resolved.as_ref(),
+            status.as_u16(),
+            elapsed.as_secs_f64(),
+        );
         let Some(key) = exchange.key else {
             tracing::debug!(request_id = %exchange.request_id, status = status.as_u16(), "unauthenticated request refused");
             return;
         };
-        self.log.record(RequestLogEntry {
+        let path = match &exchange.target {
+            Some(target) => target.log_path(),
+            None => format!("/{}", target::loggable_raw_path(exchange.raw_path)),
+        };
+        self.shared.log.record(RequestLogEntry {
             created_at: exchange.received_at,
             workspace_id: key.workspace_id.clone(),
             request_id: exchange.request_id,
             key_id: key.id.clone(),
-            connection: exchange.connection,
+            connection: target::loggable_raw_path(exchange.connection),
             method: parts.method.as_str().to_owned(),
-            path: exchange.log_path,
+            path,
             status: status.as_u16(),
             latency_us: i64::try_from(elapsed.as_micros()).unwrap_or(i64::MAX),
             stripe_request_id: exchange.stripe_request_id,
@@ -290,7 +340,7 @@ fn route<'a>(parts: &'a Parts, mount: Mount<'a>) -> Result<(&'a str, &'a str), G
     let path = parts.uri.path();
     match mount {
         Mount::Prefixed => {
-            let after = path.strip_prefix("/v1/connections/").unwrap_or_default();
+            let after = path.strip_prefix(CONNECTIONS_PREFIX).unwrap_or_default();
             Ok(after.split_once('/').unwrap_or((after, "")))
         }
         Mount::Root(connection) => {
@@ -331,12 +381,18 @@ fn check_body_size(parts: &Parts, limit: u64) -> Result<(), GatewayError> {
 
 /// A random request id (`agr_` + 96 bits in hex), unique without coordination.
 fn new_request_id() -> String {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
     let value: u128 = rand::rng().random();
-    format!("agr_{:024x}", value >> 32)
+    let mut id = String::with_capacity(28);
+    id.push_str("agr_");
+    for shift in (32..128).step_by(4).rev() {
+        id.push(char::from(HEX[((value >> shift) & 0xf) as usize]));
+    }
+    id
 }
 
 /// The 404 for anything no route matches, in Stripe's shape.
-pub async fn unknown_route(request: Request) -> Response {
+pub async fn unknown_route(request: axum::extract::Request) -> Response {
     if request.method() == Method::CONNECT {
         return GatewayError::MethodNotAllowed("CONNECT".into()).into_response();
     }
@@ -345,4 +401,17 @@ pub async fn unknown_route(request: Request) -> Response {
         path: target::loggable_raw_path(request.uri().path()),
     }
     .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_ids_are_prefixed_hex_of_fixed_length() {
+        let id = new_request_id();
+        assert_eq!(id.len(), 28);
+        assert!(id.starts_with("agr_") && id[4..].bytes().all(|b| b.is_ascii_hexdigit()));
+        assert_ne!(id, new_request_id());
+    }
 }

@@ -116,11 +116,13 @@ pub trait Store: Send + Sync + 'static {
         id: &KeyId,
         at: i64,
     ) -> Result<(), StoreError>;
-    /// Moves `last_used_at` forward for each key (never backwards).
-    async fn record_key_use(&self, uses: &[(KeyId, i64)]) -> Result<(), StoreError>;
-
-    /// Appends entries to the request log in one transaction.
-    async fn insert_request_logs(&self, entries: &[RequestLogEntry]) -> Result<(), StoreError>;
+    /// Appends entries to the request log and moves each listed key's `last_used_at`
+    /// forward (never backwards), in one transaction.
+    async fn insert_request_logs(
+        &self,
+        entries: &[RequestLogEntry],
+        key_uses: &[(KeyId, i64)],
+    ) -> Result<(), StoreError>;
     /// Reads the workspace's request log, oldest first.
     async fn list_request_logs(
         &self,

@@ -8,9 +8,27 @@ use crate::ids::{ConnectionId, KeyId, WorkspaceId};
 
 use super::rows::{AgentKeyRecord, ConnectionRecord, RequestLogEntry, RequestLogRecord, Workspace};
 
-/// Rows per multi-row INSERT of the request log (13 parameters each, well under both
-/// backends' parameter limits).
-pub(super) const LOG_INSERT_CHUNK: usize = 500;
+/// Largest number of rows in one multi-row INSERT of the request log (12 parameters
+/// each, well under both backends' parameter limits).
+pub(super) const LOG_INSERT_CHUNK: usize = 512;
+
+/// Splits `len` rows into chunks whose sizes are powers of two (512, 256, ... 1), so the
+/// backends' statement caches see at most ten distinct INSERT statements instead of one
+/// per batch size.
+pub(super) fn log_chunk_sizes(mut len: usize) -> impl Iterator<Item = usize> {
+    std::iter::from_fn(move || {
+        if len == 0 {
+            return None;
+        }
+        let size = if len >= LOG_INSERT_CHUNK {
+            LOG_INSERT_CHUNK
+        } else {
+            1 << (usize::BITS - 1 - len.leading_zeros())
+        };
+        len -= size;
+        Some(size)
+    })
+}
 
 #[derive(sqlx::FromRow)]
 pub(super) struct WorkspaceRow {
@@ -337,28 +355,16 @@ macro_rules! impl_store {
                 Ok(())
             }
 
-            async fn record_key_use(&self, uses: &[(KeyId, i64)]) -> Result<(), StoreError> {
-                let mut tx = self.pool.begin().await?;
-                for (id, at) in uses {
-                    sqlx::query(
-                        "UPDATE agent_keys SET last_used_at = $2 \
-                         WHERE id = $1 AND (last_used_at IS NULL OR last_used_at < $2)",
-                    )
-                    .bind(id.as_str())
-                    .bind(*at)
-                    .execute(&mut *tx)
-                    .await?;
-                }
-                tx.commit().await?;
-                Ok(())
-            }
-
             async fn insert_request_logs(
                 &self,
                 entries: &[RequestLogEntry],
+                key_uses: &[(KeyId, i64)],
             ) -> Result<(), StoreError> {
                 let mut tx = self.pool.begin().await?;
-                for chunk in entries.chunks(sql::LOG_INSERT_CHUNK) {
+                let mut rest = entries;
+                for size in sql::log_chunk_sizes(entries.len()) {
+                    let (chunk, tail) = rest.split_at(size);
+                    rest = tail;
                     let mut builder = sqlx::QueryBuilder::<$db>::new(
                         "INSERT INTO request_log (created_at, workspace_id, request_id, key_id, \
                          connection, method, path, status, latency_us, stripe_request_id, \
@@ -379,6 +385,16 @@ macro_rules! impl_store {
                             .push_bind(e.outcome.as_str());
                     });
                     builder.build().execute(&mut *tx).await?;
+                }
+                for (id, at) in key_uses {
+                    sqlx::query(
+                        "UPDATE agent_keys SET last_used_at = $2 \
+                         WHERE id = $1 AND (last_used_at IS NULL OR last_used_at < $2)",
+                    )
+                    .bind(id.as_str())
+                    .bind(*at)
+                    .execute(&mut *tx)
+                    .await?;
                 }
                 tx.commit().await?;
                 Ok(())
@@ -423,3 +439,19 @@ macro_rules! impl_store {
 }
 
 pub(super) use impl_store;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn log_chunks_are_powers_of_two_that_add_up() {
+        for len in [0, 1, 3, 511, 512, 513, 1200] {
+            let sizes: Vec<usize> = log_chunk_sizes(len).collect();
+            assert_eq!(sizes.iter().sum::<usize>(), len);
+            assert!(sizes
+                .iter()
+                .all(|s| s.is_power_of_two() && *s <= LOG_INSERT_CHUNK));
+        }
+    }
+}

@@ -54,7 +54,9 @@ each_backend! {
             outcome: "forwarded".into(),
         };
         let entries: Vec<_> = (0..1200).map(entry).collect();
-        store.insert_request_logs(&entries).await.unwrap();
+        store.insert_request_logs(&entries, &[(created.record.id.clone(), 77)]).await.unwrap();
+        let keys = store.list_keys(&default.id).await.unwrap();
+        assert_eq!(keys[0].last_used_at, Some(77));
         let newest = store.list_request_logs(&default.id, LogQuery { after_id: None, limit: 3 }).await.unwrap();
         assert_eq!(newest.iter().map(|r| r.entry.created_at).collect::<Vec<_>>(), [1197, 1198, 1199]);
         let after = store.list_request_logs(&default.id, LogQuery { after_id: Some(newest[0].id), limit: 10 }).await.unwrap();

@@ -81,7 +81,7 @@ impl StripeSecret {
             _ => return Err(StripeSecretError::Malformed),
         };
         let rest = &text[8..];
-        let well_formed = (8..=247).contains(&rest.len())
+        let well_formed = (3..=247).contains(&rest.len())
             && rest.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
         if !well_formed {
             return Err(StripeSecretError::Malformed);
@@ -151,7 +151,7 @@ mod tests {
         for bad in [
             "",
             "sk_test_",
-            "sk_test_short",
+            "sk_test_ab",
             "sk_prod_abcdEFGH1234",
             "sk_test_abc def ghi jk",
             "whsec_abcdEFGH1234",
