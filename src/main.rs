@@ -11,13 +11,15 @@ use agentgate::cli::{self, Cli};
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// The main thread runs the command (for `serve`: the background work; requests are
+/// served by worker threads with runtimes of their own).
 fn main() -> ExitCode {
     let cli = Cli::parse();
     if let Err(error) = agentgate::telemetry::init(cli.log_filter(), cli.log_format) {
         eprintln!("agentgate: invalid --log filter: {error}");
         return ExitCode::from(2);
     }
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
+    let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
     {

@@ -1,81 +1,52 @@
-//! The accept loop: HTTP/1.1 connections served by hyper with a header read timeout, TCP
-//! no-delay, and graceful shutdown (stop accepting, let in-flight requests finish within
-//! the grace period, close idle keep-alive connections).
+//! Accepting connections: one loop per listening socket, on the main runtime, hands each
+//! new connection to the worker serving the fewest connections. Balancing here, rather than
+//! letting every worker race for `accept`, keeps one core from getting most of the
+//! long-lived keep-alive connections while the other idles.
 
+use std::sync::Arc;
 use std::time::Duration;
 
-use std::convert::Infallible;
-
-use hyper::server::conn::http1;
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use crate::proxy::Entry;
+use super::workers::WorkerHandle;
 
-/// Per-listener serving options.
-#[derive(Clone, Copy, Debug)]
-pub struct ServeOptions {
-    /// How long a client may take to send its request headers.
-    pub header_timeout: Duration,
-    /// How long in-flight requests may continue after shutdown begins.
-    pub shutdown_grace: Duration,
-}
-
-/// Serves `entry` on `listener` until `stop` turns true, then drains.
-pub async fn serve(
+/// Accepts on `listener` (the `index`-th listening socket) until `stop` turns true.
+pub async fn accept(
     listener: TcpListener,
-    entry: Entry,
-    options: ServeOptions,
+    index: usize,
+    workers: Arc<[WorkerHandle]>,
     mut stop: watch::Receiver<bool>,
 ) {
-    let mut builder = http1::Builder::new();
-    builder
-        .timer(TokioTimer::new())
-        .header_read_timeout(options.header_timeout)
-        .keep_alive(true);
-    let graceful = GracefulShutdown::new();
     loop {
         tokio::select! {
-            accepted = listener.accept() => {
-                let (stream, _peer) = match accepted {
-                    Ok(accepted) => accepted,
-                    Err(error) => {
-                        // Out of file descriptors and similar: back off instead of spinning.
-                        tracing::warn!(%error, "accept failed");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        continue;
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _peer)) => {
+                    let _ = stream.set_nodelay(true);
+                    match stream.into_std() {
+                        Ok(stream) => least_busy(&workers).hand_over(index, stream),
+                        Err(error) => tracing::debug!(%error, "cannot hand over a connection"),
                     }
-                };
-                let _ = stream.set_nodelay(true);
-                let entry = entry.clone();
-                let service = service_fn(move |request| {
-                    let entry = entry.clone();
-                    async move { Ok::<_, Infallible>(entry.serve(request).await) }
-                });
-                let connection = builder.serve_connection(TokioIo::new(stream), service);
-                let connection = graceful.watch(connection);
-                tokio::spawn(async move {
-                    if let Err(error) = connection.await {
-                        tracing::debug!(%error, "connection ended with an error");
-                    }
-                });
-            }
+                }
+                Err(error) => {
+                    // Out of file descriptors and similar: back off instead of spinning.
+                    tracing::warn!(%error, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            },
             _ = stopped(&mut stop) => break,
         }
     }
-    drop(listener);
-    if tokio::time::timeout(options.shutdown_grace, graceful.shutdown())
-        .await
-        .is_err()
-    {
-        tracing::warn!(grace = ?options.shutdown_grace, "in-flight requests did not finish within the grace period");
-    }
+}
+
+fn least_busy(workers: &[WorkerHandle]) -> &WorkerHandle {
+    workers
+        .iter()
+        .min_by_key(|worker| worker.connections())
+        .expect("at least one worker")
 }
 
 /// Resolves once `stop` turns true (or its sender is gone).
-async fn stopped(stop: &mut watch::Receiver<bool>) {
+pub async fn stopped(stop: &mut watch::Receiver<bool>) {
     let _ = stop.wait_for(|stopping| *stopping).await;
 }

@@ -24,8 +24,8 @@ use crate::proxy::client::UpstreamConfig;
 use crate::proxy::{self, Entry, Proxy, ProxyShared};
 use crate::request_log::{self, RequestLogWriter};
 use crate::store::{self, Store, DEFAULT_WORKSPACE};
-use listener::ServeOptions;
 pub use ops::Ops;
+use workers::{ServeOptions, WorkerHandle};
 
 /// A built application, ready to serve.
 pub struct App {
@@ -146,30 +146,33 @@ impl App {
             stop_rx.clone(),
         ));
         let sdk_connections: Vec<String> = listeners.sdk.iter().map(|(c, _)| c.clone()).collect();
-        let mut sockets = vec![listeners.main.into_std()?];
-        for (_, listener) in listeners.sdk {
-            sockets.push(listener.into_std()?);
-        }
+        let mut handles = Vec::with_capacity(self.workers);
         let mut running = Vec::with_capacity(self.workers);
         for index in 0..self.workers {
             let entries = self.worker_entries(&sdk_connections);
-            let sockets = sockets
-                .iter()
-                .map(std::net::TcpListener::try_clone)
-                .collect::<Result<Vec<_>, _>>()?;
-            let serving = sockets.into_iter().zip(entries).collect();
-            running.push(workers::spawn(
-                index,
-                serving,
-                self.serve_options,
-                stop_rx.clone(),
-            )?);
+            let (handle, worker) =
+                workers::spawn(index, entries, self.serve_options, stop_rx.clone())?;
+            handles.push(handle);
+            running.push(worker);
         }
-        drop(sockets);
+        let handles: Arc<[WorkerHandle]> = handles.into();
+        let mut acceptors = tokio::task::JoinSet::new();
+        let sockets =
+            std::iter::once(listeners.main).chain(listeners.sdk.into_iter().map(|(_, l)| l));
+        for (index, socket) in sockets.enumerate() {
+            acceptors.spawn(listener::accept(
+                socket,
+                index,
+                handles.clone(),
+                stop_rx.clone(),
+            ));
+        }
         shutdown.await;
         tracing::info!("shutting down: no new connections; draining in-flight requests");
         self.ops.start_draining();
         let _ = stop_tx.send(true);
+        while acceptors.join_next().await.is_some() {}
+        drop(handles);
         for worker in running {
             worker.finished().await;
         }
