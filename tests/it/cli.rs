@@ -188,3 +188,30 @@ async fn the_first_start_creates_an_owner_only_key_file_beside_the_database() {
         & 0o777;
     assert_eq!(db_mode, 0o600, "the database file is owner-only too");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logs_tail_prints_entries_as_they_are_written() {
+    use std::io::{BufRead, BufReader};
+
+    let app = crate::support::app::TestApp::spawn(Backend::Sqlite).await;
+    assert_eq!(app.get("customers?limit=1").await.status(), 200);
+    app.logged(1).await;
+    let mut tail = binary()
+        .args(["logs", "tail", "--json"])
+        .env("AGENTGATE_DATABASE", &app.db.url)
+        .env("AGENTGATE_MASTER_KEY", &app.master_key)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(tail.stdout.take().unwrap()).lines();
+    let first: Value = serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap();
+    assert_eq!(first["path"], "/v1/customers?limit");
+    assert_eq!(app.get("charges").await.status(), 200);
+    let second: Value = serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap();
+    assert_eq!(second["path"], "/v1/charges");
+    assert_eq!(second["status"], 200);
+    tail.kill().unwrap();
+    let _ = tail.wait();
+    app.stop().await;
+}

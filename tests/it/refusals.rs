@@ -153,4 +153,23 @@ each_backend! {
         assert_eq!(app.double.received().len(), 1, "sent once, never retried");
         app.stop().await;
     }
+
+    async fn a_redirect_from_upstream_is_passed_back_not_followed(backend) {
+        let app = TestApp::spawn(backend).await;
+        app.double.respond(Reply::Json {
+            status: 307,
+            headers: vec![("Location".into(), format!("http://{}/elsewhere", app.double.addr))],
+            body: String::new(),
+        });
+        let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+        let response = client
+            .get(app.url("/v1/connections/stripe/customers"))
+            .bearer_auth(&app.key)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 307);
+        assert_eq!(app.double.received().len(), 1, "agentgate did not follow the redirect");
+        app.stop().await;
+    }
 }
