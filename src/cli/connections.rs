@@ -109,13 +109,12 @@ async fn set(args: &StoreArgs, name: &str, json: bool) -> anyhow::Result<()> {
 async fn list(args: &StoreArgs, json: bool) -> anyhow::Result<()> {
     let (store, workspace) = open_workspace(args).await?;
     let records = list_connections(store.as_ref(), &workspace).await?;
-    if json {
-        let out: Vec<ConnectionOut> = records.iter().map(ConnectionOut::from).collect();
-        return output::json(&out);
-    }
-    let rows: Vec<Vec<String>> = records
-        .iter()
-        .map(|r| {
+    output::list(
+        json,
+        &records,
+        ConnectionOut::from,
+        &["NAME", "KEY", "MODE", "TYPE", "UPDATED"],
+        |r| {
             vec![
                 r.name.clone(),
                 r.secret_hint.clone(),
@@ -123,14 +122,9 @@ async fn list(args: &StoreArgs, json: bool) -> anyhow::Result<()> {
                 r.key_kind.clone(),
                 crate::time::rfc3339(r.updated_at),
             ]
-        })
-        .collect();
-    output::table(
-        &["NAME", "KEY", "MODE", "TYPE", "UPDATED"],
-        &rows,
+        },
         "no connections yet: `agentgate connections set stripe` reads a Stripe key from stdin",
-    );
-    Ok(())
+    )
 }
 
 /// Reads the secret from stdin: one line from a terminal (with a prompt on stderr), or

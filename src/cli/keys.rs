@@ -86,34 +86,28 @@ pub async fn run(args: &StoreArgs, command: KeysCommand) -> anyhow::Result<()> {
         }
         KeysCommand::List { json } => {
             let records = list_keys(store.as_ref(), &workspace).await?;
-            if json {
-                let out: Vec<KeyOut> = records.iter().map(KeyOut::from).collect();
-                return output::json(&out);
-            }
-            let rows: Vec<Vec<String>> = records
-                .iter()
-                .map(|r| {
+            output::list(
+                json,
+                &records,
+                KeyOut::from,
+                &["ID", "NAME", "PREFIX", "CREATED", "LAST USED", "STATUS"],
+                |r| {
+                    let status = if r.revoked_at.is_some() {
+                        "revoked"
+                    } else {
+                        "active"
+                    };
                     vec![
                         r.id.to_string(),
                         r.name.clone(),
                         format!("{}…", r.prefix),
                         crate::time::rfc3339(r.created_at),
                         output::time_or(r.last_used_at, "never"),
-                        if r.revoked_at.is_some() {
-                            "revoked"
-                        } else {
-                            "active"
-                        }
-                        .to_owned(),
+                        status.to_owned(),
                     ]
-                })
-                .collect();
-            output::table(
-                &["ID", "NAME", "PREFIX", "CREATED", "LAST USED", "STATUS"],
-                &rows,
+                },
                 "no keys yet: `agentgate keys create --name NAME` makes one",
-            );
-            Ok(())
+            )
         }
         KeysCommand::Revoke { id } => {
             match revoke_key(store.as_ref(), &workspace, &KeyId::from_stored(id.clone())).await {

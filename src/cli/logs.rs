@@ -106,13 +106,14 @@ pub async fn run(args: &StoreArgs, command: LogsCommand) -> anyhow::Result<()> {
                 limit: i64::from(limit.clamp(1, 10_000)),
             };
             let records = store.list_request_logs(&workspace, query).await?;
-            if json {
-                let out: Vec<LogOut> = records.iter().map(LogOut::from).collect();
-                return output::json(&out);
-            }
-            let rows: Vec<Vec<String>> = records.iter().map(row).collect();
-            output::table(&HEADERS, &rows, "no requests logged yet");
-            Ok(())
+            output::list(
+                json,
+                &records,
+                LogOut::from,
+                &HEADERS,
+                row,
+                "no requests logged yet",
+            )
         }
         LogsCommand::Tail { json } => {
             let mut query = LogQuery {

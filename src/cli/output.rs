@@ -28,6 +28,25 @@ pub fn table(headers: &[&str], rows: &[Vec<String>], empty: &str) {
     }
 }
 
+/// Prints records as a JSON array (`json`) or as a table, so every list command behaves
+/// alike.
+pub fn list<'a, T, O: Serialize>(
+    json: bool,
+    records: &'a [T],
+    to_json: impl Fn(&'a T) -> O,
+    headers: &[&str],
+    to_row: impl Fn(&T) -> Vec<String>,
+    empty: &str,
+) -> anyhow::Result<()> {
+    if json {
+        let out: Vec<O> = records.iter().map(to_json).collect();
+        return self::json(&out);
+    }
+    let rows: Vec<Vec<String>> = records.iter().map(to_row).collect();
+    table(headers, &rows, empty);
+    Ok(())
+}
+
 /// Prints a value as one line of JSON.
 pub fn json<T: Serialize>(value: &T) -> anyhow::Result<()> {
     println!("{}", serde_json::to_string(value)?);

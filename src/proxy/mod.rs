@@ -9,21 +9,19 @@
 //! path-parameter maps or extra boxing.
 
 pub mod client;
+mod entry;
 pub mod headers;
 pub mod target;
 
 use std::sync::Arc;
 use std::time::Instant;
 
-use axum::body::Body;
 use axum::response::{IntoResponse, Response};
-use axum::Router;
 use http::request::Parts;
 use http::{header, HeaderValue, Method, Request, StatusCode};
 use http_body_util::Limited;
 use hyper::body::Incoming;
 use rand::Rng;
-use tower::ServiceExt;
 
 use crate::connections::{ConnectionResolver, ResolveError, ResolvedConnection};
 use crate::error::GatewayError;
@@ -32,10 +30,11 @@ use crate::metrics::Metrics;
 use crate::request_log::RequestLogger;
 use crate::store::RequestLogEntry;
 use client::{Upstream, UpstreamBody};
+pub use entry::{unknown_route, Entry};
 use target::StripeTarget;
 
 /// Where the main listener's data plane starts.
-const CONNECTIONS_PREFIX: &str = "/v1/connections/";
+pub(crate) const CONNECTIONS_PREFIX: &str = "/v1/connections/";
 
 /// What every worker's data plane shares: caches, metrics and the request log queue.
 pub struct ProxyShared {
@@ -63,57 +62,6 @@ enum Mount<'a> {
     Prefixed,
     /// An SDK listener serving one connection at its root (`/v1/...`).
     Root(&'a str),
-}
-
-/// What a listener serves: the data plane, and for the main listener every other route
-/// through an axum router.
-#[derive(Clone)]
-pub struct Entry {
-    proxy: Arc<Proxy>,
-    kind: EntryKind,
-}
-
-#[derive(Clone)]
-enum EntryKind {
-    /// The main listener: `/v1/connections/...` to the proxy, the rest to the router.
-    Main(Router),
-    /// An SDK listener: everything to the proxy, for one connection.
-    Sdk(Arc<str>),
-}
-
-impl Entry {
-    /// The main listener: the data plane under `/v1/connections/`, `routes` for the rest.
-    pub fn main(proxy: Arc<Proxy>, routes: Router) -> Self {
-        Self {
-            proxy,
-            kind: EntryKind::Main(routes),
-        }
-    }
-
-    /// An SDK listener serving `connection` at its root.
-    pub fn sdk(proxy: Arc<Proxy>, connection: &str) -> Self {
-        Self {
-            proxy,
-            kind: EntryKind::Sdk(connection.into()),
-        }
-    }
-
-    /// Answers one request.
-    pub async fn serve(self, request: Request<Incoming>) -> Response {
-        match &self.kind {
-            EntryKind::Sdk(connection) => self.proxy.handle(request, Mount::Root(connection)).await,
-            EntryKind::Main(_) if request.uri().path().starts_with(CONNECTIONS_PREFIX) => {
-                self.proxy.handle(request, Mount::Prefixed).await
-            }
-            EntryKind::Main(routes) => {
-                let routes = routes.clone();
-                match routes.oneshot(request.map(Body::new)).await {
-                    Ok(response) => response,
-                    Err(never) => match never {},
-                }
-            }
-        }
-    }
 }
 
 /// What is known about one request as it goes through the phases; what `record` reads.
@@ -389,18 +337,6 @@ fn new_request_id() -> String {
         id.push(char::from(HEX[((value >> shift) & 0xf) as usize]));
     }
     id
-}
-
-/// The 404 for anything no route matches, in Stripe's shape.
-pub async fn unknown_route(request: axum::extract::Request) -> Response {
-    if request.method() == Method::CONNECT {
-        return GatewayError::MethodNotAllowed("CONNECT".into()).into_response();
-    }
-    GatewayError::UnknownRoute {
-        method: request.method().to_string(),
-        path: target::loggable_raw_path(request.uri().path()),
-    }
-    .into_response()
 }
 
 #[cfg(test)]

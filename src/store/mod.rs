@@ -6,6 +6,7 @@
 mod postgres;
 pub mod rows;
 mod sql;
+mod sql_rows;
 mod sqlite;
 
 use std::sync::Arc;

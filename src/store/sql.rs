@@ -3,10 +3,7 @@
 //! [`impl_store!`] macro writes the `Store` implementation once for each pool type; only
 //! opening a pool and backend-only features live in `sqlite.rs` and `postgres.rs`.
 
-use crate::crypto::Sealed;
-use crate::ids::{ConnectionId, KeyId, WorkspaceId};
-
-use super::rows::{AgentKeyRecord, ConnectionRecord, RequestLogEntry, RequestLogRecord, Workspace};
+pub(super) use super::sql_rows::{ConnectionRow, KeyRow, RequestLogRow, WorkspaceRow};
 
 /// Largest number of rows in one multi-row INSERT of the request log (12 parameters
 /// each, well under both backends' parameter limits).
@@ -28,120 +25,6 @@ pub(super) fn log_chunk_sizes(mut len: usize) -> impl Iterator<Item = usize> {
         len -= size;
         Some(size)
     })
-}
-
-#[derive(sqlx::FromRow)]
-pub(super) struct WorkspaceRow {
-    id: String,
-    name: String,
-    created_at: i64,
-}
-
-impl From<WorkspaceRow> for Workspace {
-    fn from(row: WorkspaceRow) -> Self {
-        Workspace {
-            id: WorkspaceId::from_stored(row.id),
-            name: row.name,
-            created_at: row.created_at,
-        }
-    }
-}
-
-#[derive(sqlx::FromRow)]
-pub(super) struct ConnectionRow {
-    id: String,
-    workspace_id: String,
-    name: String,
-    provider: String,
-    secret: Vec<u8>,
-    secret_hint: String,
-    mode: String,
-    key_kind: String,
-    created_at: i64,
-    updated_at: i64,
-}
-
-impl From<ConnectionRow> for ConnectionRecord {
-    fn from(row: ConnectionRow) -> Self {
-        ConnectionRecord {
-            id: ConnectionId::from_stored(row.id),
-            workspace_id: WorkspaceId::from_stored(row.workspace_id),
-            name: row.name,
-            provider: row.provider,
-            secret: Sealed::from_stored(row.secret),
-            secret_hint: row.secret_hint,
-            mode: row.mode,
-            key_kind: row.key_kind,
-            created_at: row.created_at,
-            updated_at: row.updated_at,
-        }
-    }
-}
-
-#[derive(sqlx::FromRow)]
-pub(super) struct KeyRow {
-    id: String,
-    workspace_id: String,
-    name: String,
-    prefix: String,
-    hash: Vec<u8>,
-    created_at: i64,
-    last_used_at: Option<i64>,
-    revoked_at: Option<i64>,
-}
-
-impl From<KeyRow> for AgentKeyRecord {
-    fn from(row: KeyRow) -> Self {
-        AgentKeyRecord {
-            id: KeyId::from_stored(row.id),
-            workspace_id: WorkspaceId::from_stored(row.workspace_id),
-            name: row.name,
-            prefix: row.prefix,
-            hash: row.hash,
-            created_at: row.created_at,
-            last_used_at: row.last_used_at,
-            revoked_at: row.revoked_at,
-        }
-    }
-}
-
-#[derive(sqlx::FromRow)]
-pub(super) struct RequestLogRow {
-    id: i64,
-    created_at: i64,
-    workspace_id: String,
-    request_id: String,
-    key_id: String,
-    connection: String,
-    method: String,
-    path: String,
-    status: i32,
-    latency_us: i64,
-    stripe_request_id: Option<String>,
-    idempotency_key: Option<String>,
-    outcome: String,
-}
-
-impl From<RequestLogRow> for RequestLogRecord {
-    fn from(row: RequestLogRow) -> Self {
-        RequestLogRecord {
-            id: row.id,
-            entry: RequestLogEntry {
-                created_at: row.created_at,
-                workspace_id: WorkspaceId::from_stored(row.workspace_id),
-                request_id: row.request_id,
-                key_id: KeyId::from_stored(row.key_id),
-                connection: row.connection,
-                method: row.method,
-                path: row.path,
-                status: u16::try_from(row.status).unwrap_or(0),
-                latency_us: row.latency_us,
-                stripe_request_id: row.stripe_request_id,
-                idempotency_key: row.idempotency_key,
-                outcome: row.outcome,
-            },
-        }
-    }
 }
 
 pub(super) const SELECT_CONNECTION: &str = "SELECT id, workspace_id, name, provider, secret, \

@@ -110,12 +110,11 @@ each_backend! {
         assert_gateway_error(&declared.head, &declared.body, "request_too_large");
         assert!(app.double.received().is_empty(), "a declared oversize body is refused before forwarding");
         let big = vec![b'a'; 1024 * 1024 + 1];
-        let chunks: Vec<Result<Vec<u8>, std::io::Error>> = big.chunks(64 * 1024).map(|c| Ok(c.to_vec())).collect();
         let streamed = app
             .client
             .post(app.url("/v1/connections/stripe/customers"))
             .bearer_auth(&app.key)
-            .body(reqwest::Body::wrap_stream(futures_util::stream::iter(chunks)))
+            .body(crate::support::streamed(&big, 64 * 1024))
             .send()
             .await
             .unwrap();

@@ -14,6 +14,13 @@ use std::time::{Duration, Instant};
 /// The Stripe key every test stores: a canary searched for in outputs and files.
 pub const TEST_SECRET: &str = "sk_test_51CanaryAgentgateSecret0123456789abcdefXYZ";
 
+/// A request body sent in `chunk`-sized pieces without a length (chunked encoding).
+pub fn streamed(bytes: &[u8], chunk: usize) -> reqwest::Body {
+    let chunks: Vec<Result<Vec<u8>, std::io::Error>> =
+        bytes.chunks(chunk).map(|c| Ok(c.to_vec())).collect();
+    reqwest::Body::wrap_stream(futures_util::stream::iter(chunks))
+}
+
 /// Polls `check` until it returns `Some`, failing the test after `limit`. For waiting on
 /// background work (the request log writer); the limit is a deadline, not a measurement.
 pub async fn eventually<T, F, Fut>(limit: Duration, what: &str, mut check: F) -> T

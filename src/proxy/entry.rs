@@ -1,0 +1,77 @@
+//! What a listener serves: data-plane requests go straight to the [`Proxy`]; on the main
+//! listener everything else goes through an axum router.
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::response::{IntoResponse, Response};
+use axum::Router;
+use http::{Method, Request};
+use hyper::body::Incoming;
+use tower::ServiceExt;
+
+use super::{target, Mount, Proxy, CONNECTIONS_PREFIX};
+use crate::error::GatewayError;
+
+/// What a listener serves: the data plane, and for the main listener every other route
+/// through an axum router.
+#[derive(Clone)]
+pub struct Entry {
+    proxy: Arc<Proxy>,
+    kind: EntryKind,
+}
+
+#[derive(Clone)]
+enum EntryKind {
+    /// The main listener: `/v1/connections/...` to the proxy, the rest to the router.
+    Main(Router),
+    /// An SDK listener: everything to the proxy, for one connection.
+    Sdk(Arc<str>),
+}
+
+impl Entry {
+    /// The main listener: the data plane under `/v1/connections/`, `routes` for the rest.
+    pub fn main(proxy: Arc<Proxy>, routes: Router) -> Self {
+        Self {
+            proxy,
+            kind: EntryKind::Main(routes),
+        }
+    }
+
+    /// An SDK listener serving `connection` at its root.
+    pub fn sdk(proxy: Arc<Proxy>, connection: &str) -> Self {
+        Self {
+            proxy,
+            kind: EntryKind::Sdk(connection.into()),
+        }
+    }
+
+    /// Answers one request.
+    pub async fn serve(self, request: Request<Incoming>) -> Response {
+        match &self.kind {
+            EntryKind::Sdk(connection) => self.proxy.handle(request, Mount::Root(connection)).await,
+            EntryKind::Main(_) if request.uri().path().starts_with(CONNECTIONS_PREFIX) => {
+                self.proxy.handle(request, Mount::Prefixed).await
+            }
+            EntryKind::Main(routes) => {
+                let routes = routes.clone();
+                match routes.oneshot(request.map(Body::new)).await {
+                    Ok(response) => response,
+                    Err(never) => match never {},
+                }
+            }
+        }
+    }
+}
+
+/// The 404 for anything no route matches, in Stripe's shape.
+pub async fn unknown_route(request: axum::extract::Request) -> Response {
+    if request.method() == Method::CONNECT {
+        return GatewayError::MethodNotAllowed("CONNECT".into()).into_response();
+    }
+    GatewayError::UnknownRoute {
+        method: request.method().to_string(),
+        path: target::loggable_raw_path(request.uri().path()),
+    }
+    .into_response()
+}
