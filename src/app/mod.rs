@@ -25,7 +25,7 @@ use crate::proxy::{self, Entry, Proxy, ProxyShared};
 use crate::request_log::{self, RequestLogWriter};
 use crate::store::{self, Store, DEFAULT_WORKSPACE};
 pub use ops::Ops;
-use workers::{ServeOptions, WorkerHandle};
+use workers::{ServeOptions, Worker, WorkerHandle};
 
 /// A built application, ready to serve.
 pub struct App {
@@ -132,6 +132,24 @@ impl App {
         std::iter::once(main).chain(sdk).collect()
     }
 
+    /// Starts one worker thread per configured worker.
+    fn start_workers(
+        &self,
+        sdk_connections: &[String],
+        stop: &watch::Receiver<bool>,
+    ) -> std::io::Result<(Arc<[WorkerHandle]>, Vec<Worker>)> {
+        let mut handles = Vec::with_capacity(self.workers);
+        let mut running = Vec::with_capacity(self.workers);
+        for index in 0..self.workers {
+            let entries = self.worker_entries(sdk_connections);
+            let (handle, worker) =
+                workers::spawn(index, entries, self.serve_options, stop.clone())?;
+            handles.push(handle);
+            running.push(worker);
+        }
+        Ok((handles.into(), running))
+    }
+
     /// Serves until `shutdown` resolves, then stops accepting, lets in-flight requests
     /// finish (up to the grace period), and writes the queued request log.
     pub async fn serve(
@@ -146,26 +164,13 @@ impl App {
             stop_rx.clone(),
         ));
         let sdk_connections: Vec<String> = listeners.sdk.iter().map(|(c, _)| c.clone()).collect();
-        let mut handles = Vec::with_capacity(self.workers);
-        let mut running = Vec::with_capacity(self.workers);
-        for index in 0..self.workers {
-            let entries = self.worker_entries(&sdk_connections);
-            let (handle, worker) =
-                workers::spawn(index, entries, self.serve_options, stop_rx.clone())?;
-            handles.push(handle);
-            running.push(worker);
-        }
-        let handles: Arc<[WorkerHandle]> = handles.into();
+        let (handles, running) = self.start_workers(&sdk_connections, &stop_rx)?;
         let mut acceptors = tokio::task::JoinSet::new();
         let sockets =
             std::iter::once(listeners.main).chain(listeners.sdk.into_iter().map(|(_, l)| l));
         for (index, socket) in sockets.enumerate() {
-            acceptors.spawn(listener::accept(
-                socket,
-                index,
-                handles.clone(),
-                stop_rx.clone(),
-            ));
+            let accept = listener::accept(socket, index, handles.clone(), stop_rx.clone());
+            acceptors.spawn(accept);
         }
         shutdown.await;
         tracing::info!("shutting down: no new connections; draining in-flight requests");
