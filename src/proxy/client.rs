@@ -90,6 +90,8 @@ pub struct UpstreamFailure {
     pub error: GatewayError,
     /// `connect`, `timeout`, `reset` or `body` (the caller's body was refused).
     pub kind: &'static str,
+    /// The transport's explanation (e.g. "Connection refused"), for the log only.
+    pub cause: String,
 }
 
 impl Upstream {
@@ -153,6 +155,7 @@ impl Upstream {
                 seconds: self.config.timeout.as_secs(),
             },
             kind: "timeout",
+            cause: format!("no complete answer within {:?}", self.config.timeout),
         }
     }
 }
@@ -165,6 +168,7 @@ fn classify(error: &hyper_util::client::legacy::Error, limit: u64) -> UpstreamFa
             return UpstreamFailure {
                 error: GatewayError::BodyTooLarge { limit },
                 kind: "body",
+                cause: cause.to_string(),
             };
         }
         source = cause.source();
@@ -177,7 +181,20 @@ fn classify(error: &hyper_util::client::legacy::Error, limit: u64) -> UpstreamFa
     UpstreamFailure {
         error: GatewayError::UpstreamUnreachable,
         kind,
+        cause: error_chain(error),
     }
+}
+
+/// `outer: inner: innermost`, as far as the sources go.
+fn error_chain(error: &dyn StdError) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
 }
 
 pin_project_lite::pin_project! {

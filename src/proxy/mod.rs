@@ -221,7 +221,7 @@ impl Proxy {
                     self.shared
                         .metrics
                         .observe_upstream_error(connection, failure.kind);
-                    tracing::warn!(request_id = %exchange.request_id, kind = failure.kind, "forwarding to Stripe failed");
+                    tracing::warn!(request_id = %exchange.request_id, kind = failure.kind, cause = %failure.cause, "forwarding to Stripe failed");
                 }
                 Err(failure.error)
             }
