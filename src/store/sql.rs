@@ -3,6 +3,10 @@
 //! [`impl_store!`] macro writes the `Store` implementation once for each pool type; only
 //! opening a pool and backend-only features live in `sqlite.rs` and `postgres.rs`.
 
+use std::sync::OnceLock;
+
+use super::Backend;
+
 pub(super) use super::sql_rows::{ConnectionRow, KeyRow, RequestLogRow, WorkspaceRow};
 
 /// Largest number of rows in one multi-row INSERT of the request log (12 parameters
@@ -26,6 +30,46 @@ pub(super) fn log_chunk_sizes(mut len: usize) -> impl Iterator<Item = usize> {
         Some(size)
     })
 }
+
+/// The multi-row INSERT of `rows` request log entries (a power of two up to
+/// [`LOG_INSERT_CHUNK`]), built once per size and backend: formatting thousands of
+/// placeholders on every batch cost more than the insert. SQLite gets positional `?`
+/// parameters: it resolves numbered ones by name, in time quadratic in their number.
+pub(super) fn log_insert_sql(rows: usize, backend: Backend) -> &'static str {
+    static SQLITE: OnceLock<Vec<String>> = OnceLock::new();
+    static POSTGRES: OnceLock<Vec<String>> = OnceLock::new();
+    let (cache, numbered) = match backend {
+        Backend::Sqlite => (&SQLITE, false),
+        Backend::Postgres => (&POSTGRES, true),
+    };
+    let statements = cache.get_or_init(|| {
+        (0..=LOG_INSERT_CHUNK.trailing_zeros())
+            .map(|power| {
+                let values: Vec<String> = (0..1usize << power)
+                    .map(|row| {
+                        let params: Vec<String> = (1..=LOG_COLUMNS)
+                            .map(|c| match numbered {
+                                true => format!("${}", row * LOG_COLUMNS + c),
+                                false => "?".to_owned(),
+                            })
+                            .collect();
+                        format!("({})", params.join(", "))
+                    })
+                    .collect();
+                format!(
+                    "INSERT INTO request_log (created_at, workspace_id, request_id, key_id, \
+                     connection, method, path, status, latency_us, stripe_request_id, \
+                     idempotency_key, outcome) VALUES {}",
+                    values.join(", ")
+                )
+            })
+            .collect()
+    });
+    &statements[rows.trailing_zeros() as usize]
+}
+
+/// Columns bound per request log row.
+const LOG_COLUMNS: usize = 12;
 
 pub(super) const SELECT_CONNECTION: &str = "SELECT id, workspace_id, name, provider, secret, \
     secret_hint, mode, key_kind, created_at, updated_at FROM connections";
@@ -248,26 +292,23 @@ macro_rules! impl_store {
                 for size in sql::log_chunk_sizes(entries.len()) {
                     let (chunk, tail) = rest.split_at(size);
                     rest = tail;
-                    let mut builder = sqlx::QueryBuilder::<$db>::new(
-                        "INSERT INTO request_log (created_at, workspace_id, request_id, key_id, \
-                         connection, method, path, status, latency_us, stripe_request_id, \
-                         idempotency_key, outcome) ",
-                    );
-                    builder.push_values(chunk, |mut row, e| {
-                        row.push_bind(e.created_at)
-                            .push_bind(e.workspace_id.as_str())
-                            .push_bind(e.request_id.as_str())
-                            .push_bind(e.key_id.as_str())
-                            .push_bind(e.connection.as_str())
-                            .push_bind(e.method.as_str())
-                            .push_bind(e.path.as_str())
-                            .push_bind(i32::from(e.status))
-                            .push_bind(e.latency_us)
-                            .push_bind(e.stripe_request_id.as_deref())
-                            .push_bind(e.idempotency_key.as_deref())
-                            .push_bind(e.outcome.as_str());
-                    });
-                    builder.build().execute(&mut *tx).await?;
+                    let mut query = sqlx::query(sql::log_insert_sql(size, $backend));
+                    for e in chunk {
+                        query = query
+                            .bind(e.created_at)
+                            .bind(e.workspace_id.as_str())
+                            .bind(e.request_id.as_str())
+                            .bind(e.key_id.as_str())
+                            .bind(e.connection.as_str())
+                            .bind(e.method.as_str())
+                            .bind(e.path.as_str())
+                            .bind(i32::from(e.status))
+                            .bind(e.latency_us)
+                            .bind(e.stripe_request_id.as_deref())
+                            .bind(e.idempotency_key.as_deref())
+                            .bind(e.outcome.as_str());
+                    }
+                    query.execute(&mut *tx).await?;
                 }
                 for (id, at) in key_uses {
                     sqlx::query(
@@ -326,6 +367,21 @@ pub(super) use impl_store;
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_insert_for_n_rows_has_n_times_twelve_parameters() {
+        for rows in [1, 2, 64, 512] {
+            let numbered = log_insert_sql(rows, Backend::Postgres);
+            assert_eq!(numbered.matches('$').count(), rows * LOG_COLUMNS, "{rows}");
+            assert!(numbered.ends_with(&format!("${})", rows * LOG_COLUMNS)));
+            let positional = log_insert_sql(rows, Backend::Sqlite);
+            assert_eq!(
+                positional.matches('?').count(),
+                rows * LOG_COLUMNS,
+                "{rows}"
+            );
+        }
+    }
 
     #[test]
     fn log_chunks_are_powers_of_two_that_add_up() {
