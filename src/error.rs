@@ -19,7 +19,7 @@ pub enum Blame {
     Caller,
     /// Stripe could not be reached or failed mid-exchange (502/504).
     Upstream,
-    /// agentgate itself failed (500/503).
+    /// agentgate itself failed (500).
     Internal,
 }
 
@@ -80,9 +80,6 @@ pub enum GatewayError {
         /// The configured timeout in whole seconds.
         seconds: u64,
     },
-    /// The gateway is shutting down or otherwise cannot take the request now.
-    #[error("agentgate is not accepting requests right now; retry shortly.")]
-    Unavailable,
     /// A failure of agentgate itself; the cause is logged once, never sent.
     #[error("internal error")]
     Internal,
@@ -103,7 +100,6 @@ impl GatewayError {
             GatewayError::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             GatewayError::UpstreamUnreachable => StatusCode::BAD_GATEWAY,
             GatewayError::UpstreamTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
-            GatewayError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             GatewayError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -122,7 +118,7 @@ impl GatewayError {
             GatewayError::UpstreamUnreachable | GatewayError::UpstreamTimeout { .. } => {
                 Blame::Upstream
             }
-            GatewayError::Unavailable | GatewayError::Internal => Blame::Internal,
+            GatewayError::Internal => Blame::Internal,
         }
     }
 
@@ -148,7 +144,6 @@ impl GatewayError {
             GatewayError::BodyTooLarge { .. } => "request_too_large",
             GatewayError::UpstreamUnreachable => "upstream_unreachable",
             GatewayError::UpstreamTimeout { .. } => "upstream_timeout",
-            GatewayError::Unavailable => "gateway_unavailable",
             GatewayError::Internal => "internal_error",
         }
     }
@@ -209,9 +204,6 @@ impl IntoResponse for GatewayError {
             GATEWAY_ERROR_HEADER.clone(),
             HeaderValue::from_static(self.blame().as_str()),
         );
-        if matches!(self, GatewayError::Unavailable) {
-            headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-        }
         response
     }
 }

@@ -44,9 +44,10 @@ pub static STRIPE_REQUEST_ID: HeaderName = HeaderName::from_static("request-id")
 /// The headers to send to Stripe: the allow-listed ones the caller sent, then the
 /// injected credential.
 pub fn upstream_request_headers(incoming: &HeaderMap, authorization: &HeaderValue) -> HeaderMap {
+    let listed = named_in_connection(incoming);
     let mut out = HeaderMap::with_capacity(FORWARDED_REQUEST_HEADERS.len() + 1);
     for name in &FORWARDED_REQUEST_HEADERS {
-        if named_in_connection(incoming, name) {
+        if listed.contains(name) {
             continue;
         }
         for value in incoming.get_all(name) {
@@ -59,26 +60,23 @@ pub fn upstream_request_headers(incoming: &HeaderMap, authorization: &HeaderValu
 
 /// Removes hop-by-hop headers from Stripe's response, keeping everything else.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    let listed: Vec<HeaderName> = headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
-        .collect();
+    let listed = named_in_connection(headers);
     for name in HOP_BY_HOP.iter().chain(&listed) {
         headers.remove(name);
     }
     headers.remove(header::UPGRADE);
 }
 
-fn named_in_connection(headers: &HeaderMap, name: &HeaderName) -> bool {
+/// The header names a `Connection` header lists (empty, without allocating, when there is
+/// none).
+fn named_in_connection(headers: &HeaderMap) -> Vec<HeaderName> {
     headers
         .get_all(header::CONNECTION)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
-        .any(|listed| listed.trim().eq_ignore_ascii_case(name.as_str()))
+        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
+        .collect()
 }
 
 #[cfg(test)]
