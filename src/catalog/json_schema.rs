@@ -1,0 +1,1 @@
+//! JSON Schemas of operations' parameters (placeholder, being written).

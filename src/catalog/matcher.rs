@@ -1,0 +1,6 @@
+//! Matching a request's method and path to a listed operation (being written).
+
+/// Placeholder.
+pub struct CatalogIndex;
+/// Placeholder.
+pub struct Matched;
