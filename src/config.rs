@@ -3,12 +3,14 @@
 //! The master key itself is read only from `AGENTGATE_MASTER_KEY` or a file, never argv.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
 use zeroize::Zeroizing;
 
+use crate::catalog::Catalog;
 use crate::crypto::{MasterKey, MasterKeySource};
 use crate::proxy::client::{StripeBase, UpstreamConfig};
 use crate::store::sqlite_file_path;
@@ -130,6 +132,10 @@ pub struct ServeArgs {
     /// How long in-flight requests may run after SIGTERM before the process exits anyway.
     #[arg(long, env = "AGENTGATE_SHUTDOWN_GRACE", default_value = "30s", value_parser = humantime::parse_duration)]
     pub shutdown_grace: Duration,
+    /// An operation catalog written by `agentgate catalog import` (default: the built-in one
+    /// for Stripe API 2026-07-29.dahlia).
+    #[arg(long, env = "AGENTGATE_CATALOG")]
+    pub catalog: Option<PathBuf>,
 }
 
 /// Everything `serve` needs, read once at start.
@@ -150,6 +156,8 @@ pub struct Config {
     pub shutdown_grace: Duration,
     /// Worker threads.
     pub workers: usize,
+    /// The operations validated before they are forwarded.
+    pub catalog: Arc<Catalog>,
 }
 
 impl Config {
@@ -171,6 +179,7 @@ impl Config {
             header_timeout: serve.header_timeout,
             shutdown_grace: serve.shutdown_grace,
             workers: serve.workers.unwrap_or_else(default_workers),
+            catalog: Arc::new(load_catalog(serve.catalog.as_deref())?),
         })
     }
 
@@ -191,8 +200,24 @@ impl Config {
             header_timeout: Duration::from_secs(10),
             shutdown_grace: Duration::from_secs(10),
             workers: 2,
+            catalog: Arc::new(Catalog::embedded()),
         }
     }
+}
+
+/// The catalog file named by `--catalog`, or the built-in one.
+fn load_catalog(path: Option<&Path>) -> anyhow::Result<Catalog> {
+    let Some(path) = path else {
+        return Ok(Catalog::embedded());
+    };
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read the catalog {}", path.display()))?;
+    Catalog::from_json(&text).with_context(|| {
+        format!(
+            "{} is not a catalog written by `agentgate catalog import`",
+            path.display()
+        )
+    })
 }
 
 /// One worker per CPU core the process may use.

@@ -65,6 +65,12 @@ pub enum GatewayError {
     /// CONNECT and other methods a gateway to Stripe never forwards.
     #[error("The {0} method is not supported.")]
     MethodNotAllowed(String),
+    /// A listed operation's parameters that Stripe would refuse; nothing was forwarded.
+    #[error("{}", .0.message)]
+    Invalid(crate::validation::Violation),
+    /// The request body could not be read completely (the client went away or stalled).
+    #[error("The request body could not be read completely.")]
+    BodyUnreadable,
     /// The request body exceeds the configured cap.
     #[error("The request body is larger than the limit of {limit} bytes.")]
     BodyTooLarge {
@@ -95,7 +101,9 @@ impl GatewayError {
             GatewayError::UnknownConnection(_) | GatewayError::UnknownRoute { .. } => {
                 StatusCode::NOT_FOUND
             }
-            GatewayError::InvalidPath(_) => StatusCode::BAD_REQUEST,
+            GatewayError::InvalidPath(_)
+            | GatewayError::Invalid(_)
+            | GatewayError::BodyUnreadable => StatusCode::BAD_REQUEST,
             GatewayError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             GatewayError::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             GatewayError::UpstreamUnreachable => StatusCode::BAD_GATEWAY,
@@ -114,6 +122,8 @@ impl GatewayError {
             | GatewayError::UnknownRoute { .. }
             | GatewayError::InvalidPath(_)
             | GatewayError::MethodNotAllowed(_)
+            | GatewayError::Invalid(_)
+            | GatewayError::BodyUnreadable
             | GatewayError::BodyTooLarge { .. } => Blame::Caller,
             GatewayError::UpstreamUnreachable | GatewayError::UpstreamTimeout { .. } => {
                 Blame::Upstream
@@ -131,9 +141,12 @@ impl GatewayError {
         }
     }
 
-    /// A stable machine-readable code (Stripe's where one fits).
-    pub fn code(&self) -> &'static str {
-        match self {
+    /// A stable machine-readable code (Stripe's where one fits); validation refusals carry
+    /// Stripe's code where Stripe has one and none where Stripe sends none.
+    pub fn code(&self) -> Option<&'static str> {
+        Some(match self {
+            GatewayError::Invalid(violation) => return violation.code,
+            GatewayError::BodyUnreadable => "body_unreadable",
             GatewayError::KeyMissing => "api_key_missing",
             GatewayError::KeyInvalid => "api_key_invalid",
             GatewayError::KeyRevoked => "api_key_revoked",
@@ -145,13 +158,14 @@ impl GatewayError {
             GatewayError::UpstreamUnreachable => "upstream_unreachable",
             GatewayError::UpstreamTimeout { .. } => "upstream_timeout",
             GatewayError::Internal => "internal_error",
-        }
+        })
     }
 
     /// The offending parameter, in Stripe's bracket notation, when there is one.
-    fn param(&self) -> Option<&'static str> {
+    fn param(&self) -> Option<String> {
         match self {
-            GatewayError::UnknownConnection(_) => Some("connection"),
+            GatewayError::UnknownConnection(_) => Some("connection".into()),
+            GatewayError::Invalid(violation) => violation.param.clone(),
             _ => None,
         }
     }
@@ -182,13 +196,14 @@ pub struct ErrorDetail {
     /// `invalid_request_error` or `api_error`.
     #[serde(rename = "type")]
     pub error_type: &'static str,
-    /// Machine-readable code.
-    pub code: &'static str,
+    /// Machine-readable code; absent where Stripe sends none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub code: Option<&'static str>,
     /// Human-readable explanation that says what to fix.
     pub message: String,
     /// The parameter at fault, if any.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub param: Option<&'static str>,
+    pub param: Option<String>,
 }
 
 impl IntoResponse for GatewayError {

@@ -18,3 +18,4 @@ pub mod request_log;
 pub mod store;
 pub mod telemetry;
 pub mod time;
+pub mod validation;

@@ -14,6 +14,7 @@ use anyhow::Context;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+use crate::catalog::CatalogIndex;
 use crate::config::Config;
 use crate::connections::ConnectionResolver;
 use crate::crypto::{verify_master_key, Sealer};
@@ -92,6 +93,7 @@ impl App {
             connections: ConnectionResolver::new(store.clone(), sealer),
             metrics: metrics.clone(),
             log,
+            catalog: Arc::new(CatalogIndex::new(config.catalog.clone())),
         });
         let ops = Arc::new(Ops::new(store.clone(), metrics));
         tracing::info!(backend = ?store.backend(), workers = config.workers, "store ready");
@@ -124,7 +126,9 @@ impl App {
     /// sharing the worker's connection pool to Stripe.
     fn worker_entries(&self, sdk_connections: &[String]) -> Vec<Entry> {
         let proxy = Arc::new(Proxy::new(self.shared.clone(), self.upstream.clone()));
-        let routes = ops::router(self.ops.clone()).fallback(proxy::unknown_route);
+        let routes = ops::router(self.ops.clone())
+            .merge(proxy::discovery::router(self.shared.clone()))
+            .fallback(proxy::unknown_route);
         let main = Entry::main(proxy.clone(), routes);
         let sdk = sdk_connections
             .iter()

@@ -58,11 +58,7 @@ pub struct PathParam {
     /// The variable's name in the template.
     pub name: String,
     /// Longest accepted value, where the current spec states one.
-    #[serde(
-        default,
-        rename = "maxLength",
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(default, rename = "maxLength", skip_serializing_if = "Option::is_none")]
     pub max_length: Option<u32>,
 }
 
@@ -98,11 +94,7 @@ pub enum Kind {
     /// Text, with a length limit where the current spec states one.
     String {
         /// Longest accepted value in characters.
-        #[serde(
-            default,
-            rename = "maxLength",
-            skip_serializing_if = "Option::is_none"
-        )]
+        #[serde(default, rename = "maxLength", skip_serializing_if = "Option::is_none")]
         max_length: Option<u32>,
         /// A hint such as `currency` or `decimal`; informative, never enforced.
         #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -199,8 +191,16 @@ pub const LISTED: [(&str, &str, &str); 30] = [
     ("charges.retrieve", "GET", "/v1/charges/{charge}"),
     ("payment_intents.list", "GET", "/v1/payment_intents"),
     ("payment_intents.create", "POST", "/v1/payment_intents"),
-    ("payment_intents.retrieve", "GET", "/v1/payment_intents/{intent}"),
-    ("payment_intents.update", "POST", "/v1/payment_intents/{intent}"),
+    (
+        "payment_intents.retrieve",
+        "GET",
+        "/v1/payment_intents/{intent}",
+    ),
+    (
+        "payment_intents.update",
+        "POST",
+        "/v1/payment_intents/{intent}",
+    ),
     (
         "payment_intents.cancel",
         "POST",
@@ -241,3 +241,25 @@ pub const LISTED: [(&str, &str, &str); 30] = [
     ("refunds.create", "POST", "/v1/refunds"),
     ("payouts.list", "GET", "/v1/payouts"),
 ];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_embedded_catalog_has_the_listed_operations_in_order() {
+        let catalog = Catalog::embedded();
+        let operations: Vec<(&str, &str, &str)> = catalog
+            .operations
+            .iter()
+            .map(|op| (op.id.as_str(), op.method.as_str(), op.path.as_str()))
+            .collect();
+        assert_eq!(operations, LISTED);
+        assert_eq!(catalog.api_version, "2026-07-29.dahlia");
+    }
+
+    #[test]
+    fn the_embedded_catalog_is_written_as_import_writes_it() {
+        assert_eq!(Catalog::embedded().to_json_lines(), EMBEDDED);
+    }
+}

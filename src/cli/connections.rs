@@ -1,4 +1,4 @@
-//! `agentgate connections set|list|remove`.
+//! `agentgate connections set|list|validation|remove`.
 
 use std::io::{IsTerminal, Read};
 
@@ -10,7 +10,9 @@ use zeroize::Zeroizing;
 use super::{open_workspace, output};
 use crate::config::StoreArgs;
 use crate::connections::stripe::StripeSecret;
-use crate::connections::{list_connections, remove_connection, set_stripe_connection};
+use crate::connections::{
+    list_connections, remove_connection, set_connection_validation, set_stripe_connection,
+};
 use crate::crypto::{verify_master_key, MasterKey, Sealer};
 use crate::proxy::is_connection_name;
 use crate::store::{ConnectionRecord, StoreError};
@@ -32,6 +34,16 @@ pub enum ConnectionsCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Switch validation of listed operations against the catalog on or off (on by
+    /// default); off forwards every request unchecked, for a pinned Stripe API version the
+    /// catalog does not describe. Takes effect within a second.
+    Validation {
+        /// Connection name.
+        name: String,
+        /// `on` or `off`.
+        #[arg(value_parser = ["on", "off"])]
+        state: String,
+    },
     /// Remove a connection; agents get 404 for it within a second.
     Remove {
         /// Connection name.
@@ -48,6 +60,7 @@ struct ConnectionOut<'a> {
     key: &'a str,
     mode: &'a str,
     key_type: &'a str,
+    validation: bool,
     created_at: String,
     updated_at: String,
 }
@@ -61,6 +74,7 @@ impl<'a> From<&'a ConnectionRecord> for ConnectionOut<'a> {
             key: &record.secret_hint,
             mode: &record.mode,
             key_type: &record.key_kind,
+            validation: record.validation,
             created_at: crate::time::rfc3339(record.created_at),
             updated_at: crate::time::rfc3339(record.updated_at),
         }
@@ -72,6 +86,16 @@ pub async fn run(args: &StoreArgs, command: ConnectionsCommand) -> anyhow::Resul
     match command {
         ConnectionsCommand::Set { name, json } => set(args, &name, json).await,
         ConnectionsCommand::List { json } => list(args, json).await,
+        ConnectionsCommand::Validation { name, state } => {
+            let (store, workspace) = open_workspace(args).await?;
+            let enabled = state == "on";
+            match set_connection_validation(store.as_ref(), &workspace, &name, enabled).await {
+                Err(StoreError::NotFound) => bail!("no connection named {name:?}"),
+                other => other?,
+            }
+            eprintln!("validation {state} for connection {name}");
+            Ok(())
+        }
         ConnectionsCommand::Remove { name } => {
             let (store, workspace) = open_workspace(args).await?;
             match remove_connection(store.as_ref(), &workspace, &name).await {
@@ -113,13 +137,14 @@ async fn list(args: &StoreArgs, json: bool) -> anyhow::Result<()> {
         json,
         &records,
         ConnectionOut::from,
-        &["NAME", "KEY", "MODE", "TYPE", "UPDATED"],
+        &["NAME", "KEY", "MODE", "TYPE", "VALIDATION", "UPDATED"],
         |r| {
             vec![
                 r.name.clone(),
                 r.secret_hint.clone(),
                 r.mode.clone(),
                 r.key_kind.clone(),
+                if r.validation { "on" } else { "off" }.to_owned(),
                 crate::time::rfc3339(r.updated_at),
             ]
         },

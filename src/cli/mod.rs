@@ -2,6 +2,7 @@
 //! operator manages. Secrets are read from stdin, never from arguments. Every list and
 //! create command takes `--json` for scripts.
 
+mod catalog;
 mod connections;
 mod keys;
 mod logs;
@@ -55,6 +56,9 @@ pub enum Command {
     /// Read the request log.
     #[command(subcommand)]
     Logs(logs::LogsCommand),
+    /// Build and inspect operation catalogs (no database needed).
+    #[command(subcommand)]
+    Catalog(catalog::CatalogCommand),
 }
 
 impl Cli {
@@ -75,6 +79,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Connections(command) => connections::run(&cli.store, command).await,
         Command::Keys(command) => keys::run(&cli.store, command).await,
         Command::Logs(command) => logs::run(&cli.store, command).await,
+        Command::Catalog(command) => catalog::run(command),
     }
 }
 

@@ -19,9 +19,9 @@ pub async fn set_stripe_connection(
 ) -> Result<ConnectionRecord, StoreError> {
     let now = crate::time::now_millis();
     let existing = store.find_connection(workspace, name).await?;
-    let (id, created_at) = match existing {
-        Some(record) => (record.id, record.created_at),
-        None => (ConnectionId::generate(), now),
+    let (id, created_at, validation) = match existing {
+        Some(record) => (record.id, record.created_at, record.validation),
+        None => (ConnectionId::generate(), now, true),
     };
     let sealed = sealer.seal(
         SecretPurpose::StripeKey,
@@ -38,6 +38,7 @@ pub async fn set_stripe_connection(
         secret_hint: secret.masked(),
         mode: secret.mode().as_str().to_owned(),
         key_kind: secret.kind().as_str().to_owned(),
+        validation,
         created_at,
         updated_at: now,
     };
@@ -51,6 +52,19 @@ pub async fn list_connections(
     workspace: &WorkspaceId,
 ) -> Result<Vec<ConnectionRecord>, StoreError> {
     store.list_connections(workspace).await
+}
+
+/// Switches catalog validation of the named connection, for operators who pin a Stripe
+/// API version the catalog does not describe.
+pub async fn set_connection_validation(
+    store: &dyn Store,
+    workspace: &WorkspaceId,
+    name: &str,
+    enabled: bool,
+) -> Result<(), StoreError> {
+    store
+        .set_connection_validation(workspace, name, enabled)
+        .await
 }
 
 /// Removes the named connection; agents get 404 for it within a second.

@@ -17,7 +17,9 @@ use crate::crypto::seal::Sealer;
 use crate::crypto::SecretPurpose;
 use crate::ids::{ConnectionId, WorkspaceId};
 use crate::store::{ConnectionRecord, Store, StoreError};
-pub use manage::{list_connections, remove_connection, set_stripe_connection};
+pub use manage::{
+    list_connections, remove_connection, set_connection_validation, set_stripe_connection,
+};
 
 /// A connection ready for the proxy: the `Authorization` value to inject.
 pub struct ResolvedConnection {
@@ -28,6 +30,10 @@ pub struct ResolvedConnection {
     /// `Bearer <stripe key>`, marked sensitive; its bytes are zeroized when the last clone
     /// is dropped (copies hyper makes while writing a request are not under our control).
     pub authorization: HeaderValue,
+    /// The masked key (`sk_test_…4242`), for dry runs.
+    pub secret_hint: Arc<str>,
+    /// Whether listed operations are validated against the catalog.
+    pub validation: bool,
 }
 
 impl std::fmt::Debug for ResolvedConnection {
@@ -128,6 +134,8 @@ impl ConnectionResolver {
             id: record.id.clone(),
             name: Arc::from(record.name.as_str()),
             authorization,
+            secret_hint: Arc::from(record.secret_hint.as_str()),
+            validation: record.validation,
         })
     }
 }

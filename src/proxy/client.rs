@@ -14,7 +14,7 @@ use bytes::Bytes;
 use http::uri::{Authority, Scheme};
 use http::{Request, Response, Uri};
 use http_body::{Body as HttpBody, Frame, SizeHint};
-use http_body_util::{LengthLimitError, Limited};
+use http_body_util::{Either, Full, LengthLimitError, Limited};
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
@@ -24,8 +24,9 @@ use tokio::time::{Instant, Sleep};
 use super::target::StripeTarget;
 use crate::error::GatewayError;
 
-/// The request body type sent upstream: the caller's stream, capped.
-pub type UpstreamBody = Limited<hyper::body::Incoming>;
+/// The request body type sent upstream: the caller's stream, capped, or a body already read
+/// whole (to validate it).
+pub type UpstreamBody = Either<Limited<hyper::body::Incoming>, Full<Bytes>>;
 
 /// Settings of the upstream client.
 #[derive(Clone, Debug)]

@@ -2,13 +2,18 @@
 //! to Stripe with the connection's key injected. The handler reads like the design table, a
 //! list of named phases, each returning `Result<_, GatewayError>`:
 //! `check_request_line → authenticate → route → resolve_connection → StripeTarget::parse →
-//! check_body_size → upstream_request → forward → record`.
+//! check_body_size → (listed operations: read_body → check_operation) → upstream_request →
+//! forward (or describe, for a dry run) → record`. Bodies stream unless a listed operation's
+//! must be read whole to be validated.
 //!
 //! Data-plane requests go straight from hyper to [`Proxy::handle`] (see [`Entry`]); only the
 //! other routes pass through axum's router, so the hot path pays for no routing tables,
 //! path-parameter maps or extra boxing.
 
+pub mod checks;
 pub mod client;
+pub mod discovery;
+mod dry_run;
 mod entry;
 pub mod headers;
 pub mod target;
@@ -18,18 +23,21 @@ use std::time::Instant;
 
 use axum::response::{IntoResponse, Response};
 use http::request::Parts;
-use http::{header, HeaderValue, Method, Request, StatusCode};
-use http_body_util::Limited;
+use http::{header, HeaderMap, HeaderValue, Method, Request, StatusCode};
+use http_body_util::{Either, Full, Limited};
 use hyper::body::Incoming;
 use rand::Rng;
 
+use crate::catalog::CatalogIndex;
 use crate::connections::{ConnectionResolver, ResolveError, ResolvedConnection};
 use crate::error::GatewayError;
 use crate::keys::{presented_key, AuthError, AuthenticatedKey, KeyAuthenticator};
 use crate::metrics::Metrics;
 use crate::request_log::RequestLogger;
 use crate::store::RequestLogEntry;
+use checks::Controls;
 use client::{Upstream, UpstreamBody};
+use dry_run::DryRun;
 pub use entry::{unknown_route, Entry};
 use target::StripeTarget;
 
@@ -46,6 +54,52 @@ pub struct ProxyShared {
     pub metrics: Arc<Metrics>,
     /// The request log's queue.
     pub log: RequestLogger,
+    /// The listed operations, validated before they are forwarded.
+    pub catalog: Arc<CatalogIndex>,
+}
+
+impl ProxyShared {
+    /// The agentgate key a request presents, checked.
+    pub async fn authenticate(
+        &self,
+        headers: &HeaderMap,
+    ) -> Result<Arc<AuthenticatedKey>, GatewayError> {
+        let presented = presented_key(headers);
+        self.keys
+            .authenticate(presented.as_ref().map(|key| key.as_str()))
+            .await
+            .map_err(|error| match error {
+                AuthError::Missing => GatewayError::KeyMissing,
+                AuthError::Invalid => GatewayError::KeyInvalid,
+                AuthError::Revoked => GatewayError::KeyRevoked,
+                AuthError::Store(error) => {
+                    tracing::error!(error = %error, "key lookup failed");
+                    GatewayError::Internal
+                }
+            })
+    }
+
+    /// The key's workspace's connection with this name; 404 in Stripe's shape when there is
+    /// none.
+    pub async fn resolve_connection(
+        &self,
+        key: &AuthenticatedKey,
+        name: &str,
+        request_id: &str,
+    ) -> Result<Arc<ResolvedConnection>, GatewayError> {
+        let unknown = || GatewayError::UnknownConnection(target::loggable_raw_path(name));
+        if !is_connection_name(name) {
+            return Err(unknown());
+        }
+        match self.connections.resolve(&key.workspace_id, name).await {
+            Ok(Some(connection)) => Ok(connection),
+            Ok(None) => Err(unknown()),
+            Err(error @ ResolveError::Undecryptable(_)) | Err(error @ ResolveError::Store(_)) => {
+                tracing::error!(request_id, error = %error, "connection lookup failed");
+                Err(GatewayError::Internal)
+            }
+        }
+    }
 }
 
 /// One worker thread's data plane: the shared state plus its own client to Stripe, so a
@@ -124,7 +178,7 @@ impl Proxy {
         exchange: &mut Exchange<'a>,
     ) -> Result<Response, GatewayError> {
         check_request_line(parts)?;
-        let key = self.authenticate(parts).await?;
+        let key = self.shared.authenticate(&parts.headers).await?;
         exchange.key = Some(key.clone());
         let (connection_name, rest) = route(parts, mount)?;
         exchange.connection = connection_name;
@@ -136,25 +190,29 @@ impl Proxy {
             .target
             .insert(StripeTarget::parse(rest, parts.uri.query())?);
         check_body_size(parts, self.upstream.config().max_body_bytes)?;
-        let request = self.upstream_request(parts, body, target, &connection);
+        let controls = Controls::read(&parts.headers)?;
+        let matched = (controls.validate && connection.validation)
+            .then(|| self.shared.catalog.find(&parts.method, target.path()))
+            .flatten();
+        if matched.is_none() && !controls.dry_run {
+            let streamed = Either::Left(Limited::new(body, self.body_limit()));
+            let request = self.upstream_request(parts, streamed, target, &connection);
+            return self.forward(request, exchange).await;
+        }
+        let config = self.upstream.config();
+        let bytes = checks::read_body(body, config.max_body_bytes, config.timeout).await?;
+        if let Some(matched) = &matched {
+            checks::check_operation(matched, parts, &bytes)?;
+        }
+        let read = Either::Right(Full::new(bytes.clone()));
+        let request = self.upstream_request(parts, read, target, &connection);
+        if controls.dry_run {
+            exchange.outcome = "dry_run";
+            let report =
+                DryRun::describe(matched.as_ref(), &request, &connection.secret_hint, &bytes);
+            return Ok(report.into_response());
+        }
         self.forward(request, exchange).await
-    }
-
-    async fn authenticate(&self, parts: &Parts) -> Result<Arc<AuthenticatedKey>, GatewayError> {
-        let presented = presented_key(&parts.headers);
-        self.shared
-            .keys
-            .authenticate(presented.as_ref().map(|key| key.as_str()))
-            .await
-            .map_err(|error| match error {
-                AuthError::Missing => GatewayError::KeyMissing,
-                AuthError::Invalid => GatewayError::KeyInvalid,
-                AuthError::Revoked => GatewayError::KeyRevoked,
-                AuthError::Store(error) => {
-                    tracing::error!(error = %error, "key lookup failed");
-                    GatewayError::Internal
-                }
-            })
     }
 
     async fn resolve_connection(
@@ -163,36 +221,22 @@ impl Proxy {
         name: &str,
         exchange: &mut Exchange<'_>,
     ) -> Result<Arc<ResolvedConnection>, GatewayError> {
-        let unknown = || GatewayError::UnknownConnection(target::loggable_raw_path(name));
-        if !is_connection_name(name) {
-            return Err(unknown());
-        }
-        match self
+        let connection = self
             .shared
-            .connections
-            .resolve(&key.workspace_id, name)
-            .await
-        {
-            Ok(Some(connection)) => {
-                exchange.resolved = Some(connection.name.clone());
-                Ok(connection)
-            }
-            Ok(None) => Err(unknown()),
-            Err(error @ ResolveError::Undecryptable(_)) | Err(error @ ResolveError::Store(_)) => {
-                tracing::error!(request_id = %exchange.request_id, error = %error, "connection lookup failed");
-                Err(GatewayError::Internal)
-            }
-        }
+            .resolve_connection(key, name, &exchange.request_id)
+            .await?;
+        exchange.resolved = Some(connection.name.clone());
+        Ok(connection)
     }
 
     fn upstream_request(
         &self,
         parts: &Parts,
-        body: Incoming,
+        body: UpstreamBody,
         target: &StripeTarget,
         connection: &ResolvedConnection,
     ) -> Request<UpstreamBody> {
-        let mut request = Request::new(Limited::new(body, self.body_limit()));
+        let mut request = Request::new(body);
         *request.method_mut() = parts.method.clone();
         *request.uri_mut() = self.upstream.uri(target);
         *request.headers_mut() =

@@ -49,6 +49,11 @@ impl StripeTarget {
         Ok(Self { path_and_query })
     }
 
+    /// The Stripe path without the query (`/v1/customers/cus_1`).
+    pub fn path(&self) -> &str {
+        self.path_and_query.path()
+    }
+
     /// The path and query to send to Stripe.
     pub fn path_and_query(&self) -> &PathAndQuery {
         &self.path_and_query

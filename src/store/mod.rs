@@ -97,6 +97,13 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<Vec<ConnectionRecord>, StoreError>;
     /// Inserts the connection, or replaces the secret of the row with the same id.
     async fn save_connection(&self, record: &ConnectionRecord) -> Result<(), StoreError>;
+    /// Switches catalog validation for the named connection; `NotFound` if there is none.
+    async fn set_connection_validation(
+        &self,
+        workspace: &WorkspaceId,
+        name: &str,
+        enabled: bool,
+    ) -> Result<(), StoreError>;
     /// Removes the named connection; `NotFound` if there is none.
     async fn delete_connection(
         &self,

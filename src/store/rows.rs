@@ -34,6 +34,8 @@ pub struct ConnectionRecord {
     pub mode: String,
     /// `secret` or `restricted`.
     pub key_kind: String,
+    /// Whether listed operations are validated before they are forwarded (on by default).
+    pub validation: bool,
     /// Unix milliseconds.
     pub created_at: i64,
     /// Unix milliseconds of the last replacement of the secret.

@@ -72,7 +72,7 @@ pub(super) fn log_insert_sql(rows: usize, backend: Backend) -> &'static str {
 const LOG_COLUMNS: usize = 12;
 
 pub(super) const SELECT_CONNECTION: &str = "SELECT id, workspace_id, name, provider, secret, \
-    secret_hint, mode, key_kind, created_at, updated_at FROM connections";
+    secret_hint, mode, key_kind, validation, created_at, updated_at FROM connections";
 pub(super) const SELECT_KEY: &str = "SELECT id, workspace_id, name, prefix, hash, created_at, \
     last_used_at, revoked_at FROM agent_keys";
 pub(super) const SELECT_LOG: &str = "SELECT id, created_at, workspace_id, request_id, key_id, \
@@ -168,11 +168,12 @@ macro_rules! impl_store {
                 let mut tx = self.pool.begin().await?;
                 sqlx::query(
                     "INSERT INTO connections (id, workspace_id, name, provider, secret, secret_hint, \
-                     mode, key_kind, created_at, updated_at) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
+                     mode, key_kind, validation, created_at, updated_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) \
                      ON CONFLICT (id) DO UPDATE SET secret = excluded.secret, \
                      secret_hint = excluded.secret_hint, mode = excluded.mode, \
-                     key_kind = excluded.key_kind, updated_at = excluded.updated_at",
+                     key_kind = excluded.key_kind, validation = excluded.validation, \
+                     updated_at = excluded.updated_at",
                 )
                 .bind(record.id.as_str())
                 .bind(record.workspace_id.as_str())
@@ -182,10 +183,35 @@ macro_rules! impl_store {
                 .bind(&record.secret_hint)
                 .bind(&record.mode)
                 .bind(&record.key_kind)
+                .bind(record.validation)
                 .bind(record.created_at)
                 .bind(record.updated_at)
                 .execute(&mut *tx)
                 .await?;
+                sqlx::query(sql::BUMP_GENERATION).execute(&mut *tx).await?;
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn set_connection_validation(
+                &self,
+                workspace: &WorkspaceId,
+                name: &str,
+                enabled: bool,
+            ) -> Result<(), StoreError> {
+                let mut tx = self.pool.begin().await?;
+                let updated = sqlx::query(
+                    "UPDATE connections SET validation = $1 WHERE workspace_id = $2 AND name = $3",
+                )
+                .bind(enabled)
+                .bind(workspace.as_str())
+                .bind(name)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+                if updated == 0 {
+                    return Err(StoreError::NotFound);
+                }
                 sqlx::query(sql::BUMP_GENERATION).execute(&mut *tx).await?;
                 tx.commit().await?;
                 Ok(())

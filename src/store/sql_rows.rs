@@ -32,6 +32,7 @@ pub(super) struct ConnectionRow {
     secret_hint: String,
     mode: String,
     key_kind: String,
+    validation: bool,
     created_at: i64,
     updated_at: i64,
 }
@@ -47,6 +48,7 @@ impl From<ConnectionRow> for ConnectionRecord {
             secret_hint: row.secret_hint,
             mode: row.mode,
             key_kind: row.key_kind,
+            validation: row.validation,
             created_at: row.created_at,
             updated_at: row.updated_at,
         }

@@ -58,6 +58,10 @@ each_backend! {
             client.get(format!("{base}/v1/connections/nope/customers")).bearer_auth(&key),
             client.get(format!("{base}/v1/connections/stripe/customers")).bearer_auth("agk_wrong"),
             client.get(format!("{base}/v1/connections/stripe/customers")),
+            client.post(format!("{base}/v1/connections/stripe/payment_intents")).bearer_auth(&key)
+                .header("Agentgate-Dry-Run", "true").body("amount=100&currency=usd"),
+            client.post(format!("{base}/v1/connections/stripe/payment_intents")).bearer_auth(&key).body("amount=x"),
+            client.get(format!("{base}/v1/catalog/stripe")).bearer_auth(&key),
             client.get(format!("{base}/metrics")),
             client.get(format!("{base}/readyz")),
         ];

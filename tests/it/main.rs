@@ -4,6 +4,7 @@
 mod support;
 
 mod auth;
+mod catalog;
 mod cli;
 mod leaks;
 mod ops;
@@ -11,3 +12,5 @@ mod proxy;
 mod refusals;
 mod shutdown;
 mod store_story;
+mod validation;
+mod validation_props;

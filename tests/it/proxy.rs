@@ -54,7 +54,9 @@ each_backend! {
     async fn post_bodies_reach_stripe_byte_for_byte(backend) {
         let app = TestApp::spawn(backend).await;
         let body = "email=jenny%40example.com&metadata[order]=7&line_items[0][price]=price_1&description=&name=J%C3%A9nny+R";
-        let response = app.post_form("customers", body).await;
+        // Validated (customers.update has no line_items) and unvalidated paths alike.
+        assert_eq!(app.post_form("customers/cus_1", body).await.status(), 400);
+        let response = app.post_form("customers/cus_1/unlisted", body).await;
         assert_eq!(response.status(), 200);
         let seen = app.double.single();
         assert_eq!(seen.body, body.as_bytes());

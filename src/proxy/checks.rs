@@ -1,0 +1,119 @@
+//! The catalog check of a data-plane request: the agentgate request headers that steer it,
+//! reading the body when it must be inspected, and validating a listed operation.
+
+use bytes::Bytes;
+use http::request::Parts;
+use http::{header, HeaderMap, HeaderName, Method};
+use http_body_util::{BodyExt, LengthLimitError, Limited};
+use hyper::body::Incoming;
+
+use crate::catalog::Matched;
+use crate::error::GatewayError;
+use crate::validation::{self, Violation};
+
+/// `Agentgate-Validation: off` forwards a listed operation without checking it, for one
+/// request (the connection setting does the same for all).
+pub static VALIDATION_HEADER: HeaderName = HeaderName::from_static("agentgate-validation");
+/// `Agentgate-Dry-Run: true` validates and authorizes, then reports what would be sent to
+/// Stripe instead of sending it.
+pub static DRY_RUN_HEADER: HeaderName = HeaderName::from_static("agentgate-dry-run");
+
+/// What the caller asked of agentgate for this request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Controls {
+    /// Check listed operations against the catalog (unless the connection says otherwise).
+    pub validate: bool,
+    /// Report instead of forwarding.
+    pub dry_run: bool,
+}
+
+impl Controls {
+    /// Reads the agentgate request headers; an unreadable value is refused rather than
+    /// guessed at, so `Agentgate-Dry-Run: yes please` never sends a request by accident.
+    pub fn read(headers: &HeaderMap) -> Result<Self, GatewayError> {
+        Ok(Self {
+            validate: switch(headers, &VALIDATION_HEADER, true)?,
+            dry_run: switch(headers, &DRY_RUN_HEADER, false)?,
+        })
+    }
+}
+
+fn switch(headers: &HeaderMap, name: &HeaderName, default: bool) -> Result<bool, GatewayError> {
+    let Some(value) = headers.get(name) else {
+        return Ok(default);
+    };
+    match value
+        .to_str()
+        .map(|v| v.trim().to_ascii_lowercase())
+        .as_deref()
+    {
+        Ok("on" | "true" | "1") => Ok(true),
+        Ok("off" | "false" | "0") => Ok(false),
+        _ => Err(GatewayError::Invalid(Violation {
+            code: None,
+            param: None,
+            message: format!("Invalid {name} header: send on/true or off/false."),
+        })),
+    }
+}
+
+/// Reads the whole request body, up to `limit` bytes, within `timeout`.
+pub async fn read_body(
+    body: Incoming,
+    limit: u64,
+    timeout: std::time::Duration,
+) -> Result<Bytes, GatewayError> {
+    let limited = Limited::new(body, usize::try_from(limit).unwrap_or(usize::MAX));
+    match tokio::time::timeout(timeout, limited.collect()).await {
+        Ok(Ok(collected)) => Ok(collected.to_bytes()),
+        Ok(Err(error)) if error.is::<LengthLimitError>() => {
+            Err(GatewayError::BodyTooLarge { limit })
+        }
+        Ok(Err(_)) | Err(_) => Err(GatewayError::BodyUnreadable),
+    }
+}
+
+/// Validates a listed operation: path arguments, the query string, and for POST and
+/// DELETE the form body (the SDKs send DELETE parameters in the query; both are accepted).
+pub fn check_operation(
+    matched: &Matched<'_, '_>,
+    parts: &Parts,
+    body: &[u8],
+) -> Result<(), GatewayError> {
+    let form_body = if body.is_empty() || parts.method == Method::GET {
+        None
+    } else {
+        check_content_type(&parts.headers)?;
+        Some(body)
+    };
+    let params = validation::decode(parts.uri.query(), form_body).map_err(GatewayError::Invalid)?;
+    validation::validate(matched.operation, &matched.path_args, &params)
+        .map_err(GatewayError::Invalid)
+}
+
+/// Stripe's v1 API reads parameters from form bodies only; a JSON body would be ignored by
+/// Stripe and the request refused there, so it is refused here with a clearer reason.
+fn check_content_type(headers: &HeaderMap) -> Result<(), GatewayError> {
+    let Some(value) = headers.get(header::CONTENT_TYPE) else {
+        return Ok(());
+    };
+    let media_type = value
+        .to_str()
+        .unwrap_or_default()
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim();
+    if media_type.eq_ignore_ascii_case("application/x-www-form-urlencoded") {
+        return Ok(());
+    }
+    Err(GatewayError::Invalid(Violation {
+        code: None,
+        param: None,
+        message: format!(
+            "Invalid request: Stripe's v1 API takes parameters as \
+             application/x-www-form-urlencoded, not {}.",
+            crate::proxy::target::loggable_raw_path(media_type)
+        ),
+    }))
+}

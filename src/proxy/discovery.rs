@@ -1,0 +1,84 @@
+//! `GET /v1/catalog/{connection}`: the listed operations with a JSON Schema of each one's
+//! parameters, so agents (and the MCP server) can discover what they may call. Any valid
+//! agentgate key may read it for a connection of its workspace.
+
+use std::sync::{Arc, OnceLock};
+
+use axum::extract::{Path, State};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use http::{header, HeaderMap, HeaderValue};
+
+use super::ProxyShared;
+use crate::catalog::json_schema;
+use crate::error::GatewayError;
+
+/// The routes under `/v1/catalog/`.
+pub fn router(shared: Arc<ProxyShared>) -> Router {
+    let state = Arc::new(Discovery {
+        shared,
+        operations: OnceLock::new(),
+    });
+    Router::new()
+        .route("/v1/catalog/{connection}", get(catalog))
+        .with_state(state)
+}
+
+struct Discovery {
+    shared: Arc<ProxyShared>,
+    /// The operations' JSON, rendered on first use (the catalog never changes at run time).
+    operations: OnceLock<String>,
+}
+
+async fn catalog(
+    State(state): State<Arc<Discovery>>,
+    Path(connection): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    match render(&state, &connection, &headers).await {
+        Ok(body) => {
+            let mut response = body.into_response();
+            response.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            );
+            response
+        }
+        Err(error) => error.into_response(),
+    }
+}
+
+async fn render(
+    state: &Discovery,
+    connection: &str,
+    headers: &HeaderMap,
+) -> Result<String, GatewayError> {
+    let key = state.shared.authenticate(headers).await?;
+    let resolved = state
+        .shared
+        .resolve_connection(&key, connection, "catalog")
+        .await?;
+    let catalog = state.shared.catalog.catalog();
+    let operations = state.operations.get_or_init(|| {
+        let data: Vec<serde_json::Value> = catalog
+            .operations
+            .iter()
+            .map(json_schema::operation_json)
+            .collect();
+        serde_json::to_string(&data).expect("JSON values serialize")
+    });
+    let head = serde_json::json!({
+        "object": "list",
+        "connection": &*resolved.name,
+        "api_version": catalog.api_version,
+        "validation": resolved.validation,
+        "url": format!("/v1/catalog/{}", resolved.name),
+    });
+    let mut body = serde_json::to_string(&head).expect("JSON values serialize");
+    body.pop();
+    body.push_str(",\"data\":");
+    body.push_str(operations);
+    body.push('}');
+    Ok(body)
+}

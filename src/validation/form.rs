@@ -1,0 +1,241 @@
+//! Stripe's form encoding decoded into a tree: `a[b]=1`, `a[0][c]=2`, `expand[]=x`.
+//!
+//! The rules follow the Rack parser Stripe's API is known to share: a key is a name
+//! followed by bracketed parts; `[]` appends to a list (`a[][k]` starts a new item when the
+//! last one already has `k`); a repeated plain key keeps its last value; a key used both as
+//! a value and as a container is a conflict the caller reports.
+
+use std::borrow::Cow;
+use std::ops::Range;
+
+/// A decoded value: text, named parts, or a list built with `[]`.
+#[derive(Debug, PartialEq)]
+pub enum Node<'a> {
+    /// `name=value`.
+    Leaf(Cow<'a, str>),
+    /// `name[key]=...`, keys in the order first seen (array indices stay text here).
+    Map(Vec<(Cow<'a, str>, Node<'a>)>),
+    /// `name[]=...`.
+    List(Vec<Node<'a>>),
+}
+
+/// A key that was used both as a value and as a container, or both as a list and as a map.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Conflict {
+    /// The key as sent, decoded (`address[city]`).
+    pub key: String,
+}
+
+impl<'a> Node<'a> {
+    /// The named part `key` of a map.
+    pub fn get(&self, key: &str) -> Option<&Node<'a>> {
+        match self {
+            Node::Map(entries) => entries
+                .iter()
+                .find(|(name, _)| name == key)
+                .map(|(_, node)| node),
+            _ => None,
+        }
+    }
+}
+
+/// Decodes `application/x-www-form-urlencoded` pairs (from a query string or a body) into
+/// `root`, a map.
+pub fn decode_into<'a>(
+    input: &'a [u8],
+    root: &mut Vec<(Cow<'a, str>, Node<'a>)>,
+) -> Result<(), Conflict> {
+    for (key, value) in form_urlencoded::parse(input) {
+        if key.is_empty() {
+            continue;
+        }
+        insert(root, key, value).map_err(|key| Conflict { key })?;
+    }
+    Ok(())
+}
+
+/// Splits `a[b][]` into the byte ranges of `a` and of the bracketed parts `b`, ``; a key
+/// whose brackets do not close is one plain name (Stripe then reports it as unknown).
+fn split_key(key: &str) -> (Range<usize>, Vec<Range<usize>>) {
+    let whole = (0..key.len(), Vec::new());
+    let Some(open) = key.find('[').filter(|&open| open > 0) else {
+        return whole;
+    };
+    let mut parts = Vec::new();
+    let mut at = open;
+    while at < key.len() {
+        if key.as_bytes()[at] != b'[' {
+            return whole;
+        }
+        let Some(close) = key[at..].find(']') else {
+            return whole;
+        };
+        parts.push(at + 1..at + close);
+        at += close + 1;
+    }
+    (0..open, parts)
+}
+
+/// Places one pair; the key comes back as the error when it conflicts with earlier pairs.
+fn insert<'a>(
+    root: &mut Vec<(Cow<'a, str>, Node<'a>)>,
+    key: Cow<'a, str>,
+    value: Cow<'a, str>,
+) -> Result<(), String> {
+    let (name, parts) = split_key(&key);
+    // Parts borrow from the input where the key needed no percent-decoding.
+    let piece = |range: Range<usize>| -> Cow<'a, str> {
+        match &key {
+            Cow::Borrowed(whole) => {
+                let whole: &'a str = whole;
+                Cow::Borrowed(&whole[range])
+            }
+            Cow::Owned(whole) => Cow::Owned(whole[range].to_owned()),
+        }
+    };
+    let name = piece(name);
+    let parts: Vec<Cow<'a, str>> = parts.into_iter().map(piece).collect();
+    let slot = map_slot(root, name, parts.first().map(|part| &**part));
+    place(slot, &parts, value).map_err(|()| key.into_owned())
+}
+
+/// What a fresh slot holds, given the part that will go into it next.
+fn empty_container<'a>(next: Option<&str>) -> Option<Node<'a>> {
+    match next {
+        None => None,
+        Some("") => Some(Node::List(Vec::new())),
+        Some(_) => Some(Node::Map(Vec::new())),
+    }
+}
+
+/// The entry `name` of a map, created for the coming `next` part when missing.
+fn map_slot<'m, 'a>(
+    entries: &'m mut Vec<(Cow<'a, str>, Node<'a>)>,
+    name: Cow<'a, str>,
+    next: Option<&str>,
+) -> &'m mut Node<'a> {
+    let index = match entries.iter().position(|(existing, _)| *existing == name) {
+        Some(index) => index,
+        None => {
+            let node = empty_container(next).unwrap_or(Node::Leaf(Cow::Borrowed("")));
+            entries.push((name, node));
+            entries.len() - 1
+        }
+    };
+    &mut entries[index].1
+}
+
+fn place<'a>(node: &mut Node<'a>, parts: &[Cow<'a, str>], value: Cow<'a, str>) -> Result<(), ()> {
+    let Some((part, rest)) = parts.split_first() else {
+        return match node {
+            Node::Leaf(existing) => {
+                *existing = value;
+                Ok(())
+            }
+            _ => Err(()),
+        };
+    };
+    if part.is_empty() {
+        let Node::List(items) = node else {
+            return Err(());
+        };
+        let Some(child) = rest.first() else {
+            items.push(Node::Leaf(value));
+            return Ok(());
+        };
+        let starts_new_item = match items.last() {
+            Some(Node::Map(entries)) => entries.iter().any(|(name, _)| name == child),
+            Some(_) => return Err(()),
+            None => true,
+        };
+        if starts_new_item {
+            items.push(Node::Map(Vec::new()));
+        }
+        let last = items.last_mut().expect("an item was just ensured");
+        place(last, rest, value)
+    } else {
+        let Node::Map(entries) = node else {
+            return Err(());
+        };
+        let slot = map_slot(entries, part.clone(), rest.first().map(|part| &**part));
+        place(slot, rest, value)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn decode(input: &str) -> Result<Node<'_>, Conflict> {
+        let mut root = Vec::new();
+        decode_into(input.as_bytes(), &mut root)?;
+        Ok(Node::Map(root))
+    }
+
+    fn leaf(text: &str) -> Node<'_> {
+        Node::Leaf(Cow::Borrowed(text))
+    }
+
+    #[test]
+    fn nested_objects_arrays_and_lists_decode_into_a_tree() {
+        let tree = decode(
+            "amount=2000&metadata[order]=7&line_items[0][price]=price_1&line_items[0][quantity]=2\
+             &line_items[1][price]=price_2&expand[]=customer&expand[]=invoice",
+        )
+        .unwrap();
+        assert_eq!(tree.get("amount"), Some(&leaf("2000")));
+        assert_eq!(tree.get("metadata").unwrap().get("order"), Some(&leaf("7")));
+        let items = tree.get("line_items").unwrap();
+        assert_eq!(items.get("0").unwrap().get("quantity"), Some(&leaf("2")));
+        assert_eq!(items.get("1").unwrap().get("price"), Some(&leaf("price_2")));
+        assert_eq!(
+            tree.get("expand"),
+            Some(&Node::List(vec![leaf("customer"), leaf("invoice")]))
+        );
+    }
+
+    #[test]
+    fn percent_encoded_brackets_and_plus_signs_decode() {
+        let tree = decode("metadata%5Bnote%5D=a+b%21&description=").unwrap();
+        let note = tree.get("metadata").unwrap().get("note").unwrap();
+        assert_eq!(note, &Node::Leaf(Cow::Owned("a b!".into())));
+        assert_eq!(tree.get("description"), Some(&leaf("")));
+    }
+
+    #[test]
+    fn list_of_objects_starts_a_new_item_when_a_key_repeats() {
+        let tree = decode("items[][price]=a&items[][quantity]=1&items[][price]=b").unwrap();
+        let Some(Node::List(items)) = tree.get("items") else {
+            panic!("a list");
+        };
+        assert_eq!(items.len(), 2);
+        assert_eq!(items[0].get("quantity"), Some(&leaf("1")));
+        assert_eq!(items[1].get("price"), Some(&leaf("b")));
+    }
+
+    #[test]
+    fn repeated_plain_key_keeps_the_last_value() {
+        let tree = decode("limit=3&limit=5").unwrap();
+        assert_eq!(tree.get("limit"), Some(&leaf("5")));
+    }
+
+    #[test]
+    fn a_key_used_as_value_and_container_is_a_conflict() {
+        assert_eq!(
+            decode("address=x&address[city]=Paris").unwrap_err().key,
+            "address[city]"
+        );
+        assert_eq!(
+            decode("address[city]=Paris&address=x").unwrap_err().key,
+            "address"
+        );
+        assert!(decode("expand[]=a&expand[x]=b").is_err());
+    }
+
+    #[test]
+    fn unclosed_brackets_stay_one_plain_name() {
+        let tree = decode("a[b=1&c]d=2").unwrap();
+        assert_eq!(tree.get("a[b"), Some(&leaf("1")));
+        assert_eq!(tree.get("c]d"), Some(&leaf("2")));
+    }
+}
