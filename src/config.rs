@@ -34,6 +34,15 @@ pub struct StoreArgs {
     /// come from AGENTGATE_MASTER_KEY.
     #[arg(long, env = "AGENTGATE_MASTER_KEY_FILE", global = true)]
     pub master_key_file: Option<PathBuf>,
+    /// The workspace a command acts on (`default` always exists; others are made with
+    /// `agentgate workspaces create`).
+    #[arg(
+        long,
+        env = "AGENTGATE_WORKSPACE",
+        default_value = "default",
+        global = true
+    )]
+    pub workspace: String,
 }
 
 impl StoreArgs {

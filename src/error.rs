@@ -48,6 +48,12 @@ pub enum GatewayError {
     /// A key that existed and was revoked by an operator.
     #[error("This agentgate key has been revoked.")]
     KeyRevoked,
+    /// A key past its expiry time.
+    #[error("This agentgate key has expired.")]
+    KeyExpired,
+    /// The key lacks a scope the request needs; nothing was forwarded.
+    #[error("{} Missing permission: {}.", .0.message, .0.permission)]
+    Forbidden(crate::policy::Denied),
     /// The key's workspace has no connection with that name.
     #[error("No such connection: '{0}'.")]
     UnknownConnection(String),
@@ -95,9 +101,11 @@ impl GatewayError {
     /// HTTP status of the answer.
     pub fn status(&self) -> StatusCode {
         match self {
-            GatewayError::KeyMissing | GatewayError::KeyInvalid | GatewayError::KeyRevoked => {
-                StatusCode::UNAUTHORIZED
-            }
+            GatewayError::KeyMissing
+            | GatewayError::KeyInvalid
+            | GatewayError::KeyRevoked
+            | GatewayError::KeyExpired => StatusCode::UNAUTHORIZED,
+            GatewayError::Forbidden(_) => StatusCode::FORBIDDEN,
             GatewayError::UnknownConnection(_) | GatewayError::UnknownRoute { .. } => {
                 StatusCode::NOT_FOUND
             }
@@ -118,6 +126,8 @@ impl GatewayError {
             GatewayError::KeyMissing
             | GatewayError::KeyInvalid
             | GatewayError::KeyRevoked
+            | GatewayError::KeyExpired
+            | GatewayError::Forbidden(_)
             | GatewayError::UnknownConnection(_)
             | GatewayError::UnknownRoute { .. }
             | GatewayError::InvalidPath(_)
@@ -150,6 +160,8 @@ impl GatewayError {
             GatewayError::KeyMissing => "api_key_missing",
             GatewayError::KeyInvalid => "api_key_invalid",
             GatewayError::KeyRevoked => "api_key_revoked",
+            GatewayError::KeyExpired => "api_key_expired",
+            GatewayError::Forbidden(_) => "agentgate_scope_denied",
             GatewayError::UnknownConnection(_) => "resource_missing",
             GatewayError::UnknownRoute { .. } => "url_invalid",
             GatewayError::InvalidPath(_) => "path_invalid",
@@ -167,6 +179,20 @@ impl GatewayError {
             GatewayError::UnknownConnection(_) => Some("connection".into()),
             GatewayError::Invalid(violation) => violation.param.clone(),
             _ => None,
+        }
+    }
+
+    /// Why agentgate refused, for the request log: the code and what it concerns
+    /// (`parameter_missing amount`, `agentgate_scope_denied operation`).
+    pub fn reason(&self) -> String {
+        let code = self.code().unwrap_or("invalid_request");
+        let subject = match self {
+            GatewayError::Forbidden(denied) => Some(denied.permission.to_owned()),
+            other => other.param(),
+        };
+        match subject {
+            Some(subject) => format!("{code} {subject}"),
+            None => code.to_owned(),
         }
     }
 

@@ -13,6 +13,7 @@ pub mod error;
 pub mod ids;
 pub mod keys;
 pub mod metrics;
+pub mod policy;
 pub mod proxy;
 pub mod request_log;
 pub mod store;

@@ -18,7 +18,7 @@ use hyper_util::server::graceful::GracefulShutdown;
 use tokio::sync::{mpsc, oneshot, watch};
 
 use super::listener::stopped;
-use crate::proxy::Entry;
+use crate::proxy::{ClientAddr, Entry};
 
 /// Per-worker serving options.
 #[derive(Clone, Copy, Debug)]
@@ -148,7 +148,11 @@ impl WorkerState {
             }
         };
         let entry = self.entries[accepted.listener].clone();
-        let service = service_fn(move |request| {
+        let peer = stream.peer_addr().ok().map(ClientAddr);
+        let service = service_fn(move |mut request: http::Request<hyper::body::Incoming>| {
+            if let Some(peer) = peer {
+                request.extensions_mut().insert(peer);
+            }
             let entry = entry.clone();
             async move { Ok::<_, Infallible>(entry.serve(request).await) }
         });

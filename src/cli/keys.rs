@@ -1,13 +1,16 @@
-//! `agentgate keys create|list|revoke`.
+//! `agentgate keys create|list|rotate|revoke`.
 
 use anyhow::bail;
 use clap::Subcommand;
+use ipnet::IpNet;
 use serde::Serialize;
 
 use super::{open_workspace, output};
+use crate::catalog::Catalog;
 use crate::config::StoreArgs;
 use crate::ids::KeyId;
-use crate::keys::{create_key, list_keys, revoke_key};
+use crate::keys::{create_key, list_keys, revoke_key, rotate_key, CreatedKey, KeySpec};
+use crate::policy::{IdempotencyMode, Money, Rate, Role, Scopes};
 use crate::store::{AgentKeyRecord, StoreError};
 
 /// Key commands.
@@ -18,6 +21,21 @@ pub enum KeysCommand {
         /// A name that says who holds the key.
         #[arg(long)]
         name: String,
+        /// The key's scopes and role.
+        #[command(flatten)]
+        scopes: ScopeArgs,
+        /// Print `{"id", "key", ...}` as JSON instead.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Rotate a key: a new key with the same name, role and scopes; the old one keeps
+    /// working until `--old-expires` (default: now).
+    Rotate {
+        /// The key's id (`key_...`).
+        id: String,
+        /// When the old key stops working (RFC 3339), to give agents time to switch.
+        #[arg(long)]
+        old_expires: Option<String>,
         /// Print `{"id", "key", ...}` as JSON instead.
         #[arg(long)]
         json: bool,
@@ -35,14 +53,103 @@ pub enum KeysCommand {
     },
 }
 
+/// The scope flags of `keys create`; the management API and dashboard use the same words.
+#[derive(Debug, clap::Args)]
+pub struct ScopeArgs {
+    /// `agent` calls connections; `admin` manages the workspace through /api/v1.
+    #[arg(long, value_enum, default_value = "agent")]
+    role: Role,
+    /// A connection the key may use (repeatable; default: all).
+    #[arg(long = "connection", value_name = "NAME")]
+    connections: Vec<String>,
+    /// An operation the key may call, by catalog id or pattern: `customers.*`, `*.list`
+    /// (repeatable; default: all). Unlisted paths then need --raw.
+    #[arg(long = "allow", value_name = "PATTERN")]
+    allow: Vec<String>,
+    /// Allow unlisted Stripe paths although --allow narrows the operations.
+    #[arg(long)]
+    raw: bool,
+    /// Only GET requests.
+    #[arg(long)]
+    read_only: bool,
+    /// Only connections holding a test-mode Stripe key.
+    #[arg(long)]
+    test_only: bool,
+    /// A Connect account the key may act as, via `Stripe-Account` (repeatable).
+    #[arg(long = "stripe-account", value_name = "ACCT")]
+    stripe_accounts: Vec<String>,
+    /// A client address range the key may be used from (repeatable): `10.0.0.0/8`.
+    #[arg(long = "ip", value_name = "CIDR")]
+    ips: Vec<IpNet>,
+    /// When the key stops working (RFC 3339).
+    #[arg(long)]
+    expires: Option<String>,
+    /// Largest amount per request, in the currency's minor unit: `usd:5000` (repeatable).
+    #[arg(long = "max-amount", value_name = "CUR:AMOUNT")]
+    max_amount: Vec<Money>,
+    /// Largest total per UTC day of payment intents and refunds: `usd:100000` (repeatable).
+    #[arg(long = "daily-limit", value_name = "CUR:AMOUNT")]
+    daily_limit: Vec<Money>,
+    /// POST requests without an Idempotency-Key: forwarded (off), refused (require), or
+    /// given a derived key (derive).
+    #[arg(long, value_enum, default_value = "off")]
+    idempotency: IdempotencyMode,
+    /// Requests per second, with an optional burst: `5` or `5:20`.
+    #[arg(long, value_name = "RPS[:BURST]")]
+    rate: Option<Rate>,
+}
+
+impl ScopeArgs {
+    /// The key to create, checked against the built-in catalog.
+    fn into_spec(self, name: String) -> anyhow::Result<KeySpec> {
+        let scopes = Scopes {
+            connections: self.connections,
+            allow: self.allow,
+            raw: self.raw,
+            read_only: self.read_only,
+            test_only: self.test_only,
+            stripe_accounts: self.stripe_accounts,
+            ips: self.ips,
+            max_amount: self.max_amount,
+            daily_limit: self.daily_limit,
+            idempotency: self.idempotency,
+            rate: self.rate,
+        };
+        scopes
+            .check_patterns(&Catalog::embedded())
+            .map_err(anyhow::Error::msg)?;
+        let expires_at = self.expires.as_deref().map(parse_time).transpose()?;
+        Ok(KeySpec {
+            name,
+            role: self.role,
+            scopes,
+            expires_at,
+        })
+    }
+}
+
+/// Unix milliseconds of an RFC 3339 time.
+fn parse_time(text: &str) -> anyhow::Result<i64> {
+    let time = humantime::parse_rfc3339_weak(text)
+        .map_err(|e| anyhow::anyhow!("{text:?} is not an RFC 3339 time: {e}"))?;
+    let millis = time
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_err(|_| anyhow::anyhow!("{text:?} is before 1970"))?
+        .as_millis();
+    Ok(i64::try_from(millis)?)
+}
+
 /// What scripts get for a key.
 #[derive(Serialize)]
 struct KeyOut<'a> {
     id: &'a str,
     name: &'a str,
     prefix: &'a str,
+    role: &'static str,
+    scopes: &'a Scopes,
     created_at: String,
     last_used_at: Option<String>,
+    expires_at: Option<String>,
     revoked_at: Option<String>,
 }
 
@@ -52,8 +159,11 @@ impl<'a> From<&'a AgentKeyRecord> for KeyOut<'a> {
             id: record.id.as_str(),
             name: &record.name,
             prefix: &record.prefix,
+            role: record.role.as_str(),
+            scopes: &record.scopes,
             created_at: crate::time::rfc3339(record.created_at),
             last_used_at: record.last_used_at.map(crate::time::rfc3339),
+            expires_at: record.expires_at.map(crate::time::rfc3339),
             revoked_at: record.revoked_at.map(crate::time::rfc3339),
         }
     }
@@ -63,26 +173,27 @@ impl<'a> From<&'a AgentKeyRecord> for KeyOut<'a> {
 pub async fn run(args: &StoreArgs, command: KeysCommand) -> anyhow::Result<()> {
     let (store, workspace) = open_workspace(args).await?;
     match command {
-        KeysCommand::Create { name, json } => {
-            let created = create_key(store.as_ref(), &workspace, &name).await?;
-            if json {
-                #[derive(Serialize)]
-                struct Created<'a> {
-                    key: &'a str,
-                    #[serde(flatten)]
-                    details: KeyOut<'a>,
-                }
-                return output::json(&Created {
-                    key: &created.key,
-                    details: KeyOut::from(&created.record),
-                });
-            }
-            eprintln!(
-                "created key {} ({}); it is shown once, store it now",
-                created.record.id, created.record.name
-            );
-            println!("{}", created.key.as_str());
-            Ok(())
+        KeysCommand::Create { name, scopes, json } => {
+            let spec = scopes.into_spec(name)?;
+            let created = create_key(store.as_ref(), &workspace, spec).await?;
+            print_created(&created, json)
+        }
+        KeysCommand::Rotate {
+            id,
+            old_expires,
+            json,
+        } => {
+            let at = match old_expires.as_deref() {
+                Some(text) => parse_time(text)?,
+                None => crate::time::now_millis(),
+            };
+            let key_id = KeyId::from_stored(id.clone());
+            let created = match rotate_key(store.as_ref(), &workspace, &key_id, at).await {
+                Err(StoreError::NotFound) => bail!("no active key with id {id:?}"),
+                other => other?,
+            };
+            eprintln!("key {id} stops working at {}", crate::time::rfc3339(at));
+            print_created(&created, json)
         }
         KeysCommand::List { json } => {
             let records = list_keys(store.as_ref(), &workspace).await?;
@@ -90,20 +201,34 @@ pub async fn run(args: &StoreArgs, command: KeysCommand) -> anyhow::Result<()> {
                 json,
                 &records,
                 KeyOut::from,
-                &["ID", "NAME", "PREFIX", "CREATED", "LAST USED", "STATUS"],
+                &[
+                    "ID",
+                    "NAME",
+                    "ROLE",
+                    "PREFIX",
+                    "SCOPES",
+                    "LAST USED",
+                    "STATUS",
+                ],
                 |r| {
+                    let now = crate::time::now_millis();
                     let status = if r.revoked_at.is_some() {
-                        "revoked"
+                        "revoked".to_owned()
+                    } else if r.expires_at.is_some_and(|at| at <= now) {
+                        "expired".to_owned()
+                    } else if let Some(at) = r.expires_at {
+                        format!("expires {}", crate::time::rfc3339(at))
                     } else {
-                        "active"
+                        "active".to_owned()
                     };
                     vec![
                         r.id.to_string(),
                         r.name.clone(),
+                        r.role.as_str().to_owned(),
                         format!("{}…", r.prefix),
-                        crate::time::rfc3339(r.created_at),
+                        r.scopes.summary(),
                         output::time_or(r.last_used_at, "never"),
-                        status.to_owned(),
+                        status,
                     ]
                 },
                 "no keys yet: `agentgate keys create --name NAME` makes one",
@@ -118,4 +243,26 @@ pub async fn run(args: &StoreArgs, command: KeysCommand) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// Prints a new key: alone on stdout (shown once), or as JSON.
+fn print_created(created: &CreatedKey, json: bool) -> anyhow::Result<()> {
+    if json {
+        #[derive(Serialize)]
+        struct Created<'a> {
+            key: &'a str,
+            #[serde(flatten)]
+            details: KeyOut<'a>,
+        }
+        return output::json(&Created {
+            key: &created.key,
+            details: KeyOut::from(&created.record),
+        });
+    }
+    eprintln!(
+        "created key {} ({}); it is shown once, store it now",
+        created.record.id, created.record.name
+    );
+    println!("{}", created.key.as_str());
+    Ok(())
 }

@@ -7,6 +7,7 @@ mod connections;
 mod keys;
 mod logs;
 mod output;
+mod workspaces;
 
 use std::sync::Arc;
 
@@ -56,6 +57,9 @@ pub enum Command {
     /// Read the request log.
     #[command(subcommand)]
     Logs(logs::LogsCommand),
+    /// Manage workspaces (tenants).
+    #[command(subcommand)]
+    Workspaces(workspaces::WorkspacesCommand),
     /// Build and inspect operation catalogs (no database needed).
     #[command(subcommand)]
     Catalog(catalog::CatalogCommand),
@@ -79,6 +83,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Connections(command) => connections::run(&cli.store, command).await,
         Command::Keys(command) => keys::run(&cli.store, command).await,
         Command::Logs(command) => logs::run(&cli.store, command).await,
+        Command::Workspaces(command) => workspaces::run(&cli.store, command).await,
         Command::Catalog(command) => catalog::run(command),
     }
 }
@@ -96,9 +101,23 @@ async fn run_serve(store: &StoreArgs, serve: &ServeArgs) -> anyhow::Result<()> {
     app.serve(listeners, app::shutdown_signal()).await
 }
 
-/// Opens the store and resolves the workspace a command acts on.
+/// Opens the store and resolves the workspace a command acts on (`--workspace`); only
+/// `default` is created on demand, so a misspelt name is an error, not a new tenant.
 async fn open_workspace(args: &StoreArgs) -> anyhow::Result<(Arc<dyn Store>, WorkspaceId)> {
     let store = store::open(&args.database).await?;
-    let workspace = store.ensure_workspace(DEFAULT_WORKSPACE).await?.id;
-    Ok((store, workspace))
+    let workspace = if args.workspace == DEFAULT_WORKSPACE {
+        store.ensure_workspace(DEFAULT_WORKSPACE).await?
+    } else {
+        store
+            .find_workspace(&args.workspace)
+            .await?
+            .ok_or_else(|| {
+                anyhow::anyhow!(
+                    "no workspace named {:?}: `agentgate workspaces create {}` makes it",
+                    args.workspace,
+                    args.workspace
+                )
+            })?
+    };
+    Ok((store, workspace.id))
 }

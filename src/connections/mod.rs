@@ -34,6 +34,8 @@ pub struct ResolvedConnection {
     pub secret_hint: Arc<str>,
     /// Whether listed operations are validated against the catalog.
     pub validation: bool,
+    /// Whether the stored key is a live-mode key.
+    pub live: bool,
 }
 
 impl std::fmt::Debug for ResolvedConnection {
@@ -136,6 +138,7 @@ impl ConnectionResolver {
             authorization,
             secret_hint: Arc::from(record.secret_hint.as_str()),
             validation: record.validation,
+            live: record.mode == "live",
         })
     }
 }

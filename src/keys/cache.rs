@@ -14,18 +14,25 @@ use subtle::ConstantTimeEq;
 
 use super::format::{self, KeyHash};
 use crate::ids::{KeyId, WorkspaceId};
+use crate::policy::{Role, Scopes};
 use crate::store::{Store, StoreError};
 
 /// At most this many unknown-but-well-formed keys are remembered between invalidations.
 const MAX_UNKNOWN_ENTRIES: usize = 10_000;
 
-/// An authenticated caller: which key, in which workspace.
+/// An authenticated caller: which key, in which workspace, allowed to do what.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct AuthenticatedKey {
     /// The key's public id.
     pub id: KeyId,
     /// The workspace everything this caller names is looked up in.
     pub workspace_id: WorkspaceId,
+    /// What the key is for.
+    pub role: Role,
+    /// What the key may do.
+    pub scopes: Scopes,
+    /// When the key stops working (Unix milliseconds).
+    pub expires_at: Option<i64>,
 }
 
 /// Why a presented key was refused.
@@ -40,6 +47,9 @@ pub enum AuthError {
     /// Revoked by an operator.
     #[error("revoked key")]
     Revoked,
+    /// Past its expiry time (after a rotation, or as created).
+    #[error("expired key")]
+    Expired,
     /// The store could not be asked.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -83,6 +93,13 @@ impl KeyAuthenticator {
             None => self.load(&hash).await?,
         };
         match entry {
+            Entry::Active(key)
+                if key
+                    .expires_at
+                    .is_some_and(|at| at <= crate::time::now_millis()) =>
+            {
+                Err(AuthError::Expired)
+            }
             Entry::Active(key) => Ok(key),
             Entry::Revoked => Err(AuthError::Revoked),
             Entry::Unknown => Err(AuthError::Invalid),
@@ -107,6 +124,9 @@ impl KeyAuthenticator {
                     Entry::Active(Arc::new(AuthenticatedKey {
                         id: record.id,
                         workspace_id: record.workspace_id,
+                        role: record.role,
+                        scopes: record.scopes,
+                        expires_at: record.expires_at,
                     }))
                 }
             }

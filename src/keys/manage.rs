@@ -4,6 +4,7 @@ use zeroize::Zeroizing;
 
 use super::format;
 use crate::ids::{KeyId, WorkspaceId};
+use crate::policy::{Role, Scopes};
 use crate::store::{AgentKeyRecord, Store, StoreError};
 
 /// A key just created: the record as stored and the key text, which exists only here.
@@ -14,22 +15,48 @@ pub struct CreatedKey {
     pub key: Zeroizing<String>,
 }
 
+/// What a new key is: its name, role, scopes and expiry.
+#[derive(Clone, Debug, Default)]
+pub struct KeySpec {
+    /// Who holds the key.
+    pub name: String,
+    /// What it is for.
+    pub role: Role,
+    /// What it may do.
+    pub scopes: Scopes,
+    /// When it stops working (Unix milliseconds), if ever.
+    pub expires_at: Option<i64>,
+}
+
+impl KeySpec {
+    /// An unrestricted agent key.
+    pub fn agent(name: &str) -> Self {
+        Self {
+            name: name.to_owned(),
+            ..Self::default()
+        }
+    }
+}
+
 /// Mints a key in the workspace and stores its hash.
 pub async fn create_key(
     store: &dyn Store,
     workspace: &WorkspaceId,
-    name: &str,
+    spec: KeySpec,
 ) -> Result<CreatedKey, StoreError> {
     let generated = format::generate();
     let record = AgentKeyRecord {
         id: KeyId::generate(),
         workspace_id: workspace.clone(),
-        name: name.to_owned(),
+        name: spec.name,
         prefix: generated.prefix.clone(),
         hash: generated.hash.to_vec(),
         created_at: crate::time::now_millis(),
         last_used_at: None,
         revoked_at: None,
+        role: spec.role,
+        scopes: spec.scopes,
+        expires_at: spec.expires_at,
     };
     store.insert_key(&record).await?;
     Ok(CreatedKey {
@@ -44,6 +71,38 @@ pub async fn list_keys(
     workspace: &WorkspaceId,
 ) -> Result<Vec<AgentKeyRecord>, StoreError> {
     store.list_keys(workspace).await
+}
+
+/// Rotates a key: a new key with the same name, role and scopes, while the old one keeps
+/// working until `old_expires_at` (Unix milliseconds; now or later).
+pub async fn rotate_key(
+    store: &dyn Store,
+    workspace: &WorkspaceId,
+    id: &KeyId,
+    old_expires_at: i64,
+) -> Result<CreatedKey, StoreError> {
+    let old = store
+        .list_keys(workspace)
+        .await?
+        .into_iter()
+        .find(|key| &key.id == id && key.revoked_at.is_none())
+        .ok_or(StoreError::NotFound)?;
+    let created = create_key(
+        store,
+        workspace,
+        KeySpec {
+            name: old.name,
+            role: old.role,
+            scopes: old.scopes,
+            expires_at: None,
+        },
+    )
+    .await?;
+    let expiry = old
+        .expires_at
+        .map_or(old_expires_at, |at| at.min(old_expires_at));
+    store.set_key_expiry(workspace, id, expiry).await?;
+    Ok(created)
 }
 
 /// Revokes a key; running servers refuse it within a second.

@@ -11,7 +11,7 @@ use http::{header, HeaderMap};
 use zeroize::Zeroizing;
 
 pub use cache::{AuthError, AuthenticatedKey, KeyAuthenticator};
-pub use manage::{create_key, list_keys, revoke_key, CreatedKey};
+pub use manage::{create_key, list_keys, revoke_key, rotate_key, CreatedKey, KeySpec};
 
 /// A key as a request presents it: borrowed from the header, or decoded from HTTP Basic
 /// (that copy is zeroized on drop).

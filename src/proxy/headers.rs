@@ -38,6 +38,8 @@ static HOP_BY_HOP: [HeaderName; 8] = [
 
 /// The caller's `Idempotency-Key`, for the request log.
 pub static IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");
+/// The Connect account a request acts as.
+pub static STRIPE_ACCOUNT: HeaderName = HeaderName::from_static("stripe-account");
 /// Stripe's id of the request, for the request log.
 pub static STRIPE_REQUEST_ID: HeaderName = HeaderName::from_static("request-id");
 

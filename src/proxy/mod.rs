@@ -28,11 +28,12 @@ use http_body_util::{Either, Full, Limited};
 use hyper::body::Incoming;
 use rand::Rng;
 
-use crate::catalog::CatalogIndex;
+use crate::catalog::{CatalogIndex, Matched};
 use crate::connections::{ConnectionResolver, ResolveError, ResolvedConnection};
 use crate::error::GatewayError;
 use crate::keys::{presented_key, AuthError, AuthenticatedKey, KeyAuthenticator};
 use crate::metrics::Metrics;
+use crate::policy::{self, RequestFacts};
 use crate::request_log::RequestLogger;
 use crate::store::RequestLogEntry;
 use checks::Controls;
@@ -72,6 +73,7 @@ impl ProxyShared {
                 AuthError::Missing => GatewayError::KeyMissing,
                 AuthError::Invalid => GatewayError::KeyInvalid,
                 AuthError::Revoked => GatewayError::KeyRevoked,
+                AuthError::Expired => GatewayError::KeyExpired,
                 AuthError::Store(error) => {
                     tracing::error!(error = %error, "key lookup failed");
                     GatewayError::Internal
@@ -129,6 +131,8 @@ struct Exchange<'a> {
     target: Option<StripeTarget>,
     stripe_request_id: Option<String>,
     outcome: &'static str,
+    operation: Option<String>,
+    reason: Option<String>,
 }
 
 impl Proxy {
@@ -153,11 +157,14 @@ impl Proxy {
             target: None,
             stripe_request_id: None,
             outcome: "forwarded",
+            operation: None,
+            reason: None,
         };
         let mut response = match self.run(&parts, body, mount, &mut exchange).await {
             Ok(response) => response,
             Err(error) => {
                 exchange.outcome = error.blame().as_str();
+                exchange.reason = Some(error.reason());
                 error.into_response()
             }
         };
@@ -191,9 +198,11 @@ impl Proxy {
             .insert(StripeTarget::parse(rest, parts.uri.query())?);
         check_body_size(parts, self.upstream.config().max_body_bytes)?;
         let controls = Controls::read(&parts.headers)?;
-        let matched = (controls.validate && connection.validation)
-            .then(|| self.shared.catalog.find(&parts.method, target.path()))
-            .flatten();
+        let matched = self.shared.catalog.find(&parts.method, target.path());
+        exchange.operation = matched.as_ref().map(|m| m.operation.id.clone());
+        authorize(&key, parts, &connection, matched.as_ref())?;
+        let validate = controls.validate && connection.validation;
+        let matched = matched.filter(|_| validate);
         if matched.is_none() && !controls.dry_run {
             let streamed = Either::Left(Limited::new(body, self.body_limit()));
             let request = self.upstream_request(parts, streamed, target, &connection);
@@ -304,6 +313,8 @@ impl Proxy {
                 .and_then(|v| v.to_str().ok())
                 .map(|v| v.chars().take(255).collect()),
             outcome: exchange.outcome.to_owned(),
+            operation: exchange.operation,
+            reason: exchange.reason,
         });
     }
 
@@ -326,6 +337,32 @@ fn check_request_line(parts: &Parts) -> Result<(), GatewayError> {
     }
     Ok(())
 }
+
+/// The scope check: the key's role and scopes against what the request would do.
+fn authorize(
+    key: &AuthenticatedKey,
+    parts: &Parts,
+    connection: &ResolvedConnection,
+    matched: Option<&Matched<'_, '_>>,
+) -> Result<(), GatewayError> {
+    let facts = RequestFacts {
+        method: &parts.method,
+        connection: &connection.name,
+        live: connection.live,
+        operation: matched.map(|m| m.operation.id.as_str()),
+        stripe_account: parts
+            .headers
+            .get(&headers::STRIPE_ACCOUNT)
+            .and_then(|v| v.to_str().ok()),
+        client_ip: parts.extensions.get::<ClientAddr>().map(|addr| addr.0.ip()),
+    };
+    policy::authorize(key.role, &key.scopes, &facts).map_err(GatewayError::Forbidden)
+}
+
+/// The address of the client a request came from, put into the request's extensions by the
+/// server.
+#[derive(Clone, Copy, Debug)]
+pub struct ClientAddr(pub std::net::SocketAddr);
 
 /// Splits a request path into the connection name and the Stripe path after it.
 fn route<'a>(parts: &'a Parts, mount: Mount<'a>) -> Result<(&'a str, &'a str), GatewayError> {

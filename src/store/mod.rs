@@ -77,6 +77,10 @@ pub trait Store: Send + Sync + 'static {
 
     /// Returns the workspace with this name, creating it if absent.
     async fn ensure_workspace(&self, name: &str) -> Result<Workspace, StoreError>;
+    /// The workspace with this name, if it exists.
+    async fn find_workspace(&self, name: &str) -> Result<Option<Workspace>, StoreError>;
+    /// Every workspace, by name.
+    async fn list_workspaces(&self) -> Result<Vec<Workspace>, StoreError>;
     /// Reads an installation-wide setting.
     async fn get_setting(&self, name: &str) -> Result<Option<String>, StoreError>;
     /// Writes a setting once; `Conflict` if it exists.
@@ -118,6 +122,14 @@ pub trait Store: Send + Sync + 'static {
     /// Unscoped entry lookup: the key with this hash, in whatever workspace it belongs to.
     async fn find_key_by_hash(&self, hash: &[u8]) -> Result<Option<AgentKeyRecord>, StoreError>;
     /// Marks the key revoked; `NotFound` if the workspace has no such key.
+    /// Sets when a key stops authenticating (rotation); `NotFound` if there is none.
+    async fn set_key_expiry(
+        &self,
+        workspace: &WorkspaceId,
+        id: &KeyId,
+        at: i64,
+    ) -> Result<(), StoreError>;
+    /// Revokes a key; `NotFound` if there is none.
     async fn revoke_key(
         &self,
         workspace: &WorkspaceId,

@@ -3,6 +3,7 @@
 
 use crate::crypto::Sealed;
 use crate::ids::{ConnectionId, KeyId, WorkspaceId};
+use crate::policy::{Role, Scopes};
 
 /// A tenant. Every other record belongs to exactly one.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -61,6 +62,13 @@ pub struct AgentKeyRecord {
     pub last_used_at: Option<i64>,
     /// Unix milliseconds of revocation; a revoked key authenticates nothing.
     pub revoked_at: Option<i64>,
+    /// What the key is for.
+    pub role: Role,
+    /// What the key may do.
+    pub scopes: Scopes,
+    /// Unix milliseconds after which the key authenticates nothing (set by rotation or at
+    /// creation).
+    pub expires_at: Option<i64>,
 }
 
 /// One proxied request in the request log. Never a secret, never a body.
@@ -90,6 +98,11 @@ pub struct RequestLogEntry {
     pub idempotency_key: Option<String>,
     /// `forwarded`, or who was at fault when agentgate answered itself.
     pub outcome: String,
+    /// The catalog operation (`customers.create`), when the request was a listed one.
+    pub operation: Option<String>,
+    /// Why agentgate refused, for the audit (`parameter_missing amount`,
+    /// `agentgate_scope_denied operation`); `None` when it did not.
+    pub reason: Option<String>,
 }
 
 /// A request log entry read back, with its position in the log.

@@ -59,7 +59,7 @@ pub(super) fn log_insert_sql(rows: usize, backend: Backend) -> &'static str {
                 format!(
                     "INSERT INTO request_log (created_at, workspace_id, request_id, key_id, \
                      connection, method, path, status, latency_us, stripe_request_id, \
-                     idempotency_key, outcome) VALUES {}",
+                     idempotency_key, outcome, operation, reason) VALUES {}",
                     values.join(", ")
                 )
             })
@@ -69,15 +69,15 @@ pub(super) fn log_insert_sql(rows: usize, backend: Backend) -> &'static str {
 }
 
 /// Columns bound per request log row.
-const LOG_COLUMNS: usize = 12;
+const LOG_COLUMNS: usize = 14;
 
 pub(super) const SELECT_CONNECTION: &str = "SELECT id, workspace_id, name, provider, secret, \
     secret_hint, mode, key_kind, validation, created_at, updated_at FROM connections";
 pub(super) const SELECT_KEY: &str = "SELECT id, workspace_id, name, prefix, hash, created_at, \
-    last_used_at, revoked_at FROM agent_keys";
+    last_used_at, revoked_at, role, scopes, expires_at FROM agent_keys";
 pub(super) const SELECT_LOG: &str = "SELECT id, created_at, workspace_id, request_id, key_id, \
-    connection, method, path, status, latency_us, stripe_request_id, idempotency_key, outcome \
-    FROM request_log";
+    connection, method, path, status, latency_us, stripe_request_id, idempotency_key, outcome, \
+    operation, reason FROM request_log";
 pub(super) const BUMP_GENERATION: &str = "UPDATE state_generation SET value = value + 1";
 
 /// Writes `impl Store for $store` over a `pool: sqlx::Pool<$db>` field, with the backend
@@ -111,6 +111,23 @@ macro_rules! impl_store {
                         .fetch_one(&self.pool)
                         .await?;
                 Ok(row.into())
+            }
+
+            async fn find_workspace(&self, name: &str) -> Result<Option<Workspace>, StoreError> {
+                let row: Option<sql::WorkspaceRow> =
+                    sqlx::query_as("SELECT id, name, created_at FROM workspaces WHERE name = $1")
+                        .bind(name)
+                        .fetch_optional(&self.pool)
+                        .await?;
+                Ok(row.map(Into::into))
+            }
+
+            async fn list_workspaces(&self) -> Result<Vec<Workspace>, StoreError> {
+                let rows: Vec<sql::WorkspaceRow> =
+                    sqlx::query_as("SELECT id, name, created_at FROM workspaces ORDER BY name")
+                        .fetch_all(&self.pool)
+                        .await?;
+                Ok(rows.into_iter().map(Into::into).collect())
             }
 
             async fn get_setting(&self, name: &str) -> Result<Option<String>, StoreError> {
@@ -241,7 +258,8 @@ macro_rules! impl_store {
                 let mut tx = self.pool.begin().await?;
                 sqlx::query(
                     "INSERT INTO agent_keys (id, workspace_id, name, prefix, hash, created_at, \
-                     last_used_at, revoked_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                     last_used_at, revoked_at, role, scopes, expires_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
                 )
                 .bind(record.id.as_str())
                 .bind(record.workspace_id.as_str())
@@ -251,6 +269,9 @@ macro_rules! impl_store {
                 .bind(record.created_at)
                 .bind(record.last_used_at)
                 .bind(record.revoked_at)
+                .bind(record.role.as_str())
+                .bind(serde_json::to_string(&record.scopes).expect("scopes serialize to JSON"))
+                .bind(record.expires_at)
                 .execute(&mut *tx)
                 .await?;
                 // New keys must not hide behind a cached "unknown key" answer.
@@ -308,6 +329,30 @@ macro_rules! impl_store {
                 Ok(())
             }
 
+            async fn set_key_expiry(
+                &self,
+                workspace: &WorkspaceId,
+                id: &KeyId,
+                at: i64,
+            ) -> Result<(), StoreError> {
+                let mut tx = self.pool.begin().await?;
+                let updated = sqlx::query(
+                    "UPDATE agent_keys SET expires_at = $3 WHERE workspace_id = $1 AND id = $2",
+                )
+                .bind(workspace.as_str())
+                .bind(id.as_str())
+                .bind(at)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+                if updated == 0 {
+                    return Err(StoreError::NotFound);
+                }
+                sqlx::query(sql::BUMP_GENERATION).execute(&mut *tx).await?;
+                tx.commit().await?;
+                Ok(())
+            }
+
             async fn insert_request_logs(
                 &self,
                 entries: &[RequestLogEntry],
@@ -332,7 +377,9 @@ macro_rules! impl_store {
                             .bind(e.latency_us)
                             .bind(e.stripe_request_id.as_deref())
                             .bind(e.idempotency_key.as_deref())
-                            .bind(e.outcome.as_str());
+                            .bind(e.outcome.as_str())
+                            .bind(e.operation.as_deref())
+                            .bind(e.reason.as_deref());
                     }
                     query.execute(&mut *tx).await?;
                 }

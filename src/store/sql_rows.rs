@@ -2,6 +2,7 @@
 
 use crate::crypto::Sealed;
 use crate::ids::{ConnectionId, KeyId, WorkspaceId};
+use crate::policy::{Role, Scopes};
 
 use super::rows::{AgentKeyRecord, ConnectionRecord, RequestLogEntry, RequestLogRecord, Workspace};
 
@@ -65,6 +66,9 @@ pub(super) struct KeyRow {
     created_at: i64,
     last_used_at: Option<i64>,
     revoked_at: Option<i64>,
+    role: String,
+    scopes: String,
+    expires_at: Option<i64>,
 }
 
 impl From<KeyRow> for AgentKeyRecord {
@@ -78,6 +82,10 @@ impl From<KeyRow> for AgentKeyRecord {
             created_at: row.created_at,
             last_used_at: row.last_used_at,
             revoked_at: row.revoked_at,
+            role: Role::from_stored(&row.role),
+            // Scopes that do not parse would widen the key; deny-all is the safe reading.
+            scopes: serde_json::from_str(&row.scopes).unwrap_or_else(|_| Scopes::deny_all()),
+            expires_at: row.expires_at,
         }
     }
 }
@@ -97,6 +105,8 @@ pub(super) struct RequestLogRow {
     stripe_request_id: Option<String>,
     idempotency_key: Option<String>,
     outcome: String,
+    operation: Option<String>,
+    reason: Option<String>,
 }
 
 impl From<RequestLogRow> for RequestLogRecord {
@@ -116,6 +126,8 @@ impl From<RequestLogRow> for RequestLogRecord {
                 stripe_request_id: row.stripe_request_id,
                 idempotency_key: row.idempotency_key,
                 outcome: row.outcome,
+                operation: row.operation,
+                reason: row.reason,
             },
         }
     }

@@ -31,7 +31,7 @@ each_backend! {
         let default = store.ensure_workspace("default").await.unwrap();
         let other = store.ensure_workspace("other").await.unwrap();
         assert_eq!(store.ensure_workspace("default").await.unwrap(), default, "idempotent");
-        let created = agentgate::keys::create_key(store.as_ref(), &default.id, "a").await.unwrap();
+        let created = agentgate::keys::create_key(store.as_ref(), &default.id, agentgate::keys::KeySpec::agent("a")).await.unwrap();
         let found = store.find_key_by_hash(&created.record.hash).await.unwrap().unwrap();
         assert_eq!(found, created.record);
         assert!(store.list_keys(&other.id).await.unwrap().is_empty());
@@ -51,7 +51,9 @@ each_backend! {
             latency_us: 10,
             stripe_request_id: None,
             idempotency_key: Some("k".into()),
-            outcome: "forwarded".into(),
+            outcome: if i % 2 == 0 { "forwarded".into() } else { "caller".into() },
+            operation: Some("customers.list".into()),
+            reason: (i % 2 == 1).then(|| "agentgate_scope_denied operation".into()),
         };
         let entries: Vec<_> = (0..1200).map(entry).collect();
         store.insert_request_logs(&entries, &[(created.record.id.clone(), 77)]).await.unwrap();
@@ -59,6 +61,7 @@ each_backend! {
         assert_eq!(keys[0].last_used_at, Some(77));
         let newest = store.list_request_logs(&default.id, LogQuery { after_id: None, limit: 3 }).await.unwrap();
         assert_eq!(newest.iter().map(|r| r.entry.created_at).collect::<Vec<_>>(), [1197, 1198, 1199]);
+        assert_eq!(newest[0].entry, entry(1197), "every column round-trips, operation and reason included");
         let after = store.list_request_logs(&default.id, LogQuery { after_id: Some(newest[0].id), limit: 10 }).await.unwrap();
         assert_eq!(after.len(), 2);
         assert!(store.list_request_logs(&other.id, LogQuery { after_id: None, limit: 10 }).await.unwrap().is_empty());

@@ -132,11 +132,15 @@ impl TestApp {
 
     /// Creates an agent key and returns its text.
     pub async fn create_key(&self, name: &str) -> String {
-        create_key(self.store.as_ref(), &self.workspace, name)
-            .await
-            .expect("create key")
-            .key
-            .to_string()
+        create_key(
+            self.store.as_ref(),
+            &self.workspace,
+            agentgate::keys::KeySpec::agent(name),
+        )
+        .await
+        .expect("create key")
+        .key
+        .to_string()
     }
 
     /// `http://addr{path}`.

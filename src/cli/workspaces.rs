@@ -1,0 +1,83 @@
+//! `agentgate workspaces create|list`.
+
+use anyhow::bail;
+use clap::Subcommand;
+use serde::Serialize;
+
+use super::output;
+use crate::config::StoreArgs;
+use crate::store::{self, Workspace};
+
+/// Workspace commands.
+#[derive(Debug, Subcommand)]
+pub enum WorkspacesCommand {
+    /// Create a workspace: its own connections, keys, webhooks and logs.
+    Create {
+        /// A short name (letters, digits, `-`, `_`).
+        name: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List workspaces.
+    List {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Serialize)]
+struct WorkspaceOut<'a> {
+    id: &'a str,
+    name: &'a str,
+    created_at: String,
+}
+
+impl<'a> From<&'a Workspace> for WorkspaceOut<'a> {
+    fn from(workspace: &'a Workspace) -> Self {
+        Self {
+            id: workspace.id.as_str(),
+            name: &workspace.name,
+            created_at: crate::time::rfc3339(workspace.created_at),
+        }
+    }
+}
+
+/// Runs a workspace command.
+pub async fn run(args: &StoreArgs, command: WorkspacesCommand) -> anyhow::Result<()> {
+    let store = store::open(&args.database).await?;
+    match command {
+        WorkspacesCommand::Create { name, json } => {
+            if !crate::proxy::is_connection_name(&name) {
+                bail!("a workspace name is 1 to 64 letters, digits, '-' or '_'");
+            }
+            if store.find_workspace(&name).await?.is_some() {
+                bail!("a workspace named {name:?} exists already");
+            }
+            let workspace = store.ensure_workspace(&name).await?;
+            if json {
+                return output::json(&WorkspaceOut::from(&workspace));
+            }
+            println!("{} {}", workspace.id, workspace.name);
+            Ok(())
+        }
+        WorkspacesCommand::List { json } => {
+            let workspaces = store.list_workspaces().await?;
+            output::list(
+                json,
+                &workspaces,
+                WorkspaceOut::from,
+                &["ID", "NAME", "CREATED"],
+                |w| {
+                    vec![
+                        w.id.to_string(),
+                        w.name.clone(),
+                        crate::time::rfc3339(w.created_at),
+                    ]
+                },
+                "no workspaces",
+            )
+        }
+    }
+}
