@@ -54,6 +54,15 @@ pub enum GatewayError {
     /// The key lacks a scope the request needs; nothing was forwarded.
     #[error("{} Missing permission: {}.", .0.message, .0.permission)]
     Forbidden(crate::policy::Denied),
+    /// A money guardrail of the key would be exceeded; the message names the limit.
+    #[error("{0}")]
+    LimitExceeded(String),
+    /// The key or its connection is over its rate limit.
+    #[error("Too many requests for this agentgate key or connection; retry after {retry_after} seconds.")]
+    RateLimited {
+        /// Seconds until a request would be accepted.
+        retry_after: u64,
+    },
     /// The key's workspace has no connection with that name.
     #[error("No such connection: '{0}'.")]
     UnknownConnection(String),
@@ -105,7 +114,8 @@ impl GatewayError {
             | GatewayError::KeyInvalid
             | GatewayError::KeyRevoked
             | GatewayError::KeyExpired => StatusCode::UNAUTHORIZED,
-            GatewayError::Forbidden(_) => StatusCode::FORBIDDEN,
+            GatewayError::Forbidden(_) | GatewayError::LimitExceeded(_) => StatusCode::FORBIDDEN,
+            GatewayError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             GatewayError::UnknownConnection(_) | GatewayError::UnknownRoute { .. } => {
                 StatusCode::NOT_FOUND
             }
@@ -128,6 +138,8 @@ impl GatewayError {
             | GatewayError::KeyRevoked
             | GatewayError::KeyExpired
             | GatewayError::Forbidden(_)
+            | GatewayError::LimitExceeded(_)
+            | GatewayError::RateLimited { .. }
             | GatewayError::UnknownConnection(_)
             | GatewayError::UnknownRoute { .. }
             | GatewayError::InvalidPath(_)
@@ -162,6 +174,8 @@ impl GatewayError {
             GatewayError::KeyRevoked => "api_key_revoked",
             GatewayError::KeyExpired => "api_key_expired",
             GatewayError::Forbidden(_) => "agentgate_scope_denied",
+            GatewayError::LimitExceeded(_) => "agentgate_limit_exceeded",
+            GatewayError::RateLimited { .. } => "rate_limit",
             GatewayError::UnknownConnection(_) => "resource_missing",
             GatewayError::UnknownRoute { .. } => "url_invalid",
             GatewayError::InvalidPath(_) => "path_invalid",
@@ -236,7 +250,14 @@ impl IntoResponse for GatewayError {
     fn into_response(self) -> Response {
         let body = serde_json::to_vec(&self.body()).unwrap_or_default();
         let mut response = (self.status(), body).into_response();
+        let retry_after = match &self {
+            GatewayError::RateLimited { retry_after } => Some(*retry_after),
+            _ => None,
+        };
         let headers = response.headers_mut();
+        if let Some(seconds) = retry_after {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        }
         headers.insert(
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/json"),

@@ -21,6 +21,8 @@ use crate::crypto::{verify_master_key, Sealer};
 use crate::ids::WorkspaceId;
 use crate::keys::KeyAuthenticator;
 use crate::metrics::Metrics;
+use crate::policy::guardrails::Guardrails;
+use crate::policy::rate::RateLimiter;
 use crate::proxy::client::UpstreamConfig;
 use crate::proxy::{self, Entry, Proxy, ProxyShared};
 use crate::request_log::{self, RequestLogWriter};
@@ -94,6 +96,8 @@ impl App {
             metrics: metrics.clone(),
             log,
             catalog: Arc::new(CatalogIndex::new(config.catalog.clone())),
+            rate_limits: RateLimiter::default(),
+            guardrails: Guardrails::new(store.clone()),
         });
         let ops = Arc::new(Ops::new(store.clone(), metrics));
         tracing::info!(backend = ?store.backend(), workers = config.workers, "store ready");

@@ -5,6 +5,9 @@
 //! the key as JSON, and cached with it. A key without restrictions can do everything the
 //! Stripe key can, as before scopes existed.
 
+pub mod guardrails;
+pub mod idempotency;
+pub mod rate;
 pub mod scopes;
 
 use std::fmt;

@@ -9,7 +9,7 @@ use hyper::body::Incoming;
 
 use crate::catalog::Matched;
 use crate::error::GatewayError;
-use crate::validation::{self, Violation};
+use crate::validation::{self, Params, Violation};
 
 /// `Agentgate-Validation: off` forwards a listed operation without checking it, for one
 /// request (the connection setting does the same for all).
@@ -73,21 +73,21 @@ pub async fn read_body(
     }
 }
 
-/// Validates a listed operation: path arguments, the query string, and for POST and
-/// DELETE the form body (the SDKs send DELETE parameters in the query; both are accepted).
-pub fn check_operation(
-    matched: &Matched<'_, '_>,
-    parts: &Parts,
-    body: &[u8],
-) -> Result<(), GatewayError> {
+/// Decodes a request's parameters: the query string, and for POST and DELETE the form
+/// body (the SDKs send DELETE parameters in the query; both are accepted).
+pub fn decode_params<'a>(parts: &'a Parts, body: &'a [u8]) -> Result<Params<'a>, GatewayError> {
     let form_body = if body.is_empty() || parts.method == Method::GET {
         None
     } else {
         check_content_type(&parts.headers)?;
         Some(body)
     };
-    let params = validation::decode(parts.uri.query(), form_body).map_err(GatewayError::Invalid)?;
-    validation::validate(matched.operation, &matched.path_args, &params)
+    validation::decode(parts.uri.query(), form_body).map_err(GatewayError::Invalid)
+}
+
+/// Validates a listed operation's path arguments and parameters.
+pub fn check_operation(matched: &Matched<'_, '_>, params: &Params<'_>) -> Result<(), GatewayError> {
+    validation::validate(matched.operation, &matched.path_args, params)
         .map_err(GatewayError::Invalid)
 }
 

@@ -33,9 +33,12 @@ use crate::connections::{ConnectionResolver, ResolveError, ResolvedConnection};
 use crate::error::GatewayError;
 use crate::keys::{presented_key, AuthError, AuthenticatedKey, KeyAuthenticator};
 use crate::metrics::Metrics;
-use crate::policy::{self, RequestFacts};
+use crate::policy::guardrails::{GuardrailError, Guardrails, Reservation};
+use crate::policy::rate::RateLimiter;
+use crate::policy::{self, idempotency, RequestFacts};
 use crate::request_log::RequestLogger;
 use crate::store::RequestLogEntry;
+use crate::validation;
 use checks::Controls;
 use client::{Upstream, UpstreamBody};
 use dry_run::DryRun;
@@ -57,6 +60,10 @@ pub struct ProxyShared {
     pub log: RequestLogger,
     /// The listed operations, validated before they are forwarded.
     pub catalog: Arc<CatalogIndex>,
+    /// Per-key and per-connection rate limits.
+    pub rate_limits: RateLimiter,
+    /// Money guardrails and their daily totals.
+    pub guardrails: Guardrails,
 }
 
 impl ProxyShared {
@@ -198,30 +205,89 @@ impl Proxy {
             .insert(StripeTarget::parse(rest, parts.uri.query())?);
         check_body_size(parts, self.upstream.config().max_body_bytes)?;
         let controls = Controls::read(&parts.headers)?;
-        let matched = self.shared.catalog.find(&parts.method, target.path());
-        exchange.operation = matched.as_ref().map(|m| m.operation.id.clone());
-        authorize(&key, parts, &connection, matched.as_ref())?;
-        let validate = controls.validate && connection.validation;
-        let matched = matched.filter(|_| validate);
-        if matched.is_none() && !controls.dry_run {
+        let listed = self.shared.catalog.find(&parts.method, target.path());
+        let operation = listed.as_ref().map(|m| m.operation.id.as_str());
+        exchange.operation = operation.map(str::to_owned);
+        authorize(&key, parts, &connection, listed.as_ref())?;
+        if let Err(wait) = self.shared.rate_limits.check(&key, &connection) {
+            return Err(GatewayError::RateLimited {
+                retry_after: wait.as_secs().max(1),
+            });
+        }
+        let validated = listed.filter(|_| controls.validate && connection.validation);
+        let guarded = self.shared.guardrails.applies(&key, operation);
+        let mode = key.scopes.idempotency;
+        let needs_body = validated.is_some()
+            || guarded
+            || controls.dry_run
+            || idempotency::needs_body(mode, &parts.method, &parts.headers);
+        if !needs_body {
             let streamed = Either::Left(Limited::new(body, self.body_limit()));
             let request = self.upstream_request(parts, streamed, target, &connection);
             return self.forward(request, exchange).await;
         }
         let config = self.upstream.config();
         let bytes = checks::read_body(body, config.max_body_bytes, config.timeout).await?;
-        if let Some(matched) = &matched {
-            checks::check_operation(matched, parts, &bytes)?;
+        let params = match validated.is_some() || guarded {
+            true => Some(checks::decode_params(parts, &bytes)?),
+            false => None,
+        };
+        if let (Some(matched), Some(params)) = (&validated, &params) {
+            checks::check_operation(matched, params)?;
         }
+        let path_and_query = target.path_and_query().as_str();
+        let derived = idempotency::upstream_key(
+            mode,
+            &key.id,
+            &parts.method,
+            path_and_query,
+            &parts.headers,
+            &bytes,
+        )
+        .map_err(GatewayError::Invalid)?;
         let read = Either::Right(Full::new(bytes.clone()));
-        let request = self.upstream_request(parts, read, target, &connection);
+        let mut request = self.upstream_request(parts, read, target, &connection);
+        if let Some(value) = derived {
+            request
+                .headers_mut()
+                .insert(headers::IDEMPOTENCY_KEY.clone(), value);
+        }
         if controls.dry_run {
             exchange.outcome = "dry_run";
-            let report =
-                DryRun::describe(matched.as_ref(), &request, &connection.secret_hint, &bytes);
+            let report = DryRun::describe(
+                validated.as_ref(),
+                &request,
+                &connection.secret_hint,
+                &bytes,
+            );
             return Ok(report.into_response());
         }
-        self.forward(request, exchange).await
+        let reservation = match (&params, guarded) {
+            (Some(params), true) => self.reserve(&key, operation, params).await?,
+            _ => None,
+        };
+        let result = self.forward(request, exchange).await;
+        if let Some(reservation) = reservation {
+            let refused = matches!(&result, Ok(response) if response.status().is_client_error());
+            self.shared.guardrails.settle(reservation, refused).await;
+        }
+        result
+    }
+
+    async fn reserve(
+        &self,
+        key: &AuthenticatedKey,
+        operation: Option<&str>,
+        params: &validation::Params<'_>,
+    ) -> Result<Option<Reservation>, GatewayError> {
+        match self.shared.guardrails.reserve(key, operation, params).await {
+            Ok(reservation) => Ok(reservation),
+            Err(GuardrailError::Exceeded(message)) => Err(GatewayError::LimitExceeded(message)),
+            Err(GuardrailError::Store(error)) => {
+                tracing::error!(error = %error, "guardrail totals unavailable");
+                Err(GatewayError::Internal)
+            }
+        }
     }
 
     async fn resolve_connection(
