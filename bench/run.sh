@@ -30,6 +30,9 @@ export AGENTGATE_DATABASE="sqlite://$STATE/agentgate.db"
 AGENTGATE_MASTER_KEY="$(head -c 32 /dev/urandom | base64)"
 export AGENTGATE_MASTER_KEY
 export AGENTGATE_LOG=warn
+# The stand-in holds a test-mode key, whose connection limit (Stripe's 25/s) would cap the
+# run; a limit no run reaches keeps the limiter's cost in the measurement.
+export AGENTGATE_CONNECTION_RATE_TEST=1000000000
 # The stand-in accepts exactly this key, as peers.sh documents.
 printf 'sk_test_secret' | "$BIN" connections set stripe >/dev/null
 TOKEN="$("$BIN" keys create --name bench 2>/dev/null)"

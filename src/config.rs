@@ -3,6 +3,7 @@
 //! The master key itself is read only from `AGENTGATE_MASTER_KEY` or a file, never argv.
 
 use std::net::SocketAddr;
+use std::num::NonZeroU32;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,8 +13,10 @@ use zeroize::Zeroizing;
 
 use crate::catalog::Catalog;
 use crate::crypto::{MasterKey, MasterKeySource};
+use crate::policy::rate::ConnectionRates;
 use crate::proxy::client::{StripeBase, UpstreamConfig};
 use crate::store::sqlite_file_path;
+use crate::time::{Clock, SystemClock};
 
 /// The environment variable holding the master key (base64 of 32 bytes).
 pub const MASTER_KEY_ENV: &str = "AGENTGATE_MASTER_KEY";
@@ -145,6 +148,18 @@ pub struct ServeArgs {
     /// for Stripe API 2026-07-29.dahlia).
     #[arg(long, env = "AGENTGATE_CATALOG")]
     pub catalog: Option<PathBuf>,
+    /// Requests per second sent through one connection holding a live-mode Stripe key,
+    /// across all its agent keys (Stripe's documented live limit is 100/s); 0 for no limit.
+    #[arg(long, env = "AGENTGATE_CONNECTION_RATE_LIVE", default_value_t = 100)]
+    pub connection_rate_live: u32,
+    /// The same for a test-mode (sandbox) key (Stripe's documented limit is 25/s); 0 for
+    /// no limit.
+    #[arg(long, env = "AGENTGATE_CONNECTION_RATE_TEST", default_value_t = 25)]
+    pub connection_rate_test: u32,
+    /// How long a derived `Idempotency-Key` (keys with `--idempotency derive`) stays the
+    /// same for a repeated POST. Stripe keeps keys for at least 24 hours.
+    #[arg(long, env = "AGENTGATE_IDEMPOTENCY_WINDOW", default_value = "24h", value_parser = humantime::parse_duration)]
+    pub idempotency_window: Duration,
 }
 
 /// Everything `serve` needs, read once at start.
@@ -167,6 +182,12 @@ pub struct Config {
     pub workers: usize,
     /// The operations validated before they are forwarded.
     pub catalog: Arc<Catalog>,
+    /// Per-connection rate limits, by the mode of the connection's key.
+    pub connection_rates: ConnectionRates,
+    /// How long a derived `Idempotency-Key` holds.
+    pub idempotency_window: Duration,
+    /// Where rate limits and idempotency windows read the time (tests turn it by hand).
+    pub clock: Arc<dyn Clock>,
 }
 
 impl Config {
@@ -174,6 +195,9 @@ impl Config {
     pub fn from_args(store: &StoreArgs, serve: &ServeArgs) -> anyhow::Result<Self> {
         let master_key =
             MasterKey::load(store.master_key_source()?).context("cannot load the master key")?;
+        if serve.idempotency_window < Duration::from_secs(1) {
+            bail!("--idempotency-window must be at least 1s");
+        }
         Ok(Self {
             listen: serve.listen,
             sdk_listen: serve.sdk_listen.clone(),
@@ -189,11 +213,18 @@ impl Config {
             shutdown_grace: serve.shutdown_grace,
             workers: serve.workers.unwrap_or_else(default_workers),
             catalog: Arc::new(load_catalog(serve.catalog.as_deref())?),
+            connection_rates: ConnectionRates {
+                live: NonZeroU32::new(serve.connection_rate_live),
+                test: NonZeroU32::new(serve.connection_rate_test),
+            },
+            idempotency_window: serve.idempotency_window,
+            clock: Arc::new(SystemClock::default()),
         })
     }
 
     /// A configuration for tests: loopback listener, the given database and Stripe double,
-    /// short timeouts.
+    /// short timeouts, and no connection rate limit (tests send bursts on one connection;
+    /// the tests of the limits turn it on).
     pub fn for_tests(database_url: &str, master_key: MasterKey, stripe_base: StripeBase) -> Self {
         Self {
             listen: ([127, 0, 0, 1], 0).into(),
@@ -210,6 +241,9 @@ impl Config {
             shutdown_grace: Duration::from_secs(10),
             workers: 2,
             catalog: Arc::new(Catalog::embedded()),
+            connection_rates: ConnectionRates::UNLIMITED,
+            idempotency_window: crate::policy::idempotency::DEFAULT_WINDOW,
+            clock: Arc::new(SystemClock::default()),
         }
     }
 }

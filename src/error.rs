@@ -66,6 +66,20 @@ pub enum GatewayError {
     /// The key's workspace has no connection with that name.
     #[error("No such connection: '{0}'.")]
     UnknownConnection(String),
+    /// A management route was called with an agent key; only admin keys manage a workspace.
+    #[error(
+        "This route needs an agentgate key with the admin role; agent keys call connections only."
+    )]
+    AdminRequired,
+    /// The key's workspace has no such resource (a key id on the management API); another
+    /// workspace's resources answer the same, as if they did not exist.
+    #[error("No such {kind}: '{id}'.")]
+    ResourceMissing {
+        /// What was looked up (`key`).
+        kind: &'static str,
+        /// The id given, echoed for the caller.
+        id: String,
+    },
     /// No route matches the request URL.
     #[error("Unrecognized request URL ({method}: {path}).")]
     UnknownRoute {
@@ -114,11 +128,13 @@ impl GatewayError {
             | GatewayError::KeyInvalid
             | GatewayError::KeyRevoked
             | GatewayError::KeyExpired => StatusCode::UNAUTHORIZED,
-            GatewayError::Forbidden(_) | GatewayError::LimitExceeded(_) => StatusCode::FORBIDDEN,
+            GatewayError::Forbidden(_)
+            | GatewayError::LimitExceeded(_)
+            | GatewayError::AdminRequired => StatusCode::FORBIDDEN,
             GatewayError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
-            GatewayError::UnknownConnection(_) | GatewayError::UnknownRoute { .. } => {
-                StatusCode::NOT_FOUND
-            }
+            GatewayError::UnknownConnection(_)
+            | GatewayError::UnknownRoute { .. }
+            | GatewayError::ResourceMissing { .. } => StatusCode::NOT_FOUND,
             GatewayError::InvalidPath(_)
             | GatewayError::Invalid(_)
             | GatewayError::BodyUnreadable => StatusCode::BAD_REQUEST,
@@ -141,6 +157,8 @@ impl GatewayError {
             | GatewayError::LimitExceeded(_)
             | GatewayError::RateLimited { .. }
             | GatewayError::UnknownConnection(_)
+            | GatewayError::AdminRequired
+            | GatewayError::ResourceMissing { .. }
             | GatewayError::UnknownRoute { .. }
             | GatewayError::InvalidPath(_)
             | GatewayError::MethodNotAllowed(_)
@@ -177,6 +195,8 @@ impl GatewayError {
             GatewayError::LimitExceeded(_) => "agentgate_limit_exceeded",
             GatewayError::RateLimited { .. } => "rate_limit",
             GatewayError::UnknownConnection(_) => "resource_missing",
+            GatewayError::AdminRequired => "agentgate_admin_required",
+            GatewayError::ResourceMissing { .. } => "resource_missing",
             GatewayError::UnknownRoute { .. } => "url_invalid",
             GatewayError::InvalidPath(_) => "path_invalid",
             GatewayError::MethodNotAllowed(_) => "method_not_allowed",
@@ -191,6 +211,7 @@ impl GatewayError {
     fn param(&self) -> Option<String> {
         match self {
             GatewayError::UnknownConnection(_) => Some("connection".into()),
+            GatewayError::ResourceMissing { .. } => Some("id".into()),
             GatewayError::Invalid(violation) => violation.param.clone(),
             _ => None,
         }
@@ -224,14 +245,15 @@ impl GatewayError {
 }
 
 /// Stripe's error envelope.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = Error)]
 pub struct ErrorBody {
     /// The error object.
     pub error: ErrorDetail,
 }
 
 /// Stripe's error object, as far as agentgate fills it.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ErrorDetail {
     /// `invalid_request_error` or `api_error`.
     #[serde(rename = "type")]

@@ -3,6 +3,7 @@
 //! needs lives here.
 #![forbid(unsafe_code)]
 
+pub mod api;
 pub mod app;
 pub mod catalog;
 pub mod cli;

@@ -130,10 +130,17 @@ impl Writer {
         batch.clear();
     }
 
-    /// The keys whose last use moved by at least the resolution since last written.
+    /// The keys whose last use moved by at least the resolution since last written. A
+    /// revoked or expired key's refused attempts are logged but are not uses.
     fn key_uses(&mut self, batch: &[RequestLogEntry]) -> Vec<(KeyId, i64)> {
         let mut latest: HashMap<&KeyId, i64> = HashMap::new();
-        for entry in batch {
+        let authenticated = |entry: &&RequestLogEntry| {
+            !entry
+                .reason
+                .as_deref()
+                .is_some_and(|reason| reason.starts_with("api_key_"))
+        };
+        for entry in batch.iter().filter(authenticated) {
             let at = latest.entry(&entry.key_id).or_insert(entry.created_at);
             *at = (*at).max(entry.created_at);
         }

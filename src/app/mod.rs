@@ -22,6 +22,7 @@ use crate::ids::WorkspaceId;
 use crate::keys::KeyAuthenticator;
 use crate::metrics::Metrics;
 use crate::policy::guardrails::Guardrails;
+use crate::policy::idempotency::Deriver;
 use crate::policy::rate::RateLimiter;
 use crate::proxy::client::UpstreamConfig;
 use crate::proxy::{self, Entry, Proxy, ProxyShared};
@@ -33,6 +34,8 @@ use workers::{ServeOptions, Worker, WorkerHandle};
 /// A built application, ready to serve.
 pub struct App {
     store: Arc<dyn Store>,
+    /// Seals Stripe keys set through the management API.
+    sealer: Arc<Sealer>,
     shared: Arc<ProxyShared>,
     ops: Arc<Ops>,
     writer: RequestLogWriter,
@@ -85,6 +88,11 @@ impl App {
             )
         })?;
         let sealer = Arc::new(Sealer::new(&config.master_key));
+        let idempotency = Deriver::new(
+            &config.master_key,
+            config.idempotency_window,
+            config.clock.clone(),
+        );
         drop(config.master_key);
         verify_master_key(store.as_ref(), &sealer).await?;
         let default_workspace = store.ensure_workspace(DEFAULT_WORKSPACE).await?.id;
@@ -92,17 +100,19 @@ impl App {
         let (log, writer) = request_log::spawn(store.clone(), metrics.clone());
         let shared = Arc::new(ProxyShared {
             keys: KeyAuthenticator::new(store.clone()),
-            connections: ConnectionResolver::new(store.clone(), sealer),
+            connections: ConnectionResolver::new(store.clone(), sealer.clone()),
             metrics: metrics.clone(),
             log,
             catalog: Arc::new(CatalogIndex::new(config.catalog.clone())),
-            rate_limits: RateLimiter::default(),
+            rate_limits: RateLimiter::new(config.connection_rates, config.clock.clone()),
+            idempotency,
             guardrails: Guardrails::new(store.clone()),
         });
         let ops = Arc::new(Ops::new(store.clone(), metrics));
         tracing::info!(backend = ?store.backend(), workers = config.workers, "store ready");
         Ok(Self {
             store,
+            sealer,
             shared,
             ops,
             writer,
@@ -132,6 +142,11 @@ impl App {
         let proxy = Arc::new(Proxy::new(self.shared.clone(), self.upstream.clone()));
         let routes = ops::router(self.ops.clone())
             .merge(proxy::discovery::router(self.shared.clone()))
+            .merge(crate::api::router(
+                self.shared.clone(),
+                self.store.clone(),
+                self.sealer.clone(),
+            ))
             .fallback(proxy::unknown_route);
         let main = Entry::main(proxy.clone(), routes);
         let sdk = sdk_connections

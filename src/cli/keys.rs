@@ -10,6 +10,7 @@ use crate::catalog::Catalog;
 use crate::config::StoreArgs;
 use crate::ids::KeyId;
 use crate::keys::{create_key, list_keys, revoke_key, rotate_key, CreatedKey, KeySpec};
+use crate::policy::guardrails::{daily_usage, utc_day};
 use crate::policy::{IdempotencyMode, Money, Rate, Role, Scopes};
 use crate::store::{AgentKeyRecord, StoreError};
 
@@ -50,6 +51,16 @@ pub enum KeysCommand {
     Revoke {
         /// The key's id (`key_...`).
         id: String,
+    },
+    /// Show each key's money moved on a UTC day (payment intents and refunds) per
+    /// currency, with its daily limit.
+    Usage {
+        /// The UTC day, `YYYY-MM-DD` (default: today).
+        #[arg(long, value_parser = parse_day)]
+        day: Option<String>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -242,7 +253,36 @@ pub async fn run(args: &StoreArgs, command: KeysCommand) -> anyhow::Result<()> {
             eprintln!("revoked key {id}");
             Ok(())
         }
+        KeysCommand::Usage { day, json } => {
+            let day = day.unwrap_or_else(|| utc_day(crate::time::now_millis()));
+            let usage = daily_usage(store.as_ref(), &workspace, &day).await?;
+            output::list(
+                json,
+                &usage,
+                |u| u,
+                &["ID", "NAME", "CURRENCY", "TOTAL", "LIMIT"],
+                |u| {
+                    vec![
+                        u.key_id.to_string(),
+                        u.name.clone(),
+                        u.currency.clone(),
+                        u.total.to_string(),
+                        u.limit.map_or_else(|| "none".to_owned(), |l| l.to_string()),
+                    ]
+                },
+                &format!("no key moved money on {day} and none has a daily limit"),
+            )
+        }
     }
+}
+
+/// A UTC day as `--day` takes it: `YYYY-MM-DD`.
+fn parse_day(text: &str) -> Result<String, String> {
+    humantime::parse_rfc3339_weak(&format!("{text} 00:00:00"))
+        .ok()
+        .filter(|_| text.len() == 10)
+        .map(|_| text.to_owned())
+        .ok_or_else(|| format!("{text:?} is not a day such as 2026-05-01"))
 }
 
 /// Prints a new key: alone on stdout (shown once), or as JSON.

@@ -104,6 +104,7 @@ pub async fn run(args: &StoreArgs, command: LogsCommand) -> anyhow::Result<()> {
             let query = LogQuery {
                 after_id: None,
                 limit: i64::from(limit.clamp(1, 10_000)),
+                ..LogQuery::default()
             };
             let records = store.list_request_logs(&workspace, query).await?;
             output::list(
@@ -119,9 +120,10 @@ pub async fn run(args: &StoreArgs, command: LogsCommand) -> anyhow::Result<()> {
             let mut query = LogQuery {
                 after_id: None,
                 limit: 10,
+                ..LogQuery::default()
             };
             loop {
-                let records = store.list_request_logs(&workspace, query).await?;
+                let records = store.list_request_logs(&workspace, query.clone()).await?;
                 for record in &records {
                     if json {
                         output::json(&LogOut::from(record))?;
@@ -133,6 +135,7 @@ pub async fn run(args: &StoreArgs, command: LogsCommand) -> anyhow::Result<()> {
                 query = LogQuery {
                     after_id: Some(last),
                     limit: 1_000,
+                    ..LogQuery::default()
                 };
                 tokio::select! {
                     _ = tokio::time::sleep(TAIL_INTERVAL) => {}

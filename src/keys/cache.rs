@@ -44,12 +44,12 @@ pub enum AuthError {
     /// Malformed, bad checksum, or unknown.
     #[error("invalid key")]
     Invalid,
-    /// Revoked by an operator.
+    /// Revoked by an operator; the key is known, so the refusal can be recorded under it.
     #[error("revoked key")]
-    Revoked,
+    Revoked(Arc<AuthenticatedKey>),
     /// Past its expiry time (after a rotation, or as created).
     #[error("expired key")]
-    Expired,
+    Expired(Arc<AuthenticatedKey>),
     /// The store could not be asked.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -58,7 +58,7 @@ pub enum AuthError {
 #[derive(Clone)]
 enum Entry {
     Active(Arc<AuthenticatedKey>),
-    Revoked,
+    Revoked(Arc<AuthenticatedKey>),
     Unknown,
 }
 
@@ -98,10 +98,10 @@ impl KeyAuthenticator {
                     .expires_at
                     .is_some_and(|at| at <= crate::time::now_millis()) =>
             {
-                Err(AuthError::Expired)
+                Err(AuthError::Expired(key))
             }
             Entry::Active(key) => Ok(key),
-            Entry::Revoked => Err(AuthError::Revoked),
+            Entry::Revoked(key) => Err(AuthError::Revoked(key)),
             Entry::Unknown => Err(AuthError::Invalid),
         }
     }
@@ -118,16 +118,18 @@ impl KeyAuthenticator {
         let record = self.store.find_key_by_hash(hash).await?;
         let entry = match record {
             Some(record) if bool::from(record.hash.as_slice().ct_eq(hash)) => {
-                if record.revoked_at.is_some() {
-                    Entry::Revoked
+                let revoked = record.revoked_at.is_some();
+                let key = Arc::new(AuthenticatedKey {
+                    id: record.id,
+                    workspace_id: record.workspace_id,
+                    role: record.role,
+                    scopes: record.scopes,
+                    expires_at: record.expires_at,
+                });
+                if revoked {
+                    Entry::Revoked(key)
                 } else {
-                    Entry::Active(Arc::new(AuthenticatedKey {
-                        id: record.id,
-                        workspace_id: record.workspace_id,
-                        role: record.role,
-                        scopes: record.scopes,
-                        expires_at: record.expires_at,
-                    }))
+                    Entry::Active(key)
                 }
             }
             _ => Entry::Unknown,

@@ -1,6 +1,7 @@
 //! `GET /v1/catalog/{connection}`: the listed operations with a JSON Schema of each one's
 //! parameters, so agents (and the MCP server) can discover what they may call. Any valid
-//! agentgate key may read it for a connection of its workspace.
+//! agentgate key may read it for a connection of its workspace; it lists the operations the
+//! key's scopes allow.
 
 use std::sync::{Arc, OnceLock};
 
@@ -13,6 +14,7 @@ use http::{header, HeaderMap, HeaderValue};
 use super::ProxyShared;
 use crate::catalog::json_schema;
 use crate::error::GatewayError;
+use crate::policy::pattern_matches;
 
 /// The routes under `/v1/catalog/`.
 pub fn router(shared: Arc<ProxyShared>) -> Router {
@@ -27,8 +29,8 @@ pub fn router(shared: Arc<ProxyShared>) -> Router {
 
 struct Discovery {
     shared: Arc<ProxyShared>,
-    /// The operations' JSON, rendered on first use (the catalog never changes at run time).
-    operations: OnceLock<String>,
+    /// Each operation's JSON, rendered on first use (the catalog never changes at run time).
+    operations: OnceLock<Vec<String>>,
 }
 
 async fn catalog(
@@ -60,14 +62,24 @@ async fn render(
         .resolve_connection(&key, connection, "catalog")
         .await?;
     let catalog = state.shared.catalog.catalog();
-    let operations = state.operations.get_or_init(|| {
-        let data: Vec<serde_json::Value> = catalog
+    let rendered = state.operations.get_or_init(|| {
+        catalog
             .operations
             .iter()
-            .map(json_schema::operation_json)
-            .collect();
-        serde_json::to_string(&data).expect("JSON values serialize")
+            .map(|op| json_schema::operation_json(op).to_string())
+            .collect()
     });
+    let scopes = &key.scopes;
+    let callable: Vec<&str> = catalog
+        .operations
+        .iter()
+        .zip(rendered)
+        .filter(|(op, _)| {
+            (scopes.allow.is_empty() || scopes.allow.iter().any(|p| pattern_matches(p, &op.id)))
+                && (!scopes.read_only || op.method == "GET")
+        })
+        .map(|(_, json)| json.as_str())
+        .collect();
     let head = serde_json::json!({
         "object": "list",
         "connection": &*resolved.name,
@@ -77,8 +89,8 @@ async fn render(
     });
     let mut body = serde_json::to_string(&head).expect("JSON values serialize");
     body.pop();
-    body.push_str(",\"data\":");
-    body.push_str(operations);
-    body.push('}');
+    body.push_str(",\"data\":[");
+    body.push_str(&callable.join(","));
+    body.push_str("]}");
     Ok(body)
 }

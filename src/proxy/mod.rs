@@ -34,7 +34,8 @@ use crate::error::GatewayError;
 use crate::keys::{presented_key, AuthError, AuthenticatedKey, KeyAuthenticator};
 use crate::metrics::Metrics;
 use crate::policy::guardrails::{GuardrailError, Guardrails, Reservation};
-use crate::policy::rate::RateLimiter;
+use crate::policy::idempotency::Deriver;
+use crate::policy::rate::{self, RateLimiter};
 use crate::policy::{self, idempotency, RequestFacts};
 use crate::request_log::RequestLogger;
 use crate::store::RequestLogEntry;
@@ -62,6 +63,8 @@ pub struct ProxyShared {
     pub catalog: Arc<CatalogIndex>,
     /// Per-key and per-connection rate limits.
     pub rate_limits: RateLimiter,
+    /// Derives `Idempotency-Key` for POSTs of keys in `derive` mode.
+    pub idempotency: Deriver,
     /// Money guardrails and their daily totals.
     pub guardrails: Guardrails,
 }
@@ -72,18 +75,29 @@ impl ProxyShared {
         &self,
         headers: &HeaderMap,
     ) -> Result<Arc<AuthenticatedKey>, GatewayError> {
+        self.authenticate_identified(headers)
+            .await
+            .map_err(|(error, _)| error)
+    }
+
+    /// Like [`Self::authenticate`], but a refused key that is known (revoked, expired) comes
+    /// back with the refusal, so the refusal can be recorded under its key and workspace.
+    pub async fn authenticate_identified(
+        &self,
+        headers: &HeaderMap,
+    ) -> Result<Arc<AuthenticatedKey>, (GatewayError, Option<Arc<AuthenticatedKey>>)> {
         let presented = presented_key(headers);
         self.keys
             .authenticate(presented.as_ref().map(|key| key.as_str()))
             .await
             .map_err(|error| match error {
-                AuthError::Missing => GatewayError::KeyMissing,
-                AuthError::Invalid => GatewayError::KeyInvalid,
-                AuthError::Revoked => GatewayError::KeyRevoked,
-                AuthError::Expired => GatewayError::KeyExpired,
+                AuthError::Missing => (GatewayError::KeyMissing, None),
+                AuthError::Invalid => (GatewayError::KeyInvalid, None),
+                AuthError::Revoked(key) => (GatewayError::KeyRevoked, Some(key)),
+                AuthError::Expired(key) => (GatewayError::KeyExpired, Some(key)),
                 AuthError::Store(error) => {
                     tracing::error!(error = %error, "key lookup failed");
-                    GatewayError::Internal
+                    (GatewayError::Internal, None)
                 }
             })
     }
@@ -140,6 +154,9 @@ struct Exchange<'a> {
     outcome: &'static str,
     operation: Option<String>,
     reason: Option<String>,
+    /// The `Idempotency-Key` agentgate derived for the request (`derive` mode), logged so
+    /// operators can match the entry with Stripe's dashboard.
+    derived_idempotency_key: Option<String>,
 }
 
 impl Proxy {
@@ -166,6 +183,7 @@ impl Proxy {
             outcome: "forwarded",
             operation: None,
             reason: None,
+            derived_idempotency_key: None,
         };
         let mut response = match self.run(&parts, body, mount, &mut exchange).await {
             Ok(response) => response,
@@ -192,7 +210,13 @@ impl Proxy {
         exchange: &mut Exchange<'a>,
     ) -> Result<Response, GatewayError> {
         check_request_line(parts)?;
-        let key = self.shared.authenticate(&parts.headers).await?;
+        let key = match self.shared.authenticate_identified(&parts.headers).await {
+            Ok(key) => key,
+            Err((error, known)) => {
+                exchange.key = known;
+                return Err(error);
+            }
+        };
         exchange.key = Some(key.clone());
         let (connection_name, rest) = route(parts, mount)?;
         exchange.connection = connection_name;
@@ -209,14 +233,15 @@ impl Proxy {
         let operation = listed.as_ref().map(|m| m.operation.id.as_str());
         exchange.operation = operation.map(str::to_owned);
         authorize(&key, parts, &connection, listed.as_ref())?;
+        let mode = key.scopes.idempotency;
+        idempotency::require(mode, &parts.method, &parts.headers).map_err(GatewayError::Invalid)?;
         if let Err(wait) = self.shared.rate_limits.check(&key, &connection) {
             return Err(GatewayError::RateLimited {
-                retry_after: wait.as_secs().max(1),
+                retry_after: rate::retry_after_seconds(wait),
             });
         }
         let validated = listed.filter(|_| controls.validate && connection.validation);
         let guarded = self.shared.guardrails.applies(&key, operation);
-        let mode = key.scopes.idempotency;
         let needs_body = validated.is_some()
             || guarded
             || controls.dry_run
@@ -236,23 +261,31 @@ impl Proxy {
             checks::check_operation(matched, params)?;
         }
         let path_and_query = target.path_and_query().as_str();
-        let derived = idempotency::upstream_key(
+        let derived = self.shared.idempotency.upstream_key(
             mode,
             &key.id,
             &parts.method,
             path_and_query,
             &parts.headers,
             &bytes,
-        )
-        .map_err(GatewayError::Invalid)?;
+        );
         let read = Either::Right(Full::new(bytes.clone()));
         let mut request = self.upstream_request(parts, read, target, &connection);
         if let Some(value) = derived {
+            exchange.derived_idempotency_key = value.to_str().ok().map(str::to_owned);
             request
                 .headers_mut()
                 .insert(headers::IDEMPOTENCY_KEY.clone(), value);
         }
+        let reservation = match (&params, guarded) {
+            (Some(params), true) => self.reserve(&key, operation, params).await?,
+            _ => None,
+        };
         if controls.dry_run {
+            // Checked like a real request, guardrails included, but nothing is counted.
+            if let Some(reservation) = reservation {
+                self.shared.guardrails.settle(reservation, true).await;
+            }
             exchange.outcome = "dry_run";
             let report = DryRun::describe(
                 validated.as_ref(),
@@ -262,14 +295,12 @@ impl Proxy {
             );
             return Ok(report.into_response());
         }
-        let reservation = match (&params, guarded) {
-            (Some(params), true) => self.reserve(&key, operation, params).await?,
-            _ => None,
-        };
         let result = self.forward(request, exchange).await;
         if let Some(reservation) = reservation {
-            let refused = matches!(&result, Ok(response) if response.status().is_client_error());
-            self.shared.guardrails.settle(reservation, refused).await;
+            self.shared
+                .guardrails
+                .settle(reservation, not_counted(&result))
+                .await;
         }
         result
     }
@@ -373,11 +404,13 @@ impl Proxy {
             status: status.as_u16(),
             latency_us: i64::try_from(elapsed.as_micros()).unwrap_or(i64::MAX),
             stripe_request_id: exchange.stripe_request_id,
-            idempotency_key: parts
-                .headers
-                .get(&headers::IDEMPOTENCY_KEY)
-                .and_then(|v| v.to_str().ok())
-                .map(|v| v.chars().take(255).collect()),
+            idempotency_key: exchange.derived_idempotency_key.or_else(|| {
+                parts
+                    .headers
+                    .get(&headers::IDEMPOTENCY_KEY)
+                    .and_then(|v| v.to_str().ok())
+                    .map(|v| v.chars().take(255).collect())
+            }),
             outcome: exchange.outcome.to_owned(),
             operation: exchange.operation,
             reason: exchange.reason,
@@ -402,6 +435,20 @@ fn check_request_line(parts: &Parts) -> Result<(), GatewayError> {
         ));
     }
     Ok(())
+}
+
+/// Whether a guarded request's reservation is to be released: Stripe refused it (4xx), or
+/// answered from its idempotency cache (`Idempotent-Replayed: true`), so the amount was
+/// counted by the first request. Timeouts and 5xx stay counted: Stripe may have acted.
+fn not_counted(result: &Result<Response, GatewayError>) -> bool {
+    let Ok(response) = result else {
+        return false;
+    };
+    let replayed = response
+        .headers()
+        .get("idempotent-replayed")
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"true"));
+    response.status().is_client_error() || replayed
 }
 
 /// The scope check: the key's role and scopes against what the request would do.

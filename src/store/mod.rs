@@ -129,6 +129,34 @@ pub trait Store: Send + Sync + 'static {
         id: &KeyId,
         at: i64,
     ) -> Result<(), StoreError>;
+    /// Money guardrails: adds each amount to the key's total for its currency on `day`
+    /// (UTC, `YYYY-MM-DD`), provided every total stays within the limit given with it, all
+    /// or none, atomically (so concurrent requests cannot pass a limit together). `None`
+    /// when added; otherwise the current total of the first currency that would pass its
+    /// limit, and nothing was added.
+    async fn reserve_guardrail_totals(
+        &self,
+        workspace: &WorkspaceId,
+        key: &KeyId,
+        day: &str,
+        amounts: &[(crate::policy::Money, i64)],
+    ) -> Result<Option<crate::policy::Money>, StoreError>;
+    /// Subtracts amounts reserved earlier for `day` (Stripe refused the request); a total
+    /// never goes below zero.
+    async fn release_guardrail_totals(
+        &self,
+        workspace: &WorkspaceId,
+        key: &KeyId,
+        day: &str,
+        amounts: &[crate::policy::Money],
+    ) -> Result<(), StoreError>;
+    /// The workspace's daily totals for `day` (UTC, `YYYY-MM-DD`), by key and currency, so
+    /// operators see what each key moved.
+    async fn list_guardrail_totals(
+        &self,
+        workspace: &WorkspaceId,
+        day: &str,
+    ) -> Result<Vec<(KeyId, crate::policy::Money)>, StoreError>;
     /// Revokes a key; `NotFound` if there is none.
     async fn revoke_key(
         &self,
@@ -143,7 +171,7 @@ pub trait Store: Send + Sync + 'static {
         entries: &[RequestLogEntry],
         key_uses: &[(KeyId, i64)],
     ) -> Result<(), StoreError>;
-    /// Reads the workspace's request log, oldest first.
+    /// Reads the entries of the workspace's request log that `query` selects, oldest first.
     async fn list_request_logs(
         &self,
         workspace: &WorkspaceId,

@@ -114,11 +114,26 @@ pub struct RequestLogRecord {
     pub entry: RequestLogEntry,
 }
 
-/// Which part of the request log to read.
-#[derive(Clone, Copy, Debug)]
+/// Which part of the request log to read, and which entries of it: the CLI tails by
+/// position, the management API filters and pages newest first. Filters left `None` match
+/// every entry.
+#[derive(Clone, Debug, Default)]
 pub struct LogQuery {
     /// Only entries after this position (oldest first); `None` means the newest `limit`.
     pub after_id: Option<i64>,
     /// At most this many entries.
     pub limit: i64,
+    /// Only entries before this position (the next page of a newest-first listing);
+    /// combined with `after_id`, a window between the two.
+    pub before_id: Option<i64>,
+    /// Only entries made with this key.
+    pub key_id: Option<KeyId>,
+    /// Only entries answered with this HTTP status.
+    pub status: Option<u16>,
+    /// Only entries of this operation (`customers.create`, `keys.create`).
+    pub operation: Option<String>,
+    /// Only entries that arrived at or after this time (Unix milliseconds).
+    pub since: Option<i64>,
+    /// Only entries that arrived before this time (Unix milliseconds).
+    pub until: Option<i64>,
 }

@@ -80,6 +80,61 @@ pub(super) const SELECT_LOG: &str = "SELECT id, created_at, workspace_id, reques
     operation, reason FROM request_log";
 pub(super) const BUMP_GENERATION: &str = "UPDATE state_generation SET value = value + 1";
 
+/// A value bound to one condition of a request log query.
+pub(super) enum LogBind<'a> {
+    /// Positions, times and the limit.
+    Int(i64),
+    /// The `status` column is a 32-bit integer on PostgreSQL.
+    Status(i32),
+    /// Workspace, key id and operation.
+    Text(&'a str),
+}
+
+/// The request log SELECT for `query` in `workspace`: only the filters it sets become
+/// conditions, each with its own numbered parameter, so one statement serves both backends
+/// and no value is ever spliced into the SQL. Rows come newest first unless `after_id` is
+/// set (a tail reads forward).
+pub(super) fn log_select_sql<'a>(
+    workspace: &'a str,
+    query: &'a super::LogQuery,
+) -> (String, Vec<LogBind<'a>>) {
+    let mut binds = vec![LogBind::Text(workspace)];
+    let mut conditions = vec!["workspace_id = $1".to_owned()];
+    let filters = [
+        ("id >", query.after_id.map(LogBind::Int)),
+        ("id <", query.before_id.map(LogBind::Int)),
+        (
+            "key_id =",
+            query.key_id.as_ref().map(|k| LogBind::Text(k.as_str())),
+        ),
+        (
+            "status =",
+            query.status.map(|s| LogBind::Status(i32::from(s))),
+        ),
+        ("operation =", query.operation.as_deref().map(LogBind::Text)),
+        ("created_at >=", query.since.map(LogBind::Int)),
+        ("created_at <", query.until.map(LogBind::Int)),
+    ];
+    for (condition, value) in filters {
+        if let Some(value) = value {
+            binds.push(value);
+            conditions.push(format!("{condition} ${}", binds.len()));
+        }
+    }
+    let order = if query.after_id.is_some() {
+        ""
+    } else {
+        " DESC"
+    };
+    binds.push(LogBind::Int(query.limit));
+    let sql = format!(
+        "{SELECT_LOG} WHERE {} ORDER BY id{order} LIMIT ${}",
+        conditions.join(" AND "),
+        binds.len()
+    );
+    (sql, binds)
+}
+
 /// Writes `impl Store for $store` over a `pool: sqlx::Pool<$db>` field, with the backend
 /// tag given.
 macro_rules! impl_store {
@@ -353,6 +408,109 @@ macro_rules! impl_store {
                 Ok(())
             }
 
+            async fn reserve_guardrail_totals(
+                &self,
+                workspace: &WorkspaceId,
+                key: &KeyId,
+                day: &str,
+                amounts: &[($crate::policy::Money, i64)],
+            ) -> Result<Option<$crate::policy::Money>, StoreError> {
+                // One order for every request, so two PostgreSQL transactions never wait on
+                // each other's rows in opposite orders.
+                let mut ordered: Vec<&($crate::policy::Money, i64)> = amounts.iter().collect();
+                ordered.sort_by(|a, b| a.0.currency.cmp(&b.0.currency));
+                let mut tx = self.pool.begin().await?;
+                for (money, limit) in ordered {
+                    // The upsert only adds when `total + amount <= limit`, checked on the row
+                    // as locked by the write, so concurrent reservations cannot both pass.
+                    // Written as `total <= limit - amount` so that it cannot overflow.
+                    let added = money.amount >= 0
+                        && money.amount <= *limit
+                        && sqlx::query(
+                            "INSERT INTO guardrail_totals (key_id, day, currency, workspace_id, \
+                             total) VALUES ($1, $2, $3, $4, $5) \
+                             ON CONFLICT (key_id, day, currency) DO UPDATE \
+                             SET total = guardrail_totals.total + excluded.total \
+                             WHERE guardrail_totals.total <= $6 - excluded.total",
+                        )
+                        .bind(key.as_str())
+                        .bind(day)
+                        .bind(&money.currency)
+                        .bind(workspace.as_str())
+                        .bind(money.amount)
+                        .bind(*limit)
+                        .execute(&mut *tx)
+                        .await?
+                        .rows_affected()
+                            == 1;
+                    if !added {
+                        let current: Option<(i64,)> = sqlx::query_as(
+                            "SELECT total FROM guardrail_totals \
+                             WHERE key_id = $1 AND day = $2 AND currency = $3",
+                        )
+                        .bind(key.as_str())
+                        .bind(day)
+                        .bind(&money.currency)
+                        .fetch_optional(&mut *tx)
+                        .await?;
+                        // Dropping the transaction rolls back what earlier currencies added.
+                        return Ok(Some($crate::policy::Money {
+                            currency: money.currency.clone(),
+                            amount: current.map_or(0, |(total,)| total),
+                        }));
+                    }
+                }
+                tx.commit().await?;
+                Ok(None)
+            }
+
+            async fn release_guardrail_totals(
+                &self,
+                workspace: &WorkspaceId,
+                key: &KeyId,
+                day: &str,
+                amounts: &[$crate::policy::Money],
+            ) -> Result<(), StoreError> {
+                let mut tx = self.pool.begin().await?;
+                for money in amounts {
+                    sqlx::query(
+                        "UPDATE guardrail_totals \
+                         SET total = CASE WHEN total > $5 THEN total - $5 ELSE 0 END \
+                         WHERE workspace_id = $1 AND key_id = $2 AND day = $3 AND currency = $4",
+                    )
+                    .bind(workspace.as_str())
+                    .bind(key.as_str())
+                    .bind(day)
+                    .bind(&money.currency)
+                    .bind(money.amount)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn list_guardrail_totals(
+                &self,
+                workspace: &WorkspaceId,
+                day: &str,
+            ) -> Result<Vec<(KeyId, $crate::policy::Money)>, StoreError> {
+                let rows: Vec<(String, String, i64)> = sqlx::query_as(
+                    "SELECT key_id, currency, total FROM guardrail_totals \
+                     WHERE workspace_id = $1 AND day = $2 ORDER BY key_id, currency",
+                )
+                .bind(workspace.as_str())
+                .bind(day)
+                .fetch_all(&self.pool)
+                .await?;
+                Ok(rows
+                    .into_iter()
+                    .map(|(key, currency, amount)| {
+                        (KeyId::from_stored(key), $crate::policy::Money { currency, amount })
+                    })
+                    .collect())
+            }
+
             async fn insert_request_logs(
                 &self,
                 entries: &[RequestLogEntry],
@@ -402,33 +560,19 @@ macro_rules! impl_store {
                 workspace: &WorkspaceId,
                 query: LogQuery,
             ) -> Result<Vec<RequestLogRecord>, StoreError> {
-                let rows: Vec<sql::RequestLogRow> = match query.after_id {
-                    Some(after) => {
-                        let sql = format!(
-                            "{} WHERE workspace_id = $1 AND id > $2 ORDER BY id LIMIT $3",
-                            sql::SELECT_LOG
-                        );
-                        sqlx::query_as(&sql)
-                            .bind(workspace.as_str())
-                            .bind(after)
-                            .bind(query.limit)
-                            .fetch_all(&self.pool)
-                            .await?
-                    }
-                    None => {
-                        let sql = format!(
-                            "{} WHERE workspace_id = $1 ORDER BY id DESC LIMIT $2",
-                            sql::SELECT_LOG
-                        );
-                        let mut rows: Vec<sql::RequestLogRow> = sqlx::query_as(&sql)
-                            .bind(workspace.as_str())
-                            .bind(query.limit)
-                            .fetch_all(&self.pool)
-                            .await?;
-                        rows.reverse();
-                        rows
-                    }
-                };
+                let (statement, binds) = sql::log_select_sql(workspace.as_str(), &query);
+                let mut select = sqlx::query_as::<_, sql::RequestLogRow>(&statement);
+                for bind in binds {
+                    select = match bind {
+                        sql::LogBind::Int(value) => select.bind(value),
+                        sql::LogBind::Status(value) => select.bind(value),
+                        sql::LogBind::Text(value) => select.bind(value),
+                    };
+                }
+                let mut rows = select.fetch_all(&self.pool).await?;
+                if query.after_id.is_none() {
+                    rows.reverse();
+                }
                 Ok(rows.into_iter().map(Into::into).collect())
             }
         }
@@ -454,6 +598,23 @@ mod tests {
                 "{rows}"
             );
         }
+    }
+
+    #[test]
+    fn log_filters_become_numbered_parameters_in_order() {
+        let query = super::super::LogQuery {
+            limit: 10,
+            before_id: Some(40),
+            status: Some(403),
+            since: Some(1),
+            ..Default::default()
+        };
+        let (sql, binds) = log_select_sql("ws_1", &query);
+        assert!(sql.ends_with(
+            "WHERE workspace_id = $1 AND id < $2 AND status = $3 AND created_at >= $4 \
+             ORDER BY id DESC LIMIT $5"
+        ));
+        assert_eq!(binds.len(), 5);
     }
 
     #[test]

@@ -3,13 +3,17 @@
 
 mod support;
 
+mod api;
 mod auth;
 mod catalog;
 mod cli;
+mod guardrails;
 mod leaks;
+mod limits;
 mod ops;
 mod proxy;
 mod refusals;
+mod scopes;
 mod shutdown;
 mod store_story;
 mod validation;

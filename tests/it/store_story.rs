@@ -59,11 +59,11 @@ each_backend! {
         store.insert_request_logs(&entries, &[(created.record.id.clone(), 77)]).await.unwrap();
         let keys = store.list_keys(&default.id).await.unwrap();
         assert_eq!(keys[0].last_used_at, Some(77));
-        let newest = store.list_request_logs(&default.id, LogQuery { after_id: None, limit: 3 }).await.unwrap();
+        let newest = store.list_request_logs(&default.id, LogQuery { after_id: None, limit: 3, ..LogQuery::default() }).await.unwrap();
         assert_eq!(newest.iter().map(|r| r.entry.created_at).collect::<Vec<_>>(), [1197, 1198, 1199]);
         assert_eq!(newest[0].entry, entry(1197), "every column round-trips, operation and reason included");
-        let after = store.list_request_logs(&default.id, LogQuery { after_id: Some(newest[0].id), limit: 10 }).await.unwrap();
+        let after = store.list_request_logs(&default.id, LogQuery { after_id: Some(newest[0].id), limit: 10, ..LogQuery::default() }).await.unwrap();
         assert_eq!(after.len(), 2);
-        assert!(store.list_request_logs(&other.id, LogQuery { after_id: None, limit: 10 }).await.unwrap().is_empty());
+        assert!(store.list_request_logs(&other.id, LogQuery { after_id: None, limit: 10, ..LogQuery::default() }).await.unwrap().is_empty());
     }
 }

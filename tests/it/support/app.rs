@@ -12,7 +12,9 @@ use agentgate::connections::stripe::StripeSecret;
 use agentgate::crypto::{MasterKey, Sealer};
 use agentgate::ids::WorkspaceId;
 use agentgate::keys::create_key;
+use agentgate::policy::rate::ConnectionRates;
 use agentgate::store::{self, LogQuery, RequestLogRecord, Store};
+use agentgate::time::Clock;
 use base64::Engine;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
@@ -30,6 +32,10 @@ pub struct TestOptions {
     pub sdk_listener: bool,
     /// Point agentgate at this base instead of the double.
     pub stripe_base: Option<String>,
+    /// Per-connection rate limits (off unless a test turns them on).
+    pub connection_rates: ConnectionRates,
+    /// The clock rate limits and idempotency windows read (a `ManualClock` to drive them).
+    pub clock: Option<Arc<dyn Clock>>,
 }
 
 impl Default for TestOptions {
@@ -38,6 +44,8 @@ impl Default for TestOptions {
             upstream_timeout: Duration::from_secs(10),
             sdk_listener: false,
             stripe_base: None,
+            connection_rates: ConnectionRates::UNLIMITED,
+            clock: None,
         }
     }
 }
@@ -77,6 +85,10 @@ impl TestApp {
             .unwrap_or_else(|| double.base_url());
         let mut config = Config::for_tests(&db.url, master, base.parse().expect("stripe base"));
         config.upstream.timeout = options.upstream_timeout;
+        config.connection_rates = options.connection_rates;
+        if let Some(clock) = options.clock.clone() {
+            config.clock = clock;
+        }
         let main = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = main.local_addr().unwrap();
         let mut sdk = Vec::new();
@@ -114,20 +126,19 @@ impl TestApp {
 
     /// Stores (or replaces) the `stripe` connection's key, as `connections set` does.
     pub async fn store_stripe_key(&self, secret: &str) {
+        self.store_connection("stripe", secret).await;
+    }
+
+    /// Stores (or replaces) the named connection's key in the default workspace.
+    pub async fn store_connection(&self, name: &str, secret: &str) {
         let bytes = base64::engine::general_purpose::STANDARD
             .decode(&self.master_key)
             .unwrap();
         let sealer = Sealer::new(&MasterKey::from_bytes(bytes.try_into().unwrap()));
         let secret = StripeSecret::parse(secret).expect("valid test secret");
-        set_stripe_connection(
-            self.store.as_ref(),
-            &sealer,
-            &self.workspace,
-            "stripe",
-            &secret,
-        )
-        .await
-        .expect("store the Stripe key");
+        set_stripe_connection(self.store.as_ref(), &sealer, &self.workspace, name, &secret)
+            .await
+            .expect("store the Stripe key");
     }
 
     /// Creates an agent key and returns its text.
@@ -176,6 +187,7 @@ impl TestApp {
             let query = LogQuery {
                 after_id: None,
                 limit: 1000,
+                ..LogQuery::default()
             };
             let records = self
                 .store
@@ -190,6 +202,33 @@ impl TestApp {
     /// Stops the app gracefully and waits until it has.
     pub async fn stop(mut self) {
         self.shutdown_now().await;
+    }
+
+    /// Stops the app and serves again (default options, a new port) on the same database,
+    /// master key and Stripe double, as an operator restarting the server would.
+    pub async fn restart(mut self) -> Self {
+        self.shutdown_now().await;
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(&self.master_key)
+            .unwrap();
+        let master = MasterKey::from_bytes(bytes.try_into().unwrap());
+        let base = self.double.base_url().parse().expect("stripe base");
+        let config = Config::for_tests(&self.db.url, master, base);
+        let main = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        self.addr = main.local_addr().unwrap();
+        self.sdk_addr = None;
+        let app = App::build(config).await.expect("app builds");
+        self.store = app.store();
+        let (shutdown, stopped) = oneshot::channel::<()>();
+        let listeners = Listeners {
+            main,
+            sdk: Vec::new(),
+        };
+        self.task = Some(tokio::spawn(app.serve(listeners, async {
+            let _ = stopped.await;
+        })));
+        self.shutdown = Some(shutdown);
+        self
     }
 
     async fn shutdown_now(&mut self) {
