@@ -62,8 +62,8 @@ pub fn invalid(param: &str, message: String) -> ApiError {
     }))
 }
 
-/// A JSON request body; an empty body reads as `{}`, so a body whose fields are all
-/// optional may be left out.
+/// A JSON request body; an empty body (or `null`) reads as `{}`, so a body whose fields are
+/// all optional may be left out.
 pub struct ApiJson<T>(pub T);
 
 impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
@@ -82,9 +82,9 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
                     false => GatewayError::BodyUnreadable,
                 })
             })?;
-        let text: &[u8] = match bytes.trim_ascii().is_empty() {
-            true => b"{}",
-            false => &bytes,
+        let text: &[u8] = match bytes.trim_ascii() {
+            b"" | b"null" => b"{}",
+            _ => &bytes,
         };
         serde_json::from_slice(text)
             .map(ApiJson)

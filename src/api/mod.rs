@@ -12,6 +12,7 @@ mod extract;
 mod keys;
 mod logs;
 mod scopes;
+mod usage;
 mod workspace;
 
 use std::collections::HashMap;
@@ -91,6 +92,7 @@ fn managed_routes() -> OpenApiRouter<Arc<ApiState>> {
         .routes(routes!(keys::revoke))
         .routes(routes!(keys::rotate))
         .routes(routes!(logs::list))
+        .routes(routes!(usage::list))
 }
 
 /// The document's frame: title, security scheme, and the public description route.
@@ -98,7 +100,7 @@ fn managed_routes() -> OpenApiRouter<Arc<ApiState>> {
 #[openapi(
     info(
         title = "agentgate management API",
-        description = "Manage one workspace of agentgate (connections, keys, request log) with an admin key.",
+        description = "Manage one workspace of agentgate (connections, keys, request log, guardrail usage) with an admin key.",
         license(name = "Apache-2.0", identifier = "Apache-2.0")
     ),
     paths(openapi_json),

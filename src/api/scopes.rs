@@ -13,6 +13,7 @@ use crate::proxy::is_connection_name;
 /// What a key may do; every field left out is no restriction of that kind.
 #[derive(Default, Deserialize, Serialize, ToSchema)]
 #[serde(default, deny_unknown_fields)]
+#[schema(as = Scopes)]
 pub struct ScopesBody {
     /// Connections the key may use (all when empty).
     connections: Vec<String>,
@@ -44,6 +45,7 @@ pub struct ScopesBody {
 /// (`require`), or given a derived key (`derive`).
 #[derive(Clone, Copy, Default, Deserialize, Serialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
+#[schema(as = Idempotency)]
 pub enum IdempotencyWord {
     /// Forwarded as sent.
     #[default]
@@ -57,6 +59,7 @@ pub enum IdempotencyWord {
 /// What a key is for: `agent` calls connections, `admin` manages the workspace here.
 #[derive(Clone, Copy, Default, Deserialize, Serialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
+#[schema(as = Role)]
 pub enum RoleWord {
     /// Calls connections and reads events.
     #[default]

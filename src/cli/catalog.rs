@@ -100,7 +100,7 @@ fn list(json: bool, path: Option<&Path>) -> anyhow::Result<()> {
         &["ID", "METHOD", "PATH", "REQUIRED"],
         &rows,
         "the catalog has no operations",
-    );
+    )?;
     Ok(())
 }
 

@@ -123,10 +123,10 @@ async fn set(args: &StoreArgs, name: &str, json: bool) -> anyhow::Result<()> {
     if json {
         return output::json(&ConnectionOut::from(&record));
     }
-    println!(
+    output::line(format_args!(
         "{}: {} ({} mode, {} key)",
         record.name, record.secret_hint, record.mode, record.key_kind
-    );
+    ))?;
     Ok(())
 }
 

@@ -10,7 +10,7 @@ use crate::catalog::Catalog;
 use crate::config::StoreArgs;
 use crate::ids::KeyId;
 use crate::keys::{create_key, list_keys, revoke_key, rotate_key, CreatedKey, KeySpec};
-use crate::policy::guardrails::{daily_usage, utc_day};
+use crate::policy::guardrails::{daily_usage, parse_day, utc_day};
 use crate::policy::{IdempotencyMode, Money, Rate, Role, Scopes};
 use crate::store::{AgentKeyRecord, StoreError};
 
@@ -276,15 +276,6 @@ pub async fn run(args: &StoreArgs, command: KeysCommand) -> anyhow::Result<()> {
     }
 }
 
-/// A UTC day as `--day` takes it: `YYYY-MM-DD`.
-fn parse_day(text: &str) -> Result<String, String> {
-    humantime::parse_rfc3339_weak(&format!("{text} 00:00:00"))
-        .ok()
-        .filter(|_| text.len() == 10)
-        .map(|_| text.to_owned())
-        .ok_or_else(|| format!("{text:?} is not a day such as 2026-05-01"))
-}
-
 /// Prints a new key: alone on stdout (shown once), or as JSON.
 fn print_created(created: &CreatedKey, json: bool) -> anyhow::Result<()> {
     if json {
@@ -303,6 +294,6 @@ fn print_created(created: &CreatedKey, json: bool) -> anyhow::Result<()> {
         "created key {} ({}); it is shown once, store it now",
         created.record.id, created.record.name
     );
-    println!("{}", created.key.as_str());
+    output::line(created.key.as_str())?;
     Ok(())
 }

@@ -128,7 +128,7 @@ pub async fn run(args: &StoreArgs, command: LogsCommand) -> anyhow::Result<()> {
                     if json {
                         output::json(&LogOut::from(record))?;
                     } else {
-                        println!("{}", row(record).join("  "));
+                        output::line(row(record).join("  "))?;
                     }
                 }
                 let last = records.last().map(|r| r.id).or(query.after_id).unwrap_or(0);

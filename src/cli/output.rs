@@ -1,12 +1,20 @@
 //! Printing for people (aligned columns) and for scripts (JSON), in one place.
 
+use std::fmt::Display;
+use std::io::Write;
+
 use serde::Serialize;
 
+/// Writes one line to stdout. Unlike `println!` it returns an error instead of panicking
+/// when the reader went away (`agentgate logs list | head`); `main` ends quietly on it.
+pub fn line(text: impl Display) -> std::io::Result<()> {
+    writeln!(std::io::stdout().lock(), "{text}")
+}
+
 /// Prints rows as left-aligned columns under a header; an empty list prints `empty`.
-pub fn table(headers: &[&str], rows: &[Vec<String>], empty: &str) {
+pub fn table(headers: &[&str], rows: &[Vec<String>], empty: &str) -> std::io::Result<()> {
     if rows.is_empty() {
-        println!("{empty}");
-        return;
+        return line(empty);
     }
     let mut widths: Vec<usize> = headers.iter().map(|h| h.len()).collect();
     for row in rows {
@@ -14,18 +22,19 @@ pub fn table(headers: &[&str], rows: &[Vec<String>], empty: &str) {
             *width = (*width).max(cell.chars().count());
         }
     }
-    let line = |cells: Vec<&str>| {
+    let print_row = |cells: Vec<&str>| {
         let padded: Vec<String> = cells
             .iter()
             .zip(&widths)
             .map(|(cell, width)| format!("{cell:<width$}"))
             .collect();
-        println!("{}", padded.join("  ").trim_end());
+        line(padded.join("  ").trim_end())
     };
-    line(headers.to_vec());
+    print_row(headers.to_vec())?;
     for row in rows {
-        line(row.iter().map(String::as_str).collect());
+        print_row(row.iter().map(String::as_str).collect())?;
     }
+    Ok(())
 }
 
 /// Prints records as a JSON array (`json`) or as a table, so every list command behaves
@@ -43,13 +52,13 @@ pub fn list<'a, T, O: Serialize>(
         return self::json(&out);
     }
     let rows: Vec<Vec<String>> = records.iter().map(to_row).collect();
-    table(headers, &rows, empty);
+    table(headers, &rows, empty)?;
     Ok(())
 }
 
 /// Prints a value as one line of JSON.
 pub fn json<T: Serialize>(value: &T) -> anyhow::Result<()> {
-    println!("{}", serde_json::to_string(value)?);
+    line(serde_json::to_string(value)?)?;
     Ok(())
 }
 

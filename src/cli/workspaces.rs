@@ -59,7 +59,7 @@ pub async fn run(args: &StoreArgs, command: WorkspacesCommand) -> anyhow::Result
             if json {
                 return output::json(&WorkspaceOut::from(&workspace));
             }
-            println!("{} {}", workspace.id, workspace.name);
+            output::line(format_args!("{} {}", workspace.id, workspace.name))?;
             Ok(())
         }
         WorkspacesCommand::List { json } => {

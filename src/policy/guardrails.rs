@@ -146,6 +146,15 @@ pub fn utc_day(millis: i64) -> String {
     crate::time::rfc3339(millis)[..10].to_owned()
 }
 
+/// Checks a UTC day as the CLI and the management API take it (`2026-05-01`).
+pub fn parse_day(text: &str) -> Result<String, String> {
+    humantime::parse_rfc3339_weak(&format!("{text} 00:00:00"))
+        .ok()
+        .filter(|_| text.len() == 10)
+        .map(|_| text.to_owned())
+        .ok_or_else(|| format!("{text:?} is not a day such as 2026-05-01"))
+}
+
 /// One key's daily total in one currency, with its limit: what operators read
 /// (`agentgate keys usage`).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]

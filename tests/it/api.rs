@@ -240,7 +240,12 @@ each_backend! {
     async fn bad_input_gets_400_in_stripe_shape_and_changes_nothing(backend) {
         let app = TestApp::spawn(backend).await;
         let (admin, admin_id) = admin_key(&app, &app.workspace).await;
-        let keys_before = app.store.list_keys(&app.workspace).await.unwrap();
+        // Everything but `last_used_at`, which the audit of each refusal moves.
+        let keys = || async {
+            let records = app.store.list_keys(&app.workspace).await.unwrap();
+            records.into_iter().map(|k| (k.id, k.revoked_at, k.expires_at, k.scopes)).collect::<Vec<_>>()
+        };
+        let keys_before = keys().await;
         let cases: Vec<(Method, String, &str, Option<&str>)> = vec![
             (Method::POST, "/api/v1/keys".into(), "{not json", None),
             (Method::POST, "/api/v1/keys".into(), r#"{"name":"x","colour":"red"}"#, Some("colour")),
@@ -271,7 +276,7 @@ each_backend! {
         }
         let (status, error) = call(&app, Method::PATCH, "/api/v1/keys", Some(&admin), None).await;
         assert_eq!((status, error["error"]["code"].as_str()), (405, Some("method_not_allowed")));
-        assert_eq!(app.store.list_keys(&app.workspace).await.unwrap(), keys_before);
+        assert_eq!(keys().await, keys_before);
         let connection = app.store.find_connection(&app.workspace, "stripe").await.unwrap().unwrap();
         assert!(connection.secret_hint.starts_with("sk_test_") && app.store.find_connection(&app.workspace, "bad.name").await.unwrap().is_none());
         app.stop().await;
@@ -382,6 +387,39 @@ each_backend! {
         }
         let (status, _) = call(&app, Method::GET, "/api/v1/nothing-here", Some(&admin), None).await;
         assert_eq!(status, 404);
+        app.stop().await;
+    }
+}
+
+each_backend! {
+    async fn guardrail_usage_shows_each_keys_day_totals(backend) {
+        let app = TestApp::spawn(backend).await;
+        let (admin, _) = admin_key(&app, &app.workspace).await;
+        let spec = KeySpec {
+            name: "payer".into(),
+            scopes: agentgate::policy::Scopes { daily_limit: vec!["usd:10000".parse().unwrap()], ..Default::default() },
+            ..Default::default()
+        };
+        let payer = create_key(app.store.as_ref(), &app.workspace, spec).await.unwrap();
+        let response = app
+            .client
+            .post(app.url("/v1/connections/stripe/payment_intents"))
+            .bearer_auth(payer.key.as_str())
+            .header("Content-Type", "application/x-www-form-urlencoded")
+            .body("amount=2500&currency=usd")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        let (status, usage) = call(&app, Method::GET, "/api/v1/usage", Some(&admin), None).await;
+        assert_eq!(status, 200, "{usage}");
+        let row = usage["data"].as_array().unwrap().iter().find(|u| u["key_id"] == payer.record.id.as_str()).unwrap();
+        assert_eq!((row["currency"].as_str(), row["total"].as_i64(), row["limit"].as_i64()), (Some("usd"), Some(2500), Some(10000)));
+        let (status, other_day) = call(&app, Method::GET, "/api/v1/usage?day=2020-01-01", Some(&admin), None).await;
+        assert_eq!(status, 200);
+        assert!(other_day["data"].as_array().unwrap().iter().all(|u| u["total"] == 0));
+        let (status, error) = call(&app, Method::GET, "/api/v1/usage?day=yesterday", Some(&admin), None).await;
+        assert_eq!((status, error["error"]["param"].as_str()), (400, Some("day")));
         app.stop().await;
     }
 }

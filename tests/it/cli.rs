@@ -215,3 +215,17 @@ async fn logs_tail_prints_entries_as_they_are_written() {
     let _ = tail.wait();
     app.stop().await;
 }
+
+#[test]
+fn a_reader_that_goes_away_ends_the_command_quietly() {
+    let mut child = binary()
+        .args(["catalog", "list", "--json"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let output = child.wait_with_output().unwrap();
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(!stderr(&output).contains("panicked"), "{}", stderr(&output));
+}
