@@ -218,3 +218,41 @@ each_backend! {
         app.stop().await;
     }
 }
+
+each_backend! {
+    async fn workspace_a_keys_reach_nothing_of_workspace_b_on_the_data_plane(backend) {
+        let app = TestApp::spawn(backend).await;
+        let b = app.store.ensure_workspace("b").await.unwrap();
+        let bytes = base64::Engine::decode(&base64::engine::general_purpose::STANDARD, &app.master_key).unwrap();
+        let sealer = agentgate::crypto::Sealer::new(&agentgate::crypto::MasterKey::from_bytes(bytes.try_into().unwrap()));
+        let b_secret = agentgate::connections::stripe::StripeSecret::parse("sk_test_51WorkspaceBSecret000000000000000000").unwrap();
+        agentgate::connections::set_stripe_connection(app.store.as_ref(), &sealer, &b.id, "b-stripe", &b_secret)
+            .await
+            .unwrap();
+        let agent = app.key.clone();
+        let admin = key_with(&app, Role::Admin, Scopes::default()).await;
+        let routes = [
+            ("GET", "/v1/connections/b-stripe/customers"),
+            ("GET", "/v1/connections/b-stripe/customers/cus_1"),
+            ("POST", "/v1/connections/b-stripe/payment_intents"),
+            ("DELETE", "/v1/connections/b-stripe/customers/cus_1"),
+            ("GET", "/v1/connections/b-stripe/v1/balance"),
+            ("POST", "/v1/connections/b-stripe/v2/core/events"),
+            ("GET", "/v1/catalog/b-stripe"),
+        ];
+        for key in [&agent, &admin] {
+            for (method, path) in routes {
+                let mut request = app.client.request(method.parse().unwrap(), app.url(path)).bearer_auth(key);
+                if method == "POST" {
+                    request = request.header("Content-Type", "application/x-www-form-urlencoded").body("amount=1&currency=usd");
+                }
+                let response = request.send().await.unwrap();
+                assert_eq!(response.status(), 404, "{method} {path}");
+                let body: Value = response.json().await.unwrap();
+                assert_eq!(body["error"]["code"], "resource_missing", "{method} {path}");
+            }
+        }
+        assert!(app.double.received().is_empty(), "workspace b's Stripe key was never used");
+        app.stop().await;
+    }
+}
