@@ -1,4 +1,4 @@
-//! Prefixed identifiers (`ws_`, `key_`, `conn_`), so an id says what it names, and the
+//! Prefixed identifiers (`ws_`, `key_`, `conn_`, `whe_`), so an id says what it names, and the
 //! random alphabet they share with agentgate keys.
 
 use std::fmt;
@@ -73,6 +73,19 @@ prefixed_id!(
     ConnectionId,
     "conn_"
 );
+
+prefixed_id!(
+    /// Identifies a Stripe webhook endpoint; part of its public ingest URL.
+    EndpointId,
+    "whe_"
+);
+
+impl EndpointId {
+    /// A fresh id for an ingest URL that must not be guessable (about 190 bits).
+    pub fn generate_unguessable() -> Self {
+        Self(format!("{}{}", Self::PREFIX, random_base62(32)))
+    }
+}
 
 #[cfg(test)]
 mod tests {

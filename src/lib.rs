@@ -21,3 +21,4 @@ pub mod store;
 pub mod telemetry;
 pub mod time;
 pub mod validation;
+pub mod webhooks;

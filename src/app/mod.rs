@@ -15,6 +15,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::catalog::CatalogIndex;
+use crate::webhooks::EventBus;
 use crate::config::Config;
 use crate::connections::ConnectionResolver;
 use crate::crypto::{verify_master_key, Sealer};
@@ -107,6 +108,7 @@ impl App {
             rate_limits: RateLimiter::new(config.connection_rates, config.clock.clone()),
             idempotency,
             guardrails: Guardrails::new(store.clone()),
+            events: EventBus::default(),
         });
         let ops = Arc::new(Ops::new(store.clone(), metrics));
         tracing::info!(backend = ?store.backend(), workers = config.workers, "store ready");

@@ -27,6 +27,8 @@ pub enum SecretPurpose {
     StripeKey,
     /// The known value that proves a database was written with this master key.
     MasterKeyCheck,
+    /// A Stripe webhook endpoint's signing secret (`whsec_...`).
+    WebhookSecret,
 }
 
 impl SecretPurpose {
@@ -34,6 +36,7 @@ impl SecretPurpose {
         match self {
             SecretPurpose::StripeKey => "stripe-key",
             SecretPurpose::MasterKeyCheck => "master-key-check",
+            SecretPurpose::WebhookSecret => "webhook-secret",
         }
     }
 }

@@ -40,6 +40,7 @@ use crate::policy::{self, idempotency, RequestFacts};
 use crate::request_log::RequestLogger;
 use crate::store::RequestLogEntry;
 use crate::validation;
+use crate::webhooks::EventBus;
 use checks::Controls;
 use client::{Upstream, UpstreamBody};
 use dry_run::DryRun;
@@ -67,6 +68,8 @@ pub struct ProxyShared {
     pub idempotency: Deriver,
     /// Money guardrails and their daily totals.
     pub guardrails: Guardrails,
+    /// Notices of stored webhook events, for open streams.
+    pub events: EventBus,
 }
 
 impl ProxyShared {

@@ -15,7 +15,8 @@ use async_trait::async_trait;
 
 use crate::ids::{KeyId, WorkspaceId};
 pub use rows::{
-    AgentKeyRecord, ConnectionRecord, LogQuery, RequestLogEntry, RequestLogRecord, Workspace,
+    AgentKeyRecord, ConnectionRecord, EventRecord, LogQuery, NewEvent, RequestLogEntry,
+    RequestLogRecord, WebhookEndpointRecord, WebhookSecretRecord, Workspace,
 };
 pub use sqlite::sqlite_file_path;
 

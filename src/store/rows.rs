@@ -2,7 +2,7 @@
 //! [`Sealed`] ciphertext and agentgate keys only as their SHA-256 hash.
 
 use crate::crypto::Sealed;
-use crate::ids::{ConnectionId, KeyId, WorkspaceId};
+use crate::ids::{ConnectionId, EndpointId, KeyId, WorkspaceId};
 use crate::policy::{Role, Scopes};
 
 /// A tenant. Every other record belongs to exactly one.
@@ -136,4 +136,62 @@ pub struct LogQuery {
     pub since: Option<i64>,
     /// Only entries that arrived before this time (Unix milliseconds).
     pub until: Option<i64>,
+}
+
+/// A Stripe webhook endpoint: where Stripe posts a connection's events.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WebhookEndpointRecord {
+    /// Unguessable id, part of the ingest URL.
+    pub id: EndpointId,
+    /// Owning workspace.
+    pub workspace_id: WorkspaceId,
+    /// The connection (by name) whose Stripe account sends the events.
+    pub connection: String,
+    /// Event types to keep (`customer.created`); empty keeps every type.
+    pub event_types: Vec<String>,
+    /// Stripe's id of the endpoint (`we_...`) once registered through the API.
+    pub stripe_endpoint_id: Option<String>,
+    /// Unix milliseconds.
+    pub created_at: i64,
+}
+
+/// A signing secret of an endpoint; several may be active while Stripe rolls them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WebhookSecretRecord {
+    /// Row id; also binds the ciphertext.
+    pub id: String,
+    /// The endpoint it signs for.
+    pub endpoint_id: EndpointId,
+    /// The `whsec_...` secret, sealed with the master key.
+    pub secret: Sealed,
+    /// Unix milliseconds.
+    pub created_at: i64,
+    /// Unix milliseconds after which it no longer verifies anything, if set.
+    pub expires_at: Option<i64>,
+}
+
+/// An event to store, exactly as Stripe sent it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NewEvent {
+    /// The endpoint it arrived on.
+    pub endpoint_id: EndpointId,
+    /// The endpoint's workspace.
+    pub workspace_id: WorkspaceId,
+    /// Stripe's event id (`evt_...`); stored once per endpoint.
+    pub event_id: String,
+    /// Stripe's event type (`customer.created`).
+    pub event_type: String,
+    /// Unix milliseconds of receipt.
+    pub received_at: i64,
+    /// The raw request body bytes.
+    pub payload: Vec<u8>,
+}
+
+/// A stored event with its cursor.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EventRecord {
+    /// Increasing cursor, per store (agents read "after" it).
+    pub seq: i64,
+    /// The event as stored.
+    pub event: NewEvent,
 }

@@ -1,0 +1,7 @@
+//! Stripe's events for agents (`../shared/DESIGN.md`, "Webhooks"): endpoints that Stripe
+//! posts to, verified and durable ingest, and the ways agents read what arrived (pull by
+//! cursor, a live stream, pushes to their own URLs).
+
+pub mod bus;
+
+pub use bus::{EventBus, EventNotice};
