@@ -20,6 +20,7 @@ use crate::policy::guardrails::{daily_usage, parse_day, utc_day};
 #[into_params(parameter_in = Query)]
 pub struct UsageParams {
     /// The UTC day, `YYYY-MM-DD` (default: today).
+    #[param(pattern = r"^[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])$")]
     day: Option<String>,
 }
 
