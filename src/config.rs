@@ -105,6 +105,29 @@ impl std::str::FromStr for SdkListen {
     }
 }
 
+/// Where Stripe reaches this gateway, for the ingest URLs of webhook endpoints; shared by
+/// `serve` and the `webhooks` commands (deployments behind a proxy set it).
+#[derive(Clone, Debug, clap::Args)]
+pub struct PublicUrlArgs {
+    /// Public base URL of the gateway as Stripe reaches it (`https://gw.example.com`);
+    /// ingest URLs are `{public url}/webhooks/ingest/<id>`. Default: `http://{listen}`.
+    #[arg(long, env = "AGENTGATE_PUBLIC_URL")]
+    pub public_url: Option<String>,
+}
+
+impl PublicUrlArgs {
+    /// The base URL without a trailing slash, defaulting to the listen address.
+    pub fn base(&self, listen: SocketAddr) -> anyhow::Result<String> {
+        match &self.public_url {
+            Some(url) if url.starts_with("https://") || url.starts_with("http://") => {
+                Ok(url.trim_end_matches('/').to_owned())
+            }
+            Some(url) => bail!("--public-url must start with https:// or http://, not {url:?}"),
+            None => Ok(format!("http://{listen}")),
+        }
+    }
+}
+
 /// Arguments of `agentgate serve`.
 #[derive(Clone, Debug, clap::Args)]
 pub struct ServeArgs {
@@ -119,6 +142,17 @@ pub struct ServeArgs {
         value_delimiter = ','
     )]
     pub sdk_listen: Vec<SdkListen>,
+    /// Public base URL for webhook ingest URLs.
+    #[command(flatten)]
+    pub public_url: PublicUrlArgs,
+    /// How far the timestamp of a Stripe webhook signature may be from our clock (either
+    /// way) before the event is refused.
+    #[arg(long, env = "AGENTGATE_WEBHOOK_TOLERANCE", default_value = "300s", value_parser = humantime::parse_duration)]
+    pub webhook_tolerance: Duration,
+    /// How long a webhook ingest waits for its event's durable commit before answering 503
+    /// (so Stripe retries) instead of 2xx.
+    #[arg(long, env = "AGENTGATE_INGEST_COMMIT_TIMEOUT", default_value = "5s", value_parser = humantime::parse_duration)]
+    pub ingest_commit_timeout: Duration,
     /// Stripe's API base URL. Plain http is accepted only for loopback (local doubles).
     #[arg(
         long,
@@ -160,6 +194,17 @@ pub struct ServeArgs {
     /// same for a repeated POST. Stripe keeps keys for at least 24 hours.
     #[arg(long, env = "AGENTGATE_IDEMPOTENCY_WINDOW", default_value = "24h", value_parser = humantime::parse_duration)]
     pub idempotency_window: Duration,
+    /// How long received webhook events are kept (for pull, streams and replay) before
+    /// an hourly task deletes them.
+    #[arg(long, env = "AGENTGATE_EVENT_RETENTION", default_value = "30days", value_parser = humantime::parse_duration)]
+    pub event_retention: Duration,
+    /// How long an event stream may be idle before a heartbeat comment keeps it open.
+    #[arg(long, env = "AGENTGATE_EVENT_STREAM_HEARTBEAT", default_value = "15s", value_parser = humantime::parse_duration)]
+    pub event_stream_heartbeat: Duration,
+    /// How often an event stream also reads the database without a notice: the delay bound
+    /// for events stored by another instance sharing a PostgreSQL database.
+    #[arg(long, env = "AGENTGATE_EVENT_STREAM_POLL", default_value = "1s", value_parser = humantime::parse_duration)]
+    pub event_stream_poll: Duration,
 }
 
 /// Everything `serve` needs, read once at start.
@@ -168,6 +213,10 @@ pub struct Config {
     pub listen: SocketAddr,
     /// SDK listeners.
     pub sdk_listen: Vec<SdkListen>,
+    /// Base of webhook ingest URLs (no trailing slash).
+    pub public_url: String,
+    /// Webhook ingest: signature tolerance, body cap, commit bound.
+    pub ingest: crate::webhooks::ingest::IngestSettings,
     /// Database URL.
     pub database_url: String,
     /// The loaded master key.
@@ -188,6 +237,12 @@ pub struct Config {
     pub idempotency_window: Duration,
     /// Where rate limits and idempotency windows read the time (tests turn it by hand).
     pub clock: Arc<dyn Clock>,
+    /// Push delivery: retry schedule, attempt timeout, lease, disabling.
+    pub push: crate::webhooks::push::PushConfig,
+    /// How long webhook events are kept.
+    pub event_retention: Duration,
+    /// Heartbeat and poll intervals of event streams.
+    pub event_stream: crate::webhooks::stream::StreamSettings,
 }
 
 impl Config {
@@ -198,9 +253,21 @@ impl Config {
         if serve.idempotency_window < Duration::from_secs(1) {
             bail!("--idempotency-window must be at least 1s");
         }
+        if serve.event_retention < Duration::from_secs(60) {
+            bail!("--event-retention must be at least 1m");
+        }
+        if serve.event_stream_heartbeat.is_zero() || serve.event_stream_poll.is_zero() {
+            bail!("--event-stream-heartbeat and --event-stream-poll must be more than 0");
+        }
         Ok(Self {
             listen: serve.listen,
             sdk_listen: serve.sdk_listen.clone(),
+            public_url: serve.public_url.base(serve.listen)?,
+            ingest: crate::webhooks::ingest::IngestSettings {
+                tolerance: serve.webhook_tolerance,
+                max_body_bytes: serve.max_body_bytes,
+                commit_timeout: serve.ingest_commit_timeout,
+            },
             database_url: store.database.clone(),
             master_key,
             upstream: UpstreamConfig {
@@ -218,7 +285,13 @@ impl Config {
                 test: NonZeroU32::new(serve.connection_rate_test),
             },
             idempotency_window: serve.idempotency_window,
+            push: crate::webhooks::push::PushConfig::default(),
             clock: Arc::new(SystemClock::default()),
+            event_retention: serve.event_retention,
+            event_stream: crate::webhooks::stream::StreamSettings {
+                heartbeat: serve.event_stream_heartbeat,
+                poll: serve.event_stream_poll,
+            },
         })
     }
 
@@ -229,6 +302,8 @@ impl Config {
         Self {
             listen: ([127, 0, 0, 1], 0).into(),
             sdk_listen: Vec::new(),
+            public_url: "http://127.0.0.1".to_owned(),
+            ingest: crate::webhooks::ingest::IngestSettings::default(),
             database_url: database_url.to_owned(),
             master_key,
             upstream: UpstreamConfig {
@@ -243,7 +318,10 @@ impl Config {
             catalog: Arc::new(Catalog::embedded()),
             connection_rates: ConnectionRates::UNLIMITED,
             idempotency_window: crate::policy::idempotency::DEFAULT_WINDOW,
+            push: crate::webhooks::push::PushConfig::for_tests(),
             clock: Arc::new(SystemClock::default()),
+            event_retention: crate::webhooks::retention::DEFAULT_RETENTION,
+            event_stream: crate::webhooks::stream::StreamSettings::default(),
         }
     }
 }

@@ -80,6 +80,18 @@ prefixed_id!(
     "whe_"
 );
 
+prefixed_id!(
+    /// Identifies a push destination: an agent's URL that an endpoint's events are posted to.
+    DestinationId,
+    "dst_"
+);
+
+prefixed_id!(
+    /// Identifies one delivery of one event to one destination (its attempts share it).
+    DeliveryId,
+    "dlv_"
+);
+
 impl EndpointId {
     /// A fresh id for an ingest URL that must not be guessable (about 190 bits).
     pub fn generate_unguessable() -> Self {

@@ -11,8 +11,10 @@ mod connections;
 mod extract;
 mod keys;
 mod logs;
+mod push_destinations;
 mod scopes;
 mod usage;
+mod webhooks;
 mod workspace;
 
 use std::collections::HashMap;
@@ -36,6 +38,16 @@ use crate::proxy::ProxyShared;
 use crate::store::Store;
 use extract::ApiError;
 
+/// What the webhook endpoint routes need beyond the store: the base of ingest URLs
+/// (`--public-url`) and how to reach Stripe for `register`.
+#[derive(Clone, Debug)]
+pub struct WebhookApiSettings {
+    /// Base of ingest URLs, without a trailing slash.
+    pub public_url: String,
+    /// The Stripe client settings.
+    pub upstream: crate::proxy::client::UpstreamConfig,
+}
+
 /// Where the machine-readable description is served (without authentication: it holds no
 /// workspace data, and clients need it before they hold a key).
 pub const OPENAPI_PATH: &str = "/api/v1/openapi.json";
@@ -46,6 +58,8 @@ struct ApiState {
     shared: Arc<ProxyShared>,
     store: Arc<dyn Store>,
     sealer: Arc<Sealer>,
+    /// Where ingest URLs point and how to reach Stripe (webhook endpoints).
+    webhooks: WebhookApiSettings,
     /// Operation ids by method and route template, for the audit record.
     operations: HashMap<(Method, String), String>,
     /// The OpenAPI document, rendered once.
@@ -53,12 +67,18 @@ struct ApiState {
 }
 
 /// The management API's routes, ready to merge into the main router.
-pub fn router(shared: Arc<ProxyShared>, store: Arc<dyn Store>, sealer: Arc<Sealer>) -> Router {
+pub fn router(
+    shared: Arc<ProxyShared>,
+    store: Arc<dyn Store>,
+    sealer: Arc<Sealer>,
+    webhooks: WebhookApiSettings,
+) -> Router {
     let (managed, spec) = managed_routes().split_for_parts();
     let state = Arc::new(ApiState {
         shared,
         store,
         sealer,
+        webhooks,
         operations: operation_ids(&spec),
         spec: spec.to_json().expect("the OpenAPI document serializes"),
     });
@@ -93,6 +113,13 @@ fn managed_routes() -> OpenApiRouter<Arc<ApiState>> {
         .routes(routes!(keys::rotate))
         .routes(routes!(logs::list))
         .routes(routes!(usage::list))
+        .routes(routes!(webhooks::list, webhooks::create))
+        .routes(routes!(webhooks::show, webhooks::remove))
+        .routes(routes!(webhooks::add_secret))
+        .routes(routes!(webhooks::register))
+        .routes(routes!(push_destinations::list, push_destinations::create))
+        .routes(routes!(push_destinations::remove))
+        .routes(routes!(push_destinations::attempts))
 }
 
 /// The document's frame: title, security scheme, and the public description route.

@@ -15,7 +15,6 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::catalog::CatalogIndex;
-use crate::webhooks::EventBus;
 use crate::config::Config;
 use crate::connections::ConnectionResolver;
 use crate::crypto::{verify_master_key, Sealer};
@@ -29,6 +28,7 @@ use crate::proxy::client::UpstreamConfig;
 use crate::proxy::{self, Entry, Proxy, ProxyShared};
 use crate::request_log::{self, RequestLogWriter};
 use crate::store::{self, Store, DEFAULT_WORKSPACE};
+use crate::webhooks::EventBus;
 pub use ops::Ops;
 use workers::{ServeOptions, Worker, WorkerHandle};
 
@@ -41,9 +41,22 @@ pub struct App {
     ops: Arc<Ops>,
     writer: RequestLogWriter,
     upstream: UpstreamConfig,
+    /// Webhook ingest and its group-commit writer, shared by every worker.
+    ingest: Arc<crate::webhooks::ingest::Ingest>,
+    /// Base of webhook ingest URLs shown by the management API.
+    public_url: String,
     workers: usize,
     serve_options: ServeOptions,
     default_workspace: WorkspaceId,
+    /// Push delivery settings and the clock its schedule reads.
+    push: (
+        crate::webhooks::push::PushConfig,
+        Arc<dyn crate::time::Clock>,
+    ),
+    /// How long events are kept, and the clock retention reads.
+    event_retention: (std::time::Duration, Arc<dyn crate::time::Clock>),
+    /// Heartbeat and poll intervals of event streams.
+    event_stream: crate::webhooks::stream::StreamSettings,
 }
 
 /// The bound sockets an [`App`] serves: tests bind port 0 and read the addresses back.
@@ -111,6 +124,15 @@ impl App {
             events: EventBus::default(),
         });
         let ops = Arc::new(Ops::new(store.clone(), metrics));
+        if !store.event_commits_are_durable().await? {
+            anyhow::bail!("the database does not commit webhook events durably (PostgreSQL: synchronous_commit is off); refusing to acknowledge events it could lose");
+        }
+        let ingest = Arc::new(crate::webhooks::ingest::Ingest::new(
+            store.clone(),
+            sealer.clone(),
+            shared.events.clone(),
+            config.ingest,
+        ));
         tracing::info!(backend = ?store.backend(), workers = config.workers, "store ready");
         Ok(Self {
             store,
@@ -119,12 +141,17 @@ impl App {
             ops,
             writer,
             upstream: config.upstream,
+            ingest,
+            public_url: config.public_url,
             workers: config.workers.max(1),
             serve_options: ServeOptions {
                 header_timeout: config.header_timeout,
                 shutdown_grace: config.shutdown_grace,
             },
             default_workspace,
+            push: (config.push.clone(), config.clock.clone()),
+            event_retention: (config.event_retention, config.clock.clone()),
+            event_stream: config.event_stream,
         })
     }
 
@@ -138,16 +165,36 @@ impl App {
         &self.default_workspace
     }
 
+    /// The bus open event streams listen on, so tests can announce events they store.
+    pub fn events(&self) -> EventBus {
+        self.shared.events.clone()
+    }
+
     /// What one worker serves: the main listener's entry, then one per SDK listener, all
     /// sharing the worker's connection pool to Stripe.
-    fn worker_entries(&self, sdk_connections: &[String]) -> Vec<Entry> {
+    fn worker_entries(
+        &self,
+        sdk_connections: &[String],
+        stop: &watch::Receiver<bool>,
+    ) -> Vec<Entry> {
         let proxy = Arc::new(Proxy::new(self.shared.clone(), self.upstream.clone()));
         let routes = ops::router(self.ops.clone())
             .merge(proxy::discovery::router(self.shared.clone()))
+            .merge(crate::webhooks::ingest::router(self.ingest.clone()))
+            .merge(crate::webhooks::pull::router(
+                self.shared.clone(),
+                self.store.clone(),
+                self.event_stream,
+                stop.clone(),
+            ))
             .merge(crate::api::router(
                 self.shared.clone(),
                 self.store.clone(),
                 self.sealer.clone(),
+                crate::api::WebhookApiSettings {
+                    public_url: self.public_url.clone(),
+                    upstream: self.upstream.clone(),
+                },
             ))
             .fallback(proxy::unknown_route);
         let main = Entry::main(proxy.clone(), routes);
@@ -166,7 +213,7 @@ impl App {
         let mut handles = Vec::with_capacity(self.workers);
         let mut running = Vec::with_capacity(self.workers);
         for index in 0..self.workers {
-            let entries = self.worker_entries(sdk_connections);
+            let entries = self.worker_entries(sdk_connections, stop);
             let (handle, worker) =
                 workers::spawn(index, entries, self.serve_options, stop.clone())?;
             handles.push(handle);
@@ -188,6 +235,20 @@ impl App {
             self.shared.clone(),
             stop_rx.clone(),
         ));
+        let retention = tokio::spawn(crate::webhooks::retention::run(
+            self.store.clone(),
+            self.event_retention.0,
+            self.event_retention.1.clone(),
+            stop_rx.clone(),
+        ));
+        let push = crate::webhooks::push::spawn(
+            self.store.clone(),
+            self.sealer.clone(),
+            self.shared.events.clone(),
+            self.push.0.clone(),
+            self.push.1.clone(),
+            stop_rx.clone(),
+        );
         let sdk_connections: Vec<String> = listeners.sdk.iter().map(|(c, _)| c.clone()).collect();
         let (handles, running) = self.start_workers(&sdk_connections, &stop_rx)?;
         let mut acceptors = tokio::task::JoinSet::new();
@@ -207,6 +268,8 @@ impl App {
             worker.finished().await;
         }
         let _ = watcher.await;
+        push.finished().await;
+        let _ = retention.await;
         self.writer.stop().await;
         tracing::info!("stopped");
         Ok(())

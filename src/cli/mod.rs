@@ -4,9 +4,13 @@
 
 mod catalog;
 mod connections;
+mod destinations;
+mod events;
 mod keys;
 mod logs;
 mod output;
+mod replay;
+mod webhooks;
 mod workspaces;
 
 use std::sync::Arc;
@@ -57,6 +61,17 @@ pub enum Command {
     /// Read the request log.
     #[command(subcommand)]
     Logs(logs::LogsCommand),
+    /// Read the webhook events endpoints received.
+    #[command(subcommand)]
+    Events(events::EventsCommand),
+    /// Push a webhook endpoint's events to agents' URLs (destinations).
+    #[command(subcommand)]
+    Destinations(destinations::DestinationsCommand),
+    /// Push stored events again (one event or a time range) to an endpoint's destinations.
+    Replay(replay::ReplayArgs),
+    /// Manage webhook endpoints (where Stripe sends events) and their signing secrets.
+    #[command(subcommand)]
+    Webhooks(webhooks::WebhooksCommand),
     /// Manage workspaces (tenants).
     #[command(subcommand)]
     Workspaces(workspaces::WorkspacesCommand),
@@ -83,6 +98,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Connections(command) => connections::run(&cli.store, command).await,
         Command::Keys(command) => keys::run(&cli.store, command).await,
         Command::Logs(command) => logs::run(&cli.store, command).await,
+        Command::Events(command) => events::run(&cli.store, command).await,
+        Command::Destinations(command) => destinations::run(&cli.store, command).await,
+        Command::Replay(args) => replay::run(&cli.store, args).await,
+        Command::Webhooks(command) => webhooks::run(&cli.store, command).await,
         Command::Workspaces(command) => workspaces::run(&cli.store, command).await,
         Command::Catalog(command) => catalog::run(command),
     }

@@ -29,6 +29,8 @@ pub enum SecretPurpose {
     MasterKeyCheck,
     /// A Stripe webhook endpoint's signing secret (`whsec_...`).
     WebhookSecret,
+    /// A push destination's signing secret (Standard Webhooks `whsec_...`), made by us.
+    PushSecret,
 }
 
 impl SecretPurpose {
@@ -37,6 +39,7 @@ impl SecretPurpose {
             SecretPurpose::StripeKey => "stripe-key",
             SecretPurpose::MasterKeyCheck => "master-key-check",
             SecretPurpose::WebhookSecret => "webhook-secret",
+            SecretPurpose::PushSecret => "push-secret",
         }
     }
 }

@@ -4,6 +4,7 @@
 //! are the entry points that find a tenant (a key by its hash), and they say so.
 
 mod postgres;
+pub mod push;
 pub mod rows;
 mod sql;
 mod sql_rows;
@@ -13,7 +14,8 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
-use crate::ids::{KeyId, WorkspaceId};
+use crate::ids::{EndpointId, KeyId, WorkspaceId};
+pub use push::PushStore;
 pub use rows::{
     AgentKeyRecord, ConnectionRecord, EventRecord, LogQuery, NewEvent, RequestLogEntry,
     RequestLogRecord, WebhookEndpointRecord, WebhookSecretRecord, Workspace,
@@ -70,7 +72,7 @@ pub enum Backend {
 /// Everything agentgate persists. One implementation per backend; the same test suite
 /// runs against both.
 #[async_trait]
-pub trait Store: Send + Sync + 'static {
+pub trait Store: push::PushStore + Send + Sync + 'static {
     /// Which backend this is.
     fn backend(&self) -> Backend;
     /// A cheap round trip, for readiness checks.
@@ -178,6 +180,89 @@ pub trait Store: Send + Sync + 'static {
         workspace: &WorkspaceId,
         query: LogQuery,
     ) -> Result<Vec<RequestLogRecord>, StoreError>;
+
+    /// Events of one endpoint stored after cursor `after_seq`, oldest first, at most
+    /// `limit`, only of `event_type` when given: what pull, stream and `events list` read.
+    /// Unscoped by workspace: callers have already checked the endpoint's workspace.
+    async fn list_events(
+        &self,
+        endpoint: &crate::ids::EndpointId,
+        after_seq: i64,
+        limit: i64,
+        event_type: Option<&str>,
+    ) -> Result<Vec<EventRecord>, StoreError>;
+    /// The newest cursor of the endpoint's events, if it has any: where `events tail`
+    /// starts following.
+    async fn last_event_seq(
+        &self,
+        endpoint: &crate::ids::EndpointId,
+    ) -> Result<Option<i64>, StoreError>;
+    /// The workspace's event with Stripe's id (`evt_...`), for `events show`; when several
+    /// endpoints received it, the first stored.
+    async fn find_event(
+        &self,
+        workspace: &WorkspaceId,
+        event_id: &str,
+    ) -> Result<Option<EventRecord>, StoreError>;
+    /// Retention: deletes every event received before `received_before` (Unix
+    /// milliseconds), in chunks so no single transaction holds the database for long, and
+    /// returns how many went.
+    async fn prune_events(&self, received_before: i64) -> Result<u64, StoreError>;
+
+    // === webhook endpoints, their secrets, and ingest ===
+
+    /// Stores a new webhook endpoint.
+    async fn insert_webhook_endpoint(
+        &self,
+        record: &WebhookEndpointRecord,
+    ) -> Result<(), StoreError>;
+    /// The workspace's webhook endpoints, oldest first.
+    async fn list_webhook_endpoints(
+        &self,
+        workspace: &WorkspaceId,
+    ) -> Result<Vec<WebhookEndpointRecord>, StoreError>;
+    /// Unscoped entry lookup for ingest: the endpoint with this (unguessable) id, in whatever
+    /// workspace it belongs to.
+    async fn find_webhook_endpoint(
+        &self,
+        id: &EndpointId,
+    ) -> Result<Option<WebhookEndpointRecord>, StoreError>;
+    /// Removes the endpoint and its secrets; `NotFound` if the workspace has none such.
+    /// Its stored events stay until retention prunes them.
+    async fn delete_webhook_endpoint(
+        &self,
+        workspace: &WorkspaceId,
+        id: &EndpointId,
+    ) -> Result<(), StoreError>;
+    /// Records Stripe's id (`we_...`) of a registered endpoint; `NotFound` if there is none.
+    async fn set_webhook_stripe_id(
+        &self,
+        workspace: &WorkspaceId,
+        id: &EndpointId,
+        stripe_endpoint_id: &str,
+    ) -> Result<(), StoreError>;
+    /// Adds a signing secret (a roll keeps the others active); with `expire_others_at`, every
+    /// other secret of the endpoint stops verifying at that time (unless it stops earlier),
+    /// in the same transaction.
+    async fn insert_webhook_secret(
+        &self,
+        record: &WebhookSecretRecord,
+        expire_others_at: Option<i64>,
+    ) -> Result<(), StoreError>;
+    /// The endpoint's secrets that still verify at `now` (Unix ms), newest first.
+    async fn list_active_webhook_secrets(
+        &self,
+        endpoint: &EndpointId,
+        now: i64,
+    ) -> Result<Vec<WebhookSecretRecord>, StoreError>;
+    /// Stores events in ONE durable transaction (SQLite: on a connection with
+    /// `synchronous=FULL`), each at most once per endpoint: for each input, in order, its new
+    /// cursor, or `None` if the endpoint already had that event id (also within the batch).
+    async fn insert_events(&self, events: &[NewEvent]) -> Result<Vec<Option<i64>>, StoreError>;
+    /// Whether the connection events are written on makes each commit durable before it
+    /// returns (SQLite: WAL and `synchronous` FULL or EXTRA; PostgreSQL: `synchronous_commit`
+    /// not off), so startup can refuse to acknowledge events it could lose.
+    async fn event_commits_are_durable(&self) -> Result<bool, StoreError>;
 }
 
 /// Opens (creating and migrating if needed) the store a database URL names:

@@ -31,6 +31,21 @@ impl PgStore {
             .map_err(StoreError::Migration)?;
         Ok(Self { pool })
     }
+
+    /// Events share the pool: every PostgreSQL commit is durable unless the server or the
+    /// role turned `synchronous_commit` off.
+    fn events_pool(&self) -> &Pool<Postgres> {
+        &self.pool
+    }
+
+    /// `synchronous_commit` is not `off`.
+    async fn durable_event_commits(&self) -> Result<bool, StoreError> {
+        let (setting,): (String,) = sqlx::query_as("SHOW synchronous_commit")
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(setting != "off")
+    }
 }
 
 impl_store!(PgStore, Postgres, Backend::Postgres);
+super::push::impl_push_store!(PgStore, Backend::Postgres);

@@ -71,6 +71,40 @@ pub(super) fn log_insert_sql(rows: usize, backend: Backend) -> &'static str {
 /// Columns bound per request log row.
 const LOG_COLUMNS: usize = 14;
 
+/// The columns of a webhook endpoint, in the order of [`EndpointRow`].
+pub(super) const SELECT_WEBHOOK_ENDPOINT: &str = "SELECT id, workspace_id, connection, \
+    event_types, stripe_endpoint_id, created_at FROM webhook_endpoints";
+/// A webhook endpoint row as both backends return it.
+pub(super) type EndpointRow = (String, String, String, String, Option<String>, i64);
+/// A webhook secret row: id, endpoint id, sealed secret, created, expires.
+pub(super) type SecretRow = (String, String, Vec<u8>, i64, Option<i64>);
+
+/// An [`EndpointRow`] as the domain record; unreadable event types (never written so)
+/// read as "every type".
+pub(super) fn endpoint_record(row: EndpointRow) -> super::WebhookEndpointRecord {
+    let (id, workspace_id, connection, event_types, stripe_endpoint_id, created_at) = row;
+    super::WebhookEndpointRecord {
+        id: crate::ids::EndpointId::from_stored(id),
+        workspace_id: crate::ids::WorkspaceId::from_stored(workspace_id),
+        connection,
+        event_types: serde_json::from_str(&event_types).unwrap_or_default(),
+        stripe_endpoint_id,
+        created_at,
+    }
+}
+
+/// A [`SecretRow`] as the domain record (the secret stays sealed).
+pub(super) fn secret_record(row: SecretRow) -> super::WebhookSecretRecord {
+    let (id, endpoint_id, secret, created_at, expires_at) = row;
+    super::WebhookSecretRecord {
+        id,
+        endpoint_id: crate::ids::EndpointId::from_stored(endpoint_id),
+        secret: crate::crypto::Sealed::from_stored(secret),
+        created_at,
+        expires_at,
+    }
+}
+
 pub(super) const SELECT_CONNECTION: &str = "SELECT id, workspace_id, name, provider, secret, \
     secret_hint, mode, key_kind, validation, created_at, updated_at FROM connections";
 pub(super) const SELECT_KEY: &str = "SELECT id, workspace_id, name, prefix, hash, created_at, \
@@ -78,7 +112,35 @@ pub(super) const SELECT_KEY: &str = "SELECT id, workspace_id, name, prefix, hash
 pub(super) const SELECT_LOG: &str = "SELECT id, created_at, workspace_id, request_id, key_id, \
     connection, method, path, status, latency_us, stripe_request_id, idempotency_key, outcome, \
     operation, reason FROM request_log";
+/// The PostgreSQL advisory lock that serializes event inserts across instances (an
+/// arbitrary constant: "agentgat" in ASCII).
+pub(super) const EVENT_WRITER_LOCK: i64 = 0x6167_656e_7467_6174;
 pub(super) const BUMP_GENERATION: &str = "UPDATE state_generation SET value = value + 1";
+
+/// The columns of an event, in the order of [`EventRow`].
+pub(super) const SELECT_EVENT: &str = "SELECT seq, endpoint_id, workspace_id, event_id, \
+    event_type, received_at, payload FROM events";
+/// An event row as both backends return it (see [`SELECT_EVENT`]).
+pub(super) type EventRow = (i64, String, String, String, String, i64, Vec<u8>);
+/// Most events one retention statement deletes, so pruning a large backlog never holds
+/// SQLite's write lock (or a PostgreSQL transaction) for long.
+pub(super) const PRUNE_CHUNK: i64 = 1_000;
+
+/// An [`EventRow`] as the domain record.
+pub(super) fn event_record(row: EventRow) -> super::EventRecord {
+    let (seq, endpoint_id, workspace_id, event_id, event_type, received_at, payload) = row;
+    super::EventRecord {
+        seq,
+        event: super::NewEvent {
+            endpoint_id: crate::ids::EndpointId::from_stored(endpoint_id),
+            workspace_id: crate::ids::WorkspaceId::from_stored(workspace_id),
+            event_id,
+            event_type,
+            received_at,
+            payload,
+        },
+    }
+}
 
 /// A value bound to one condition of a request log query.
 pub(super) enum LogBind<'a> {
@@ -574,6 +636,285 @@ macro_rules! impl_store {
                     rows.reverse();
                 }
                 Ok(rows.into_iter().map(Into::into).collect())
+            }
+
+            // === events: pull, stream, retention ===
+
+            async fn list_events(
+                &self,
+                endpoint: &$crate::ids::EndpointId,
+                after_seq: i64,
+                limit: i64,
+                event_type: Option<&str>,
+            ) -> Result<Vec<$crate::store::EventRecord>, StoreError> {
+                let rows: Vec<sql::EventRow> = match event_type {
+                    Some(event_type) => {
+                        let statement = format!(
+                            "{} WHERE endpoint_id = $1 AND seq > $2 AND event_type = $3 \
+                             ORDER BY seq LIMIT $4",
+                            sql::SELECT_EVENT
+                        );
+                        sqlx::query_as(&statement)
+                            .bind(endpoint.as_str())
+                            .bind(after_seq)
+                            .bind(event_type)
+                            .bind(limit)
+                            .fetch_all(&self.pool)
+                            .await?
+                    }
+                    None => {
+                        let statement = format!(
+                            "{} WHERE endpoint_id = $1 AND seq > $2 ORDER BY seq LIMIT $3",
+                            sql::SELECT_EVENT
+                        );
+                        sqlx::query_as(&statement)
+                            .bind(endpoint.as_str())
+                            .bind(after_seq)
+                            .bind(limit)
+                            .fetch_all(&self.pool)
+                            .await?
+                    }
+                };
+                Ok(rows.into_iter().map(sql::event_record).collect())
+            }
+
+            async fn last_event_seq(
+                &self,
+                endpoint: &$crate::ids::EndpointId,
+            ) -> Result<Option<i64>, StoreError> {
+                let (seq,): (Option<i64>,) =
+                    sqlx::query_as("SELECT MAX(seq) FROM events WHERE endpoint_id = $1")
+                        .bind(endpoint.as_str())
+                        .fetch_one(&self.pool)
+                        .await?;
+                Ok(seq)
+            }
+
+            async fn find_event(
+                &self,
+                workspace: &WorkspaceId,
+                event_id: &str,
+            ) -> Result<Option<$crate::store::EventRecord>, StoreError> {
+                let statement = format!(
+                    // Through the endpoints, so the (endpoint_id, event_id) index serves.
+                    "{} WHERE workspace_id = $1 AND event_id = $2 AND endpoint_id IN \
+                     (SELECT id FROM webhook_endpoints WHERE workspace_id = $1) \
+                     ORDER BY seq LIMIT 1",
+                    sql::SELECT_EVENT
+                );
+                let row: Option<sql::EventRow> = sqlx::query_as(&statement)
+                    .bind(workspace.as_str())
+                    .bind(event_id)
+                    .fetch_optional(&self.pool)
+                    .await?;
+                Ok(row.map(sql::event_record))
+            }
+
+            async fn prune_events(&self, received_before: i64) -> Result<u64, StoreError> {
+                let mut pruned = 0;
+                loop {
+                    let deleted = sqlx::query(
+                        "DELETE FROM events WHERE seq IN (SELECT seq FROM events \
+                         WHERE received_at < $1 ORDER BY seq LIMIT $2)",
+                    )
+                    .bind(received_before)
+                    .bind(sql::PRUNE_CHUNK)
+                    .execute(&self.pool)
+                    .await?
+                    .rows_affected();
+                    pruned += deleted;
+                    if deleted < sql::PRUNE_CHUNK as u64 {
+                        return Ok(pruned);
+                    }
+                    // Let queued writers (ingest) in between chunks.
+                    tokio::task::yield_now().await;
+                }
+            }
+
+            // === webhook endpoints, their secrets, and ingest ===
+
+            async fn insert_webhook_endpoint(
+                &self,
+                record: &$crate::store::WebhookEndpointRecord,
+            ) -> Result<(), StoreError> {
+                sqlx::query(
+                    "INSERT INTO webhook_endpoints (id, workspace_id, connection, event_types, \
+                     stripe_endpoint_id, created_at) VALUES ($1, $2, $3, $4, $5, $6)",
+                )
+                .bind(record.id.as_str())
+                .bind(record.workspace_id.as_str())
+                .bind(&record.connection)
+                .bind(serde_json::to_string(&record.event_types).expect("strings serialize"))
+                .bind(record.stripe_endpoint_id.as_deref())
+                .bind(record.created_at)
+                .execute(&self.pool)
+                .await?;
+                Ok(())
+            }
+
+            async fn list_webhook_endpoints(
+                &self,
+                workspace: &WorkspaceId,
+            ) -> Result<Vec<$crate::store::WebhookEndpointRecord>, StoreError> {
+                let statement = format!(
+                    "{} WHERE workspace_id = $1 ORDER BY created_at, id",
+                    sql::SELECT_WEBHOOK_ENDPOINT
+                );
+                let rows: Vec<sql::EndpointRow> = sqlx::query_as(&statement)
+                    .bind(workspace.as_str())
+                    .fetch_all(&self.pool)
+                    .await?;
+                Ok(rows.into_iter().map(sql::endpoint_record).collect())
+            }
+
+            async fn find_webhook_endpoint(
+                &self,
+                id: &$crate::ids::EndpointId,
+            ) -> Result<Option<$crate::store::WebhookEndpointRecord>, StoreError> {
+                let statement = format!("{} WHERE id = $1", sql::SELECT_WEBHOOK_ENDPOINT);
+                let row: Option<sql::EndpointRow> = sqlx::query_as(&statement)
+                    .bind(id.as_str())
+                    .fetch_optional(&self.pool)
+                    .await?;
+                Ok(row.map(sql::endpoint_record))
+            }
+
+            async fn delete_webhook_endpoint(
+                &self,
+                workspace: &WorkspaceId,
+                id: &$crate::ids::EndpointId,
+            ) -> Result<(), StoreError> {
+                let mut tx = self.pool.begin().await?;
+                let owned = sqlx::query_as::<_, (String,)>(
+                    "SELECT id FROM webhook_endpoints WHERE workspace_id = $1 AND id = $2",
+                )
+                .bind(workspace.as_str())
+                .bind(id.as_str())
+                .fetch_optional(&mut *tx)
+                .await?;
+                if owned.is_none() {
+                    return Err(StoreError::NotFound);
+                }
+                sqlx::query("DELETE FROM webhook_secrets WHERE endpoint_id = $1")
+                    .bind(id.as_str())
+                    .execute(&mut *tx)
+                    .await?;
+                sqlx::query("DELETE FROM webhook_endpoints WHERE workspace_id = $1 AND id = $2")
+                    .bind(workspace.as_str())
+                    .bind(id.as_str())
+                    .execute(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn set_webhook_stripe_id(
+                &self,
+                workspace: &WorkspaceId,
+                id: &$crate::ids::EndpointId,
+                stripe_endpoint_id: &str,
+            ) -> Result<(), StoreError> {
+                let updated = sqlx::query(
+                    "UPDATE webhook_endpoints SET stripe_endpoint_id = $3 \
+                     WHERE workspace_id = $1 AND id = $2",
+                )
+                .bind(workspace.as_str())
+                .bind(id.as_str())
+                .bind(stripe_endpoint_id)
+                .execute(&self.pool)
+                .await?
+                .rows_affected();
+                if updated == 0 {
+                    return Err(StoreError::NotFound);
+                }
+                Ok(())
+            }
+
+            async fn insert_webhook_secret(
+                &self,
+                record: &$crate::store::WebhookSecretRecord,
+                expire_others_at: Option<i64>,
+            ) -> Result<(), StoreError> {
+                let mut tx = self.pool.begin().await?;
+                if let Some(at) = expire_others_at {
+                    sqlx::query(
+                        "UPDATE webhook_secrets SET expires_at = $2 \
+                         WHERE endpoint_id = $1 AND (expires_at IS NULL OR expires_at > $2)",
+                    )
+                    .bind(record.endpoint_id.as_str())
+                    .bind(at)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                sqlx::query(
+                    "INSERT INTO webhook_secrets (id, endpoint_id, secret, created_at, expires_at) \
+                     VALUES ($1, $2, $3, $4, $5)",
+                )
+                .bind(&record.id)
+                .bind(record.endpoint_id.as_str())
+                .bind(record.secret.as_bytes())
+                .bind(record.created_at)
+                .bind(record.expires_at)
+                .execute(&mut *tx)
+                .await?;
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn list_active_webhook_secrets(
+                &self,
+                endpoint: &$crate::ids::EndpointId,
+                now: i64,
+            ) -> Result<Vec<$crate::store::WebhookSecretRecord>, StoreError> {
+                let rows: Vec<sql::SecretRow> = sqlx::query_as(
+                    "SELECT id, endpoint_id, secret, created_at, expires_at FROM webhook_secrets \
+                     WHERE endpoint_id = $1 AND (expires_at IS NULL OR expires_at > $2) \
+                     ORDER BY created_at DESC, id",
+                )
+                .bind(endpoint.as_str())
+                .bind(now)
+                .fetch_all(&self.pool)
+                .await?;
+                Ok(rows.into_iter().map(sql::secret_record).collect())
+            }
+
+            async fn insert_events(
+                &self,
+                events: &[$crate::store::NewEvent],
+            ) -> Result<Vec<Option<i64>>, StoreError> {
+                let mut tx = self.events_pool().begin().await?;
+                if $backend == $crate::store::Backend::Postgres {
+                    // Identity values are handed out at insert but seen at commit; one
+                    // event writer at a time makes cursors visible in order, so a reader
+                    // that moved past a cursor never misses a lower one committed later.
+                    sqlx::query("SELECT pg_advisory_xact_lock($1)")
+                        .bind(sql::EVENT_WRITER_LOCK)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                let mut seqs = Vec::with_capacity(events.len());
+                for event in events {
+                    let seq: Option<(i64,)> = sqlx::query_as(
+                        "INSERT INTO events (endpoint_id, workspace_id, event_id, event_type, \
+                         received_at, payload) VALUES ($1, $2, $3, $4, $5, $6) \
+                         ON CONFLICT (endpoint_id, event_id) DO NOTHING RETURNING seq",
+                    )
+                    .bind(event.endpoint_id.as_str())
+                    .bind(event.workspace_id.as_str())
+                    .bind(&event.event_id)
+                    .bind(&event.event_type)
+                    .bind(event.received_at)
+                    .bind(&event.payload)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                    seqs.push(seq.map(|(seq,)| seq));
+                }
+                tx.commit().await?;
+                Ok(seqs)
+            }
+
+            async fn event_commits_are_durable(&self) -> Result<bool, StoreError> {
+                self.durable_event_commits().await
             }
         }
     };

@@ -21,6 +21,11 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// A store on one SQLite file.
 pub struct SqliteStore {
     pool: Pool<Sqlite>,
+    /// One connection with `synchronous=FULL`, on which ingested events are committed: each
+    /// commit is synced to disk before it returns, so an acknowledged event survives power
+    /// loss, while other writes keep the cheaper NORMAL. Opened on first use (the CLI never
+    /// needs it).
+    events: Pool<Sqlite>,
 }
 
 impl SqliteStore {
@@ -35,6 +40,9 @@ impl SqliteStore {
             .synchronous(SqliteSynchronous::Normal)
             .foreign_keys(true)
             .busy_timeout(BUSY_TIMEOUT);
+        let events = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_lazy_with(options.clone().synchronous(SqliteSynchronous::Full));
         let pool = SqlitePoolOptions::new()
             .max_connections(4)
             .connect_with(options)
@@ -43,7 +51,24 @@ impl SqliteStore {
             .run(&pool)
             .await
             .map_err(StoreError::Migration)?;
-        Ok(Self { pool })
+        Ok(Self { pool, events })
+    }
+
+    /// Where events are written (see the `events` field).
+    fn events_pool(&self) -> &Pool<Sqlite> {
+        &self.events
+    }
+
+    /// WAL and `synchronous` FULL (2) or EXTRA (3) on the events connection.
+    async fn durable_event_commits(&self) -> Result<bool, StoreError> {
+        let mut conn = self.events.acquire().await?;
+        let (mode,): (String,) = sqlx::query_as("PRAGMA journal_mode")
+            .fetch_one(&mut *conn)
+            .await?;
+        let (level,): (i64,) = sqlx::query_as("PRAGMA synchronous")
+            .fetch_one(&mut *conn)
+            .await?;
+        Ok(mode.eq_ignore_ascii_case("wal") && level >= 2)
     }
 }
 
@@ -72,3 +97,4 @@ pub fn sqlite_file_path(url: &str) -> Option<PathBuf> {
 }
 
 impl_store!(SqliteStore, Sqlite, Backend::Sqlite);
+super::push::impl_push_store!(SqliteStore, Backend::Sqlite);

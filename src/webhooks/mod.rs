@@ -3,5 +3,12 @@
 //! cursor, a live stream, pushes to their own URLs).
 
 pub mod bus;
+pub mod endpoints;
+pub mod ingest;
+pub mod pull;
+pub mod push;
+pub mod retention;
+pub mod signature;
+pub mod stream;
 
 pub use bus::{EventBus, EventNotice};

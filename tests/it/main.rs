@@ -18,3 +18,6 @@ mod shutdown;
 mod store_story;
 mod validation;
 mod validation_props;
+mod webhooks_ingest;
+mod webhooks_push;
+mod webhooks_read;

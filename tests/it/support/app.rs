@@ -15,6 +15,8 @@ use agentgate::keys::create_key;
 use agentgate::policy::rate::ConnectionRates;
 use agentgate::store::{self, LogQuery, RequestLogRecord, Store};
 use agentgate::time::Clock;
+use agentgate::webhooks::stream::StreamSettings;
+use agentgate::webhooks::EventBus;
 use base64::Engine;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
@@ -36,6 +38,10 @@ pub struct TestOptions {
     pub connection_rates: ConnectionRates,
     /// The clock rate limits and idempotency windows read (a `ManualClock` to drive them).
     pub clock: Option<Arc<dyn Clock>>,
+    /// Webhook ingest settings (a short commit bound for the 503 test).
+    pub ingest: agentgate::webhooks::ingest::IngestSettings,
+    /// Heartbeat and poll intervals of event streams (short ones for the stream tests).
+    pub event_stream: StreamSettings,
 }
 
 impl Default for TestOptions {
@@ -46,6 +52,8 @@ impl Default for TestOptions {
             stripe_base: None,
             connection_rates: ConnectionRates::UNLIMITED,
             clock: None,
+            ingest: agentgate::webhooks::ingest::IngestSettings::default(),
+            event_stream: StreamSettings::default(),
         }
     }
 }
@@ -57,6 +65,8 @@ pub struct TestApp {
     pub double: StripeDouble,
     pub db: TestDb,
     pub store: Arc<dyn Store>,
+    /// The app's event bus: tests that store events directly announce them here.
+    pub events: EventBus,
     pub workspace: WorkspaceId,
     /// A valid agent key of the default workspace.
     pub key: String,
@@ -86,9 +96,11 @@ impl TestApp {
         let mut config = Config::for_tests(&db.url, master, base.parse().expect("stripe base"));
         config.upstream.timeout = options.upstream_timeout;
         config.connection_rates = options.connection_rates;
+        config.ingest = options.ingest;
         if let Some(clock) = options.clock.clone() {
             config.clock = clock;
         }
+        config.event_stream = options.event_stream;
         let main = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = main.local_addr().unwrap();
         let mut sdk = Vec::new();
@@ -101,6 +113,7 @@ impl TestApp {
         let sdk_addr = sdk.first().map(|(_, l)| l.local_addr().unwrap());
         let app = App::build(config).await.expect("app builds");
         let store = app.store();
+        let events = app.events();
         let workspace = app.default_workspace().clone();
         let (shutdown, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(app.serve(Listeners { main, sdk }, async {
@@ -112,6 +125,7 @@ impl TestApp {
             double,
             db,
             store,
+            events,
             workspace,
             key: String::new(),
             master_key,
@@ -219,6 +233,7 @@ impl TestApp {
         self.sdk_addr = None;
         let app = App::build(config).await.expect("app builds");
         self.store = app.store();
+        self.events = app.events();
         let (shutdown, stopped) = oneshot::channel::<()>();
         let listeners = Listeners {
             main,
