@@ -48,6 +48,8 @@ pub enum EventsCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Push stored events again (one event or a time range) to the endpoint's destinations.
+    Replay(super::replay::ReplayArgs),
     /// Print one event as Stripe sent it, indented.
     Show {
         /// Stripe's event id (`evt_...`).
@@ -71,8 +73,12 @@ fn row(record: &EventRecord) -> Vec<String> {
 
 /// Runs an events command.
 pub async fn run(args: &StoreArgs, command: EventsCommand) -> anyhow::Result<()> {
+    if let EventsCommand::Replay(replay) = command {
+        return super::replay::run(args, replay).await;
+    }
     let (store, workspace) = open_workspace(args).await?;
     match command {
+        EventsCommand::Replay(_) => unreachable!("handled above"),
         EventsCommand::List {
             endpoint,
             after,

@@ -67,8 +67,6 @@ pub enum Command {
     /// Push a webhook endpoint's events to agents' URLs (destinations).
     #[command(subcommand)]
     Destinations(destinations::DestinationsCommand),
-    /// Push stored events again (one event or a time range) to an endpoint's destinations.
-    Replay(replay::ReplayArgs),
     /// Manage webhook endpoints (where Stripe sends events) and their signing secrets.
     #[command(subcommand)]
     Webhooks(webhooks::WebhooksCommand),
@@ -100,7 +98,6 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Logs(command) => logs::run(&cli.store, command).await,
         Command::Events(command) => events::run(&cli.store, command).await,
         Command::Destinations(command) => destinations::run(&cli.store, command).await,
-        Command::Replay(args) => replay::run(&cli.store, args).await,
         Command::Webhooks(command) => webhooks::run(&cli.store, command).await,
         Command::Workspaces(command) => workspaces::run(&cli.store, command).await,
         Command::Catalog(command) => catalog::run(command),

@@ -1,4 +1,4 @@
-//! `agentgate replay ENDPOINT (--event EVT | --since T --until T) [--destination ID]`:
+//! `agentgate events replay ENDPOINT (--event EVT | --since T --until T) [--destination ID]`:
 //! push stored events again, as new deliveries due at once (a running server attempts
 //! them within its poll interval).
 
@@ -11,7 +11,7 @@ use crate::ids::{DestinationId, EndpointId};
 use crate::store::push::EventSelector;
 use crate::webhooks::push;
 
-/// Arguments of `agentgate replay`.
+/// Arguments of `agentgate events replay`.
 #[derive(Debug, Args)]
 pub struct ReplayArgs {
     /// The webhook endpoint whose events to push again (`whe_...`).
@@ -38,7 +38,7 @@ fn parse_time(text: &str) -> Result<i64, String> {
     i64::try_from(since_epoch.as_millis()).map_err(|e| e.to_string())
 }
 
-/// Runs `agentgate replay`.
+/// Runs `agentgate events replay`.
 pub async fn run(args: &StoreArgs, replay: ReplayArgs) -> anyhow::Result<()> {
     let selector = match (replay.event, replay.since, replay.until) {
         (Some(event), None, None) => EventSelector::One(event),

@@ -351,7 +351,7 @@ each_backend! {
 
         // One event, to one destination, through the CLI.
         let out = cli::run(&app.db.url, &app.master_key,
-            &["replay", endpoint.as_str(), "--event", &first, "--destination", id.as_str()], "");
+            &["events", "replay", endpoint.as_str(), "--event", &first, "--destination", id.as_str()], "");
         assert!(out.status.success(), "{}", cli::stderr(&out));
         assert!(cli::stdout(&out).contains("1 deliveries queued"));
         let pushes = receiver.wait_for(3).await;
