@@ -196,6 +196,16 @@ impl App {
                     upstream: self.upstream.clone(),
                 },
             ))
+            .merge(crate::dashboard::router(
+                crate::dashboard::DashboardSettings {
+                    shared: self.shared.clone(),
+                    store: self.store.clone(),
+                    sealer: self.sealer.clone(),
+                    public_url: self.public_url.clone(),
+                    upstream: self.upstream.clone(),
+                    default_workspace: self.default_workspace.clone(),
+                },
+            ))
             .fallback(proxy::unknown_route);
         let main = Entry::main(proxy.clone(), routes);
         let sdk = sdk_connections

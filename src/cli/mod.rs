@@ -8,6 +8,7 @@ mod destinations;
 mod events;
 mod keys;
 mod logs;
+mod operators;
 mod output;
 mod replay;
 mod webhooks;
@@ -70,6 +71,9 @@ pub enum Command {
     /// Manage webhook endpoints (where Stripe sends events) and their signing secrets.
     #[command(subcommand)]
     Webhooks(webhooks::WebhooksCommand),
+    /// Manage dashboard operators (people who sign in); passwords are read from stdin.
+    #[command(subcommand)]
+    Operators(operators::OperatorsCommand),
     /// Manage workspaces (tenants).
     #[command(subcommand)]
     Workspaces(workspaces::WorkspacesCommand),
@@ -100,6 +104,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Destinations(command) => destinations::run(&cli.store, command).await,
         Command::Webhooks(command) => webhooks::run(&cli.store, command).await,
         Command::Workspaces(command) => workspaces::run(&cli.store, command).await,
+        Command::Operators(command) => operators::run(&cli.store, command).await,
         Command::Catalog(command) => catalog::run(command),
     }
 }
@@ -107,7 +112,13 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
 async fn run_serve(store: &StoreArgs, serve: &ServeArgs) -> anyhow::Result<()> {
     let config = Config::from_args(store, serve)?;
     let listeners = Listeners::bind(&config).await?;
+    let public_url = config.public_url.clone();
     let app = App::build(config).await?;
+    if let Some(link) =
+        crate::operators::issue_setup_link(app.store().as_ref(), &public_url).await?
+    {
+        eprintln!("agentgate: no operator can sign in yet; open this link within an hour to create one (it works once): {link}");
+    }
     tracing::info!(listen = %listeners.main_addr(), "agentgate listening");
     for (connection, listener) in &listeners.sdk {
         if let Ok(addr) = listener.local_addr() {

@@ -3,6 +3,7 @@
 //! sqlx types. Methods on tenant data take the workspace first; the only unscoped lookups
 //! are the entry points that find a tenant (a key by its hash), and they say so.
 
+pub mod operators;
 mod postgres;
 pub mod push;
 pub mod rows;
@@ -15,6 +16,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 use crate::ids::{EndpointId, KeyId, WorkspaceId};
+pub use operators::{OperatorRecord, OperatorStore, SessionRecord};
 pub use push::PushStore;
 pub use rows::{
     AgentKeyRecord, ConnectionRecord, EventRecord, LogQuery, NewEvent, RequestLogEntry,
@@ -72,7 +74,7 @@ pub enum Backend {
 /// Everything agentgate persists. One implementation per backend; the same test suite
 /// runs against both.
 #[async_trait]
-pub trait Store: push::PushStore + Send + Sync + 'static {
+pub trait Store: push::PushStore + operators::OperatorStore + Send + Sync + 'static {
     /// Which backend this is.
     fn backend(&self) -> Backend;
     /// A cheap round trip, for readiness checks.

@@ -98,3 +98,4 @@ pub fn sqlite_file_path(url: &str) -> Option<PathBuf> {
 
 impl_store!(SqliteStore, Sqlite, Backend::Sqlite);
 super::push::impl_push_store!(SqliteStore, Backend::Sqlite);
+super::operators::impl_operator_store!(SqliteStore);

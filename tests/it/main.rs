@@ -7,6 +7,8 @@ mod api;
 mod auth;
 mod catalog;
 mod cli;
+mod dashboard;
+mod dashboard_browser;
 mod guardrails;
 mod leaks;
 mod limits;

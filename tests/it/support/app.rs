@@ -42,6 +42,8 @@ pub struct TestOptions {
     pub ingest: agentgate::webhooks::ingest::IngestSettings,
     /// Heartbeat and poll intervals of event streams (short ones for the stream tests).
     pub event_stream: StreamSettings,
+    /// `--public-url` (an https one for the Secure cookie test).
+    pub public_url: Option<String>,
 }
 
 impl Default for TestOptions {
@@ -54,6 +56,7 @@ impl Default for TestOptions {
             clock: None,
             ingest: agentgate::webhooks::ingest::IngestSettings::default(),
             event_stream: StreamSettings::default(),
+            public_url: None,
         }
     }
 }
@@ -101,6 +104,9 @@ impl TestApp {
             config.clock = clock;
         }
         config.event_stream = options.event_stream;
+        if let Some(public_url) = options.public_url {
+            config.public_url = public_url;
+        }
         let main = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = main.local_addr().unwrap();
         let mut sdk = Vec::new();

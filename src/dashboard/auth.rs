@@ -1,0 +1,239 @@
+//! Sign-in, sign-out and first-run setup. A failed sign-in says only "wrong name or
+//! password", whichever it was, and takes the same time either way
+//! ([`operators::authenticate`]). The setup link works once, within its hour, and only
+//! while no operator exists.
+
+use std::sync::Arc;
+
+use axum::extract::{Path, State};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::Form;
+use http::{header, HeaderMap, StatusCode};
+use maud::{html, Markup};
+use serde::Deserialize;
+
+use super::layout::{self, csrf_field, Message};
+use super::session::{self, PREAUTH_COOKIE, SESSION_COOKIE};
+use super::{csrf, DashState};
+use crate::operators::{self, token_hash};
+
+/// The sign-in form's fields.
+#[derive(Deserialize)]
+pub struct LoginIn {
+    name: String,
+    password: String,
+}
+
+/// The setup form's fields.
+#[derive(Deserialize)]
+pub struct SetupIn {
+    name: String,
+    password: String,
+    confirm: String,
+}
+
+/// `GET /login`: the form (or the overview for a signed-in browser).
+pub async fn login_page(State(state): State<Arc<DashState>>, headers: HeaderMap) -> Response {
+    if let Some(token) = session::cookie(&headers, SESSION_COOKIE) {
+        let now = crate::time::now_millis();
+        if let Ok(Some(_)) = state
+            .settings
+            .store
+            .find_session(&token_hash(&token), now)
+            .await
+        {
+            return Redirect::to("/").into_response();
+        }
+    }
+    with_preauth(&state, &headers, |token| {
+        login_form(token, None, StatusCode::OK)
+    })
+}
+
+/// `POST /login`: starts a session, or shows the form again with one generic message.
+pub async fn login(
+    State(state): State<Arc<DashState>>,
+    headers: HeaderMap,
+    Form(form): Form<LoginIn>,
+) -> Response {
+    let store = state.settings.store.clone();
+    let operator = match operators::authenticate(store, form.name.trim(), &form.password).await {
+        Ok(found) => found,
+        Err(error) => {
+            tracing::error!(%error, "sign-in lookup failed");
+            return layout::internal_error();
+        }
+    };
+    let Some(operator) = operator else {
+        let token = csrf::secret_of(&headers)
+            .map(|s| csrf::token_for(&s))
+            .unwrap_or_default();
+        let message = Message::Error("Wrong name or password.".into());
+        return login_form(&token, Some(message), StatusCode::UNAUTHORIZED);
+    };
+    signed_in(&state, &operator.id).await
+}
+
+/// `POST /logout`: ends the session and forgets the cookie.
+pub async fn logout(State(state): State<Arc<DashState>>, headers: HeaderMap) -> Response {
+    if let Some(token) = session::cookie(&headers, SESSION_COOKIE) {
+        if let Err(error) = state
+            .settings
+            .store
+            .delete_session(&token_hash(&token))
+            .await
+        {
+            tracing::error!(%error, "sign-out failed");
+            return layout::internal_error();
+        }
+    }
+    let clear = session::clear_cookie(&state, SESSION_COOKIE);
+    ([(header::SET_COOKIE, clear)], Redirect::to("/login")).into_response()
+}
+
+/// `GET /setup/{token}`: the first operator's form, while the link is good.
+pub async fn setup_page(
+    State(state): State<Arc<DashState>>,
+    Path(token): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    match setup_usable(&state, &token).await {
+        Ok(true) => with_preauth(&state, &headers, |csrf| {
+            setup_form(&token, csrf, None, StatusCode::OK)
+        }),
+        Ok(false) => setup_gone(),
+        Err(response) => response,
+    }
+}
+
+/// `POST /setup/{token}`: creates the first operator and signs them in; the link is spent.
+pub async fn setup(
+    State(state): State<Arc<DashState>>,
+    Path(token): Path<String>,
+    headers: HeaderMap,
+    Form(form): Form<SetupIn>,
+) -> Response {
+    let csrf = csrf::secret_of(&headers)
+        .map(|s| csrf::token_for(&s))
+        .unwrap_or_default();
+    let name = form.name.trim();
+    let problem = operators::check_name(name)
+        .and_then(|()| operators::check_password(&form.password))
+        .err()
+        .map(|e| e.to_string())
+        .or_else(|| (form.password != form.confirm).then(|| "The passwords differ.".to_owned()));
+    if let Some(problem) = problem {
+        return setup_form(
+            &token,
+            &csrf,
+            Some(Message::Error(problem)),
+            StatusCode::BAD_REQUEST,
+        );
+    }
+    match setup_usable(&state, &token).await {
+        Ok(true) => {}
+        Ok(false) => return setup_gone(),
+        Err(response) => return response,
+    }
+    let store = state.settings.store.as_ref();
+    match store
+        .use_setup_token(&token_hash(&token), crate::time::now_millis())
+        .await
+    {
+        Ok(true) => {}
+        Ok(false) => return setup_gone(),
+        Err(error) => return failed(&error),
+    }
+    match operators::create_operator(store, name, &form.password).await {
+        Ok(operator) => signed_in(&state, &operator.id).await,
+        Err(error) => failed(&error),
+    }
+}
+
+/// Whether the setup link may still be used: unused, unexpired, and nobody can sign in yet.
+async fn setup_usable(state: &DashState, token: &str) -> Result<bool, Response> {
+    let store = &state.settings.store;
+    let now = crate::time::now_millis();
+    let usable = store.setup_token_usable(&token_hash(token), now).await;
+    let nobody = store.count_operators().await.map(|n| n == 0);
+    match (usable, nobody) {
+        (Ok(usable), Ok(nobody)) => Ok(usable && nobody),
+        (Err(error), _) | (_, Err(error)) => Err(failed(&error)),
+    }
+}
+
+/// Starts the session and goes to the overview.
+async fn signed_in(state: &DashState, operator_id: &str) -> Response {
+    match session::start(state, operator_id).await {
+        Ok(cookie) => {
+            let clear = session::clear_cookie(state, PREAUTH_COOKIE);
+            let mut response = Redirect::to("/").into_response();
+            response.headers_mut().append(header::SET_COOKIE, cookie);
+            response.headers_mut().append(header::SET_COOKIE, clear);
+            response
+        }
+        Err(error) => failed(&error),
+    }
+}
+
+/// Renders a pre-sign-in form with the CSRF token of the browser's cookie, setting a fresh
+/// pre-auth cookie when it has none.
+fn with_preauth(
+    state: &DashState,
+    headers: &HeaderMap,
+    form: impl FnOnce(&str) -> Response,
+) -> Response {
+    if let Some(secret) = csrf::secret_of(headers) {
+        return form(&csrf::token_for(&secret));
+    }
+    let secret = operators::random_token();
+    let mut response = form(&csrf::token_for(&secret));
+    let cookie = session::set_cookie(state, PREAUTH_COOKIE, &secret);
+    response.headers_mut().append(header::SET_COOKIE, cookie);
+    response
+}
+
+fn login_form(csrf: &str, message: Option<Message>, status: StatusCode) -> Response {
+    let body = html! {
+        form.card method="post" action="/login" {
+            (csrf_field(csrf))
+            label for="name" { "Name" }
+            input #name name="name" autocomplete="username" required autofocus;
+            label for="password" { "Password" }
+            input #password name="password" type="password" autocomplete="current-password" required;
+            button type="submit" { "Sign in" }
+        }
+        p.hint { "Forgot the password? Run " code { "agentgate operators reset-password NAME" } " on the server." }
+    };
+    layout::bare("Sign in", message, body, status)
+}
+
+fn setup_form(token: &str, csrf: &str, message: Option<Message>, status: StatusCode) -> Response {
+    let body: Markup = html! {
+        p { "Choose the name and password of the first operator. This link works once." }
+        form.card method="post" action={ "/setup/" (token) } {
+            (csrf_field(csrf))
+            label for="name" { "Name" }
+            input #name name="name" autocomplete="username" required autofocus;
+            label for="password" { "Password (at least " (operators::MIN_PASSWORD_LEN) " characters)" }
+            input #password name="password" type="password" autocomplete="new-password" required minlength=(operators::MIN_PASSWORD_LEN);
+            label for="confirm" { "Password again" }
+            input #confirm name="confirm" type="password" autocomplete="new-password" required;
+            button type="submit" { "Create operator and sign in" }
+        }
+    };
+    layout::bare("Set up agentgate", message, body, status)
+}
+
+fn setup_gone() -> Response {
+    let body = html! {
+        p { "This setup link was used already, has expired, or an operator exists." }
+        p { "Sign in at " a href="/login" { "/login" } ", or restart " code { "agentgate serve" } " with no operator for a new link, or run " code { "agentgate operators create NAME" } "." }
+    };
+    layout::bare("Setup link not usable", None, body, StatusCode::GONE)
+}
+
+fn failed(error: &dyn std::fmt::Display) -> Response {
+    tracing::error!(%error, "dashboard sign-in step failed");
+    layout::internal_error()
+}
