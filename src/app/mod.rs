@@ -204,6 +204,8 @@ impl App {
                     public_url: self.public_url.clone(),
                     upstream: self.upstream.clone(),
                     default_workspace: self.default_workspace.clone(),
+                    event_stream: self.event_stream,
+                    stop: stop.clone(),
                 },
             ))
             .fallback(proxy::unknown_route);

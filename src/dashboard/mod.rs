@@ -37,6 +37,10 @@ pub struct DashboardSettings {
     pub upstream: UpstreamConfig,
     /// The workspace a new session looks at.
     pub default_workspace: WorkspaceId,
+    /// Timing of the endpoint pages' live event streams.
+    pub event_stream: crate::webhooks::stream::StreamSettings,
+    /// Turns true when the server stops: ends the live streams.
+    pub stop: tokio::sync::watch::Receiver<bool>,
 }
 
 /// Shared by every dashboard handler.
@@ -44,14 +48,23 @@ struct DashState {
     settings: DashboardSettings,
     /// Whether cookies carry `Secure` (the public URL is https).
     secure_cookies: bool,
+    /// Follows an endpoint's events for the live event list (the agents' stream logic).
+    readers: Arc<crate::webhooks::pull::EventReaders>,
 }
 
 /// The dashboard's routes, ready to merge into the main router.
 pub fn router(settings: DashboardSettings) -> Router {
     let secure_cookies = settings.public_url.starts_with("https://");
+    let readers = Arc::new(crate::webhooks::pull::EventReaders::new(
+        settings.shared.clone(),
+        settings.store.clone(),
+        settings.event_stream,
+        settings.stop.clone(),
+    ));
     let state = Arc::new(DashState {
         settings,
         secure_cookies,
+        readers,
     });
     Router::new()
         .route("/login", get(auth::login_page).post(auth::login))
@@ -74,7 +87,7 @@ async fn style_css() -> Response {
     )
 }
 
-/// The copy buttons: the only script, loaded from our origin (no inline code).
+/// The copy buttons and the live event list: the only script, loaded from our origin (no inline code).
 async fn app_js() -> Response {
     asset(
         "text/javascript; charset=utf-8",

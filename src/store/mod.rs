@@ -199,6 +199,13 @@ pub trait Store: push::PushStore + operators::OperatorStore + Send + Sync + 'sta
         &self,
         endpoint: &crate::ids::EndpointId,
     ) -> Result<Option<i64>, StoreError>;
+    /// How many of the endpoint's stored events arrived at or after `since` (Unix
+    /// milliseconds), and when its newest one arrived: the dashboard's webhook health.
+    async fn event_activity(
+        &self,
+        endpoint: &crate::ids::EndpointId,
+        since: i64,
+    ) -> Result<(i64, Option<i64>), StoreError>;
     /// The workspace's event with Stripe's id (`evt_...`), for `events show`; when several
     /// endpoints received it, the first stored.
     async fn find_event(

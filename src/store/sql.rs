@@ -690,6 +690,28 @@ macro_rules! impl_store {
                 Ok(seq)
             }
 
+            async fn event_activity(
+                &self,
+                endpoint: &$crate::ids::EndpointId,
+                since: i64,
+            ) -> Result<(i64, Option<i64>), StoreError> {
+                let (recent,): (i64,) = sqlx::query_as(
+                    "SELECT COUNT(*) FROM events WHERE endpoint_id = $1 AND received_at >= $2",
+                )
+                .bind(endpoint.as_str())
+                .bind(since)
+                .fetch_one(&self.pool)
+                .await?;
+                let last: Option<(i64,)> = sqlx::query_as(
+                    "SELECT received_at FROM events WHERE endpoint_id = $1 \
+                     ORDER BY seq DESC LIMIT 1",
+                )
+                .bind(endpoint.as_str())
+                .fetch_optional(&self.pool)
+                .await?;
+                Ok((recent, last.map(|(at,)| at)))
+            }
+
             async fn find_event(
                 &self,
                 workspace: &WorkspaceId,

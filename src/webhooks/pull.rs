@@ -45,6 +45,24 @@ pub struct EventReaders {
     pub(super) stop: watch::Receiver<bool>,
 }
 
+impl EventReaders {
+    /// What reading needs: the bus (in `shared`), the store, the stream timing, and the
+    /// stop signal that ends open streams.
+    pub fn new(
+        shared: Arc<ProxyShared>,
+        store: Arc<dyn Store>,
+        settings: StreamSettings,
+        stop: watch::Receiver<bool>,
+    ) -> Self {
+        Self {
+            shared,
+            store,
+            settings,
+            stop,
+        }
+    }
+}
+
 /// The routes under `/v1/webhooks/{endpoint}/events`, merged into the main router.
 pub fn router(
     shared: Arc<ProxyShared>,
@@ -52,12 +70,7 @@ pub fn router(
     settings: StreamSettings,
     stop: watch::Receiver<bool>,
 ) -> Router {
-    let state = Arc::new(EventReaders {
-        shared,
-        store,
-        settings,
-        stop,
-    });
+    let state = Arc::new(EventReaders::new(shared, store, settings, stop));
     Router::new()
         .route("/v1/webhooks/{endpoint}/events", get(list))
         .route(

@@ -24,7 +24,7 @@ use axum::extract::{Path, RawQuery, State};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::Extension;
-use futures_util::stream::{self, Stream};
+use futures_util::stream::{self, Stream, StreamExt};
 use http::{HeaderMap, HeaderName};
 use tokio::sync::{broadcast, watch};
 use tokio::time::{Interval, MissedTickBehavior};
@@ -100,32 +100,25 @@ async fn open(
         ),
         None => None,
     };
-    // Subscribe before the first read: a notice sent meanwhile makes the stream read again.
-    let notices = state.shared.events.subscribe();
-    let mut poll = tokio::time::interval(state.settings.poll);
-    poll.set_missed_tick_behavior(MissedTickBehavior::Delay);
-    let follow = Follow {
-        store: state.store.clone(),
-        endpoint: endpoint.id,
-        event_type: params.event_type,
-        cursor: resume.or(params.after).unwrap_or(0),
-        notices,
-        bus_open: true,
-        poll,
-        stop: state.stop.clone(),
-        pending: VecDeque::new(),
-        read: true,
-    };
-    let keep_alive = KeepAlive::new()
-        .interval(state.settings.heartbeat)
-        .text("heartbeat");
-    Ok(Sse::new(follow.into_stream())
-        .keep_alive(keep_alive)
-        .into_response())
+    let follow = Follow::start(
+        state,
+        endpoint.id,
+        params.event_type,
+        resume.or(params.after).unwrap_or(0),
+    );
+    let keep_alive = keep_alive(state);
+    Ok(Sse::new(
+        follow
+            .into_stream()
+            .map(|record| Ok::<_, Infallible>(sse_event(&record))),
+    )
+    .keep_alive(keep_alive)
+    .into_response())
 }
 
-/// One open stream's position and what wakes it.
-struct Follow {
+/// One open stream's position and what wakes it: the endpoint's stored events after a
+/// cursor, in order, as they arrive. Shared by the agents' stream and the dashboard's.
+pub struct Follow {
     store: Arc<dyn Store>,
     endpoint: EndpointId,
     event_type: Option<String>,
@@ -142,24 +135,58 @@ struct Follow {
     read: bool,
 }
 
+/// The comment lines that keep an idle stream open, every `heartbeat` of silence.
+pub fn keep_alive(state: &EventReaders) -> KeepAlive {
+    KeepAlive::new()
+        .interval(state.settings.heartbeat)
+        .text("heartbeat")
+}
+
 impl Follow {
-    fn into_stream(self) -> impl Stream<Item = Result<Event, Infallible>> + Send {
+    /// Follows `endpoint` from after `cursor`, with the readers' timing and stop signal.
+    /// Subscribes to the bus before the first read: a notice sent meanwhile makes it read
+    /// again.
+    pub fn start(
+        state: &EventReaders,
+        endpoint: EndpointId,
+        event_type: Option<String>,
+        cursor: i64,
+    ) -> Self {
+        let notices = state.shared.events.subscribe();
+        let mut poll = tokio::time::interval(state.settings.poll);
+        poll.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        Self {
+            store: state.store.clone(),
+            endpoint,
+            event_type,
+            cursor,
+            notices,
+            bus_open: true,
+            poll,
+            stop: state.stop.clone(),
+            pending: VecDeque::new(),
+            read: true,
+        }
+    }
+
+    /// The stored events, in cursor order, until the server stops or the store fails.
+    pub fn into_stream(self) -> impl Stream<Item = EventRecord> + Send {
         stream::unfold(self, |mut follow| async move {
-            let event = follow.next().await?;
-            Some((Ok(event), follow))
+            let record = follow.next().await?;
+            Some((record, follow))
         })
     }
 
-    /// The next SSE event, or `None` when the stream should end (server stopping, store
+    /// The next event, or `None` when the stream should end (server stopping, store
     /// failing).
-    async fn next(&mut self) -> Option<Event> {
+    async fn next(&mut self) -> Option<EventRecord> {
         loop {
             if *self.stop.borrow() {
                 return None;
             }
             if let Some(record) = self.pending.pop_front() {
                 self.cursor = record.seq;
-                return Some(sse_event(&record));
+                return Some(record);
             }
             if self.read {
                 let batch = self

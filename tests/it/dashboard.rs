@@ -72,14 +72,19 @@ impl Browser {
         self.send(request).await
     }
 
-    async fn send(&mut self, request: reqwest::RequestBuilder) -> Page {
+    /// The `Cookie` header this browser sends.
+    pub fn cookie_header(&self) -> String {
         let cookie: Vec<String> = self
             .cookies
             .iter()
             .map(|(k, v)| format!("{k}={v}"))
             .collect();
+        cookie.join("; ")
+    }
+
+    async fn send(&mut self, request: reqwest::RequestBuilder) -> Page {
         let response = request
-            .header("cookie", cookie.join("; "))
+            .header("cookie", self.cookie_header())
             .send()
             .await
             .unwrap();
@@ -266,4 +271,369 @@ async fn every_dashboard_response_carries_the_security_headers() {
             assert_eq!(page.headers["cache-control"], "no-store", "{path}");
         }
     }
+}
+
+#[tokio::test]
+async fn a_pasted_key_is_checked_against_stripe_before_it_is_stored() {
+    use crate::support::stripe_double::Reply;
+    let app = TestApp::spawn(crate::support::backend::Backend::Sqlite).await;
+    let mut browser = Browser::new(&app);
+    browser.set_up(&app).await;
+    let key = "sk_test_51PastedGoodKey0123456789abcd";
+    app.double.respond(Reply::stripe_ok(
+        r#"{"id":"acct_1Pasted","object":"account","settings":{"dashboard":{"display_name":"Acme <Shop>"}},"business_profile":{"name":"Acme Ltd"}}"#,
+    ));
+    let page = browser.get("/connections").await;
+    let saved = browser
+        .post(
+            "/connections",
+            &[
+                ("csrf", &page.csrf()),
+                ("name", "acme"),
+                ("secret_key", key),
+            ],
+        )
+        .await;
+    assert_eq!(saved.status, StatusCode::OK, "{}", saved.body);
+    let seen = app.double.single();
+    assert_eq!(seen.method, reqwest::Method::GET);
+    assert_eq!(seen.target, "/v1/account");
+    assert_eq!(
+        seen.headers["authorization"],
+        format!("Bearer {key}").as_str()
+    );
+    for shown in [
+        "Acme &lt;Shop&gt;",
+        "acct_1Pasted",
+        "test mode",
+        "secret key",
+        "abcd",
+    ] {
+        assert!(
+            saved.body.contains(shown),
+            "{shown} missing: {}",
+            saved.body
+        );
+    }
+    assert!(!saved.body.contains(key));
+    assert!(app
+        .store
+        .find_connection(&app.workspace, "acme")
+        .await
+        .unwrap()
+        .is_some());
+
+    // A restricted key that may not read the account is stored, with a word about it.
+    app.double.respond(Reply::Json {
+        status: 403,
+        headers: vec![("Content-Type".into(), "application/json".into())],
+        body: r#"{"error":{"type":"invalid_request_error","message":"The provided key does not have the required permissions"}}"#.into(),
+    });
+    let restricted = browser
+        .post(
+            "/connections",
+            &[
+                ("csrf", &page.csrf()),
+                ("name", "limited"),
+                ("secret_key", "rk_live_51Restricted0123456789wxyz"),
+            ],
+        )
+        .await;
+    assert!(
+        restricted.body.contains("could not be read"),
+        "{}",
+        restricted.body
+    );
+    assert!(restricted.body.contains("live mode") && restricted.body.contains("restricted key"));
+    assert!(app
+        .store
+        .find_connection(&app.workspace, "limited")
+        .await
+        .unwrap()
+        .is_some());
+
+    // A key Stripe refuses is not stored, and the page says why.
+    app.double.respond(Reply::Json {
+        status: 401,
+        headers: vec![("Content-Type".into(), "application/json".into())],
+        body: r#"{"error":{"type":"invalid_request_error","message":"Invalid API Key provided: sk_test_****oops"}}"#.into(),
+    });
+    let refused = browser
+        .post(
+            "/connections",
+            &[
+                ("csrf", &page.csrf()),
+                ("name", "wrong"),
+                ("secret_key", "sk_test_51WrongKey0123456789oops"),
+            ],
+        )
+        .await;
+    assert!(
+        refused
+            .body
+            .contains("The key was not saved: Stripe refused the key"),
+        "{}",
+        refused.body
+    );
+    assert!(refused.body.contains("Invalid API Key provided"));
+    assert!(app
+        .store
+        .find_connection(&app.workspace, "wrong")
+        .await
+        .unwrap()
+        .is_none());
+    assert_eq!(app.double.received().len(), 3);
+}
+
+#[tokio::test]
+async fn the_key_form_offers_every_scope_shows_todays_totals_and_rotates() {
+    use agentgate::policy::guardrails::utc_day;
+    let app = TestApp::spawn(crate::support::backend::Backend::Sqlite).await;
+    let mut browser = Browser::new(&app);
+    browser.set_up(&app).await;
+    let page = browser.get("/keys").await;
+    let csrf = page.csrf();
+    for field in [
+        "name=\"connections\"",
+        "name=\"raw\"",
+        "name=\"stripe_accounts\"",
+        "name=\"ips\"",
+        "name=\"expires\"",
+        "name=\"max_amount\"",
+        "name=\"daily_limit\"",
+        "name=\"idempotency\"",
+        "name=\"rate\"",
+    ] {
+        assert!(page.body.contains(field), "the form lacks {field}");
+    }
+    let before = app.store.list_keys(&app.workspace).await.unwrap().len();
+
+    // Bad input shows the error and creates nothing.
+    let bad = [
+        ("max_amount", "usd:lots", "not a whole amount"),
+        (
+            "daily_limit",
+            "dollars:5",
+            "not a three-letter currency code",
+        ),
+        ("ips", "10.0.0.0/99", "not a CIDR range"),
+        ("rate", "0", "at least 1"),
+        ("expires", "next week", "not an RFC 3339 time"),
+        ("allow", "nothing.matches", "names no operation"),
+        ("stripe_accounts", "cus_1", "does not start with acct_"),
+    ];
+    for (field, value, says) in bad {
+        let refused = browser
+            .post("/keys", &[("csrf", &csrf), ("name", "bad"), (field, value)])
+            .await;
+        assert_eq!(refused.status, StatusCode::OK);
+        assert!(
+            refused.body.contains(says),
+            "{field}={value}: {}",
+            refused.body
+        );
+        assert!(
+            !refused.body.contains("data-new-key"),
+            "{field}={value} made a key"
+        );
+    }
+    assert_eq!(
+        app.store.list_keys(&app.workspace).await.unwrap().len(),
+        before
+    );
+
+    let made = browser
+        .post(
+            "/keys",
+            &[
+                ("csrf", &csrf),
+                ("name", "payer"),
+                ("allow", "payment_intents.*"),
+                ("raw", "1"),
+                ("connections", "stripe, other"),
+                ("stripe_accounts", "acct_1A"),
+                ("ips", "10.0.0.0/8 192.0.2.7"),
+                ("expires", "2099-01-01T00:00:00Z"),
+                ("max_amount", "usd:5000\r\neur:4000"),
+                ("daily_limit", "usd:10000"),
+                ("idempotency", "derive"),
+                ("rate", "5:20"),
+            ],
+        )
+        .await;
+    assert!(made.body.contains("data-new-key"), "{}", made.body);
+    let record = app
+        .store
+        .list_keys(&app.workspace)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|k| k.name == "payer")
+        .unwrap();
+    assert_eq!(
+        record.scopes.summary(),
+        "connections=stripe,other allow=payment_intents.* raw stripe-account=acct_1A ip=10.0.0.0/8,192.0.2.7/32 max-amount=usd:5000,eur:4000 daily-limit=usd:10000 idempotency=derive rate=5:20"
+    );
+    assert_eq!(record.expires_at, Some(4_070_908_800_000));
+
+    // Today's guardrail totals appear beside the key.
+    let day = utc_day(agentgate::time::now_millis());
+    let spent = [("usd:2500".parse().unwrap(), 10_000)];
+    assert!(app
+        .store
+        .reserve_guardrail_totals(&app.workspace, &record.id, &day, &spent)
+        .await
+        .unwrap()
+        .is_none());
+    let listed = browser.get("/keys").await;
+    assert!(listed.body.contains("usd 2500 of 10000"), "{}", listed.body);
+
+    // Rotate: a new key shown once, same scopes; the old one stops at once.
+    let rotated = browser
+        .post(
+            &format!("/keys/{}/rotate", record.id),
+            &[("csrf", &csrf), ("grace", "0")],
+        )
+        .await;
+    assert_eq!(rotated.status, StatusCode::OK, "{}", rotated.body);
+    assert!(rotated.body.contains("data-new-key") && rotated.body.contains("Key rotated"));
+    let keys = app.store.list_keys(&app.workspace).await.unwrap();
+    let payers: Vec<_> = keys.iter().filter(|k| k.name == "payer").collect();
+    assert_eq!(payers.len(), 2);
+    assert!(payers.iter().all(|k| k.scopes == record.scopes));
+    let old = payers.iter().find(|k| k.id == record.id).unwrap();
+    assert!(old.expires_at.unwrap() <= agentgate::time::now_millis());
+}
+
+#[tokio::test]
+async fn the_request_log_filters_by_time_pages_and_shows_one_entry() {
+    use agentgate::store::RequestLogEntry;
+    let app = TestApp::spawn(crate::support::backend::Backend::Sqlite).await;
+    let mut browser = Browser::new(&app);
+    browser.set_up(&app).await;
+    assert!(app.get("customers?limit=3").await.status().is_success());
+    let real = app.logged(1).await.remove(0);
+    // 150 older entries, one a minute from 2026-01-01T00:00:00Z.
+    let base = 1_767_225_600_000_i64;
+    let entries: Vec<RequestLogEntry> = (0..150)
+        .map(|i| RequestLogEntry {
+            created_at: base + i * 60_000,
+            request_id: format!("req_synth_{i}"),
+            ..real.entry.clone()
+        })
+        .collect();
+    app.store.insert_request_logs(&entries, &[]).await.unwrap();
+    let rows = |page: &Page| page.body.matches("href=\"/logs/").count();
+    let link = |page: &Page, label: &str| -> Option<String> {
+        let end = page.body.find(label)?;
+        let start = page.body[..end].rfind("href=\"")? + 6;
+        let href = &page.body[start..];
+        Some(href[..href.find('"').unwrap()].replace("&amp;", "&"))
+    };
+
+    let newest = browser.get("/logs").await;
+    assert_eq!(rows(&newest), 100);
+    assert!(link(&newest, "Newer").is_none());
+    let older = browser
+        .get(&link(&newest, "Older").expect("an older link"))
+        .await;
+    assert_eq!(rows(&older), 51);
+    assert!(link(&older, "Older").is_none());
+    let back = browser
+        .get(&link(&older, "Newer").expect("a newer link"))
+        .await;
+    assert_eq!(rows(&back), 100);
+
+    let window = browser
+        .get("/logs?since=2026-01-01T00:10&until=2026-01-01T00:20:00Z")
+        .await;
+    assert_eq!(rows(&window), 10, "{}", window.body);
+    let day = browser.get("/logs?since=2026-01-01&until=2026-01-02").await;
+    assert_eq!(rows(&day), 100);
+    let wrong = browser.get("/logs?since=yesterday").await;
+    assert!(
+        wrong.body.contains("is not a time such as"),
+        "{}",
+        wrong.body
+    );
+
+    let detail = browser.get(&format!("/logs/{}", real.id)).await;
+    assert_eq!(detail.status, StatusCode::OK);
+    for shown in [
+        real.entry.request_id.as_str(),
+        "req_double123",
+        "/v1/customers",
+        "GET",
+        "forwarded",
+        "stripe",
+    ] {
+        assert!(
+            detail.body.contains(shown),
+            "{shown} missing: {}",
+            detail.body
+        );
+    }
+    assert!(!detail.body.contains(TEST_SECRET) && !detail.body.contains(&app.key));
+    assert_eq!(
+        browser.get("/logs/99999999").await.status,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        browser.get("/logs/nope").await.status,
+        StatusCode::NOT_FOUND
+    );
+}
+
+each_backend! {
+    async fn the_overview_shows_each_webhook_endpoints_health(backend) {
+    use agentgate::store::NewEvent;
+    use agentgate::webhooks::endpoints::create_endpoint;
+    let app = TestApp::spawn(backend).await;
+    let mut browser = Browser::new(&app);
+    browser.set_up(&app).await;
+    let empty = browser.get("/").await;
+    assert!(
+        empty.body.contains("Webhook health") && empty.body.contains("No webhook endpoints yet.")
+    );
+
+    let busy = create_endpoint(app.store.as_ref(), &app.workspace, "stripe", &[])
+        .await
+        .unwrap();
+    let quiet = create_endpoint(app.store.as_ref(), &app.workspace, "stripe", &[])
+        .await
+        .unwrap();
+    let now = agentgate::time::now_millis();
+    let hour = 3_600_000;
+    let events: Vec<NewEvent> = [now - 30 * hour, now - 2 * hour, now - hour]
+        .iter()
+        .enumerate()
+        .map(|(i, at)| NewEvent {
+            endpoint_id: busy.id.clone(),
+            workspace_id: app.workspace.clone(),
+            event_id: format!("evt_health{i}"),
+            event_type: "customer.created".into(),
+            received_at: *at,
+            payload: b"{}".to_vec(),
+        })
+        .collect();
+    app.store.insert_events(&events).await.unwrap();
+
+    let overview = browser.get("/").await;
+    let row = |id: &str| {
+        let start = overview
+            .body
+            .find(&format!("<code>{id}</code>"))
+            .expect("the endpoint is listed");
+        let end = overview.body[start..].find("</tr>").unwrap() + start;
+        overview.body[start..end].to_owned()
+    };
+    let busy_row = row(busy.id.as_str());
+    assert!(busy_row.contains("<td>2</td>"), "{busy_row}");
+    assert!(!busy_row.contains("never"), "{busy_row}");
+    let quiet_row = row(quiet.id.as_str());
+    assert!(
+        quiet_row.contains("<td>0</td>") && quiet_row.contains("never"),
+        "{quiet_row}"
+    );
+}
 }

@@ -1,7 +1,9 @@
 //! The dashboard in a real headless Chromium (Debian's `chromium` and `chromium-driver`,
 //! driven over WebDriver with fantoccini): set up the operator, sign in, paste a Stripe key,
 //! create an agent key and read it from the page, call the data plane with it, and find
-//! the request on the request log page. Screenshots of each page go to
+//! the request on the request log page; then mint a webhook endpoint, paste its signing
+//! secret, ingest a signed event and see it appear on the endpoint's page without a
+//! reload. Screenshots of each page go to
 //! `target/dashboard-screenshots/`. Runs only with `AGENTGATE_TEST_BROWSER=1` (`.ci/run`
 //! sets it); otherwise it prints a SKIP line.
 
@@ -13,11 +15,15 @@ use tokio::process::{Child, Command};
 
 use crate::support::app::TestApp;
 use crate::support::backend::Backend;
+use crate::support::stripe_double::Reply;
 
 /// The switch that turns the browser tests on.
 const BROWSER_SWITCH: &str = "AGENTGATE_TEST_BROWSER";
 
 const PASSWORD: &str = "correct horse battery staple";
+
+/// The signing secret pasted into the endpoint page: must never come back in a page.
+const WEBHOOK_SECRET: &str = "whsec_BrowserPastedSecret0123456789abcdef";
 
 /// A chromedriver on a free loopback port, killed when dropped.
 struct Driver {
@@ -145,6 +151,9 @@ async fn an_operator_sets_up_pastes_a_key_hands_out_an_agent_key_and_sees_its_re
         .await
         .unwrap();
 
+    app.double.respond(Reply::stripe_ok(
+        r#"{"id":"acct_1Browser","object":"account","settings":{"dashboard":{"display_name":"Browser Test Shop"}}}"#,
+    ));
     client.goto(&format!("{base}/connections")).await.unwrap();
     fill(
         &client,
@@ -159,6 +168,9 @@ async fn an_operator_sets_up_pastes_a_key_hands_out_an_agent_key_and_sees_its_re
         .await
         .unwrap();
     screenshot(&client, "connections").await;
+    app.double.respond(Reply::stripe_ok(
+        r#"{"id":"cus_double","object":"customer"}"#,
+    ));
 
     client.goto(&format!("{base}/keys")).await.unwrap();
     fill(&client, "#key-name", "browser agent").await;
@@ -202,6 +214,100 @@ async fn an_operator_sets_up_pastes_a_key_hands_out_an_agent_key_and_sees_its_re
         .await
         .unwrap();
     screenshot(&client, "webhooks").await;
+
+    // Second half: mint an endpoint, paste its secret, and watch a signed event arrive
+    // on its page without a reload.
+    click(&client, "form.card button[type=submit]").await;
+    let url = client
+        .wait()
+        .for_element(Locator::Css("#ingest-url"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let endpoint = url.trim().rsplit('/').next().unwrap().to_owned();
+    assert!(endpoint.starts_with("whe_"), "{url}");
+    fill(&client, "#secret", WEBHOOK_SECRET).await;
+    click(&client, "form[action$='/secret'] button[type=submit]").await;
+    let state = client
+        .wait()
+        .for_element(Locator::Css("#secret-state"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(state.contains("configured"), "{state}");
+    let source = client.source().await.unwrap();
+    assert!(
+        !source.contains(WEBHOOK_SECRET),
+        "the page shows the signing secret"
+    );
+    // A mark on this document: still there after the event arrives, so no reload happened.
+    client
+        .execute(
+            "document.body.dataset.mark = 'same-page'; return true;",
+            vec![],
+        )
+        .await
+        .unwrap();
+
+    let payload = r#"{"id":"evt_browser_live","object":"event","type":"customer.created","data":{"object":{}}}"#;
+    let at = agentgate::time::now_millis() / 1000;
+    let signature =
+        agentgate::webhooks::signature::sign(WEBHOOK_SECRET.as_bytes(), at, payload.as_bytes());
+    let ingested = app
+        .client
+        .post(format!("{base}/webhooks/ingest/{endpoint}"))
+        .header("Content-Type", "application/json")
+        .header("Stripe-Signature", format!("t={at},v1={signature}"))
+        .body(payload)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ingested.status(), 200);
+    // A bounded poll of the DOM for the row the live stream adds.
+    client
+        .wait()
+        .at_most(Duration::from_secs(15))
+        .every(Duration::from_millis(100))
+        .for_element(Locator::XPath(
+            "//tbody[@id='events']//code[text()='evt_browser_live']",
+        ))
+        .await
+        .expect("the event appears without a reload");
+    let mark = client
+        .execute("return document.body.dataset.mark || null;", vec![])
+        .await
+        .unwrap();
+    assert_eq!(
+        mark,
+        serde_json::json!("same-page"),
+        "the page was reloaded"
+    );
+    screenshot(&client, "webhook-endpoint-live").await;
+
+    // A push destination: its secret is shown once, on the page that added it.
+    fill(&client, "#destination-url", "http://127.0.0.1:9/agent-hook").await;
+    click(&client, "input[name=allow_private]").await;
+    click(&client, "form[action$='/destinations'] button[type=submit]").await;
+    let secret = client
+        .wait()
+        .for_element(Locator::Css("#destination-secret"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(secret.starts_with("whsec_"), "{secret}");
+    screenshot(&client, "webhook-endpoint-destination").await;
+    client
+        .goto(&format!("{base}/webhook-endpoints/{endpoint}"))
+        .await
+        .unwrap();
+    let source = client.source().await.unwrap();
+    assert!(source.contains("127.0.0.1:9/agent-hook") && !source.contains(secret.trim()));
     client.close().await.unwrap();
     drop(driver.child);
 }

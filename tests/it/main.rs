@@ -9,6 +9,7 @@ mod catalog;
 mod cli;
 mod dashboard;
 mod dashboard_browser;
+mod dashboard_webhooks;
 mod guardrails;
 mod leaks;
 mod limits;

@@ -1,5 +1,8 @@
 //! `/connections`: the workspace's Stripe keys: list (masked), add or replace by pasting a
-//! key, remove. The pasted key is sealed by [`set_stripe_connection`] and never shown again.
+//! key, remove. A pasted key is first checked against Stripe (`GET /v1/account`, see
+//! [`check_account`]); a key Stripe refuses is not stored. A good key is sealed by
+//! [`set_stripe_connection`] and never shown again; the account's name and id are shown
+//! once, right after saving (they are not stored).
 
 use std::sync::Arc;
 
@@ -13,8 +16,9 @@ use zeroize::Zeroize;
 use super::super::layout::{self, csrf_field, empty, time, Message, Nav};
 use super::super::session::Operator;
 use super::super::DashState;
-use crate::connections::stripe::StripeSecret;
+use crate::connections::stripe::{check_account, AccountCheck, StripeSecret};
 use crate::connections::{list_connections, remove_connection, set_stripe_connection};
+use crate::proxy::client::Upstream;
 use crate::proxy::is_connection_name;
 use crate::store::StoreError;
 
@@ -44,8 +48,12 @@ pub async fn list(
     Query(done): Query<Done>,
 ) -> Response {
     let message = match done.done.as_deref() {
-        Some("saved") => Some(Message::Notice("Saved. Agents use the new key from their next request. (The key was stored without a test call to Stripe.)".into())),
-        Some("removed") => Some(Message::Notice("Removed. Agents get 404 for it now.".into())),
+        Some("saved") => Some(Message::Notice(
+            "Saved. Agents use the new key from their next request.".into(),
+        )),
+        Some("removed") => Some(Message::Notice(
+            "Removed. Agents get 404 for it now.".into(),
+        )),
         _ => None,
     };
     render(&state, &operator, message).await
@@ -115,6 +123,14 @@ pub async fn save(
     };
     drop(form);
     let settings = &state.settings;
+    let upstream = Upstream::new(settings.upstream.clone());
+    let account = match check_account(&upstream, &secret).await {
+        Ok(account) => account,
+        Err(error) => {
+            let message = format!("The key was not saved: {error}.");
+            return render(&state, &operator, Some(Message::Error(message))).await;
+        }
+    };
     let saved = set_stripe_connection(
         settings.store.as_ref(),
         &settings.sealer,
@@ -127,7 +143,23 @@ pub async fn save(
         return super::failed(&error);
     }
     settings.shared.connections.clear();
-    Redirect::to("/connections?done=saved").into_response()
+    let whose = match account {
+        AccountCheck::Account { id, name } => match name {
+            Some(name) => format!("Stripe account {name} ({id})"),
+            None => format!("Stripe account {id} (no name set)"),
+        },
+        AccountCheck::Unreadable => {
+            "a Stripe account that could not be read (this restricted key may not read /v1/account)"
+                .to_owned()
+        }
+    };
+    let message = format!(
+        "Saved '{name}': {whose}, {} mode, {} key {}. Agents use it from their next request.",
+        secret.mode().as_str(),
+        secret.kind().as_str(),
+        secret.masked(),
+    );
+    render(&state, &operator, Some(Message::Notice(message))).await
 }
 
 /// `POST /connections/{name}/remove`

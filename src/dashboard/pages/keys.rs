@@ -1,6 +1,10 @@
-//! `/keys`: the workspace's agentgate keys: create (with the catalog's operations to allow,
-//! read-only and test-only), shown once with a copy button; list with last use; revoke.
+//! `/keys`: the workspace's agentgate keys: create with the CLI's scopes and guardrails
+//! (operations, connections, raw, read-only, test-only, Stripe accounts, IP ranges, expiry,
+//! max amount, daily limit, idempotency, rate), shown once with a copy button; list with
+//! last use and today's guardrail totals; rotate (the new key shown once); revoke.
 
+use std::collections::HashMap;
+use std::str::FromStr;
 use std::sync::Arc;
 
 use axum::extract::{Path, State};
@@ -12,8 +16,9 @@ use super::super::layout::{self, csrf_field, empty, time, Message, Nav};
 use super::super::session::Operator;
 use super::super::DashState;
 use crate::ids::KeyId;
-use crate::keys::{create_key, list_keys, revoke_key, KeySpec};
-use crate::policy::Scopes;
+use crate::keys::{create_key, list_keys, revoke_key, rotate_key, KeySpec};
+use crate::policy::guardrails::{daily_usage, utc_day};
+use crate::policy::{IdempotencyMode, Money, Rate};
 use crate::store::StoreError;
 
 /// `GET /keys`
@@ -32,6 +37,19 @@ async fn render(
         Err(error) => return super::failed(&error),
     };
     let now = crate::time::now_millis();
+    let store = state.settings.store.as_ref();
+    let usage = match daily_usage(store, &operator.workspace.id, &utc_day(now)).await {
+        Ok(usage) => usage,
+        Err(error) => return super::failed(&error),
+    };
+    let mut today: HashMap<&str, Vec<String>> = HashMap::new();
+    for u in &usage {
+        let line = match u.limit {
+            Some(limit) => format!("{} {} of {}", u.currency, u.total, limit),
+            None => format!("{} {}", u.currency, u.total),
+        };
+        today.entry(u.key_id.as_str()).or_default().push(line);
+    }
     let body = html! {
         @if let Some(key) = created {
             div.created {
@@ -47,7 +65,7 @@ async fn render(
             (empty("No agent keys yet.", "Create one below and give it to an agent instead of your Stripe key."))
         } @else {
             table {
-                thead { tr { th { "Name" } th { "Prefix" } th { "Role" } th { "Scopes" } th { "Last used" } th { "Status" } th {} } }
+                thead { tr { th { "Name" } th { "Prefix" } th { "Role" } th { "Scopes" } th { "Last used" } th { "Today" } th { "Status" } th {} } }
                 tbody {
                     @for k in &records {
                         @let status = match (k.revoked_at, k.expires_at) {
@@ -61,9 +79,25 @@ async fn render(
                             td { (k.role.as_str()) }
                             td { (k.scopes.summary()) }
                             td { (k.last_used_at.map_or_else(|| "never".to_owned(), time)) }
+                            td.today {
+                                @for line in today.get(k.id.as_str()).into_iter().flatten() {
+                                    span.usage { (line) } " "
+                                }
+                            }
                             td { span.badge.(status) { (status) } }
                             td {
                                 @if status == "active" {
+                                    form.inline method="post" action={ "/keys/" (k.id) "/rotate" } {
+                                        (csrf_field(&operator.csrf))
+                                        select name="grace" aria-label="The old key keeps working for" {
+                                            option value="0" { "old key stops now" }
+                                            option value="3600" { "old key works 1 h" }
+                                            option value="86400" { "old key works 24 h" }
+                                        }
+                                        " "
+                                        button.small type="submit" { "Rotate" }
+                                    }
+                                    " "
                                     form.inline method="post" action={ "/keys/" (k.id) "/revoke" } {
                                         (csrf_field(&operator.csrf))
                                         button.small.danger type="submit" { "Revoke" }
@@ -96,8 +130,29 @@ fn create_form(state: &DashState, operator: &Operator) -> Markup {
                     }
                 }
             }
+            label.check { input type="checkbox" name="raw" value="1"; " Raw: allow unlisted Stripe paths although operations are ticked" }
             label.check { input type="checkbox" name="read_only" value="1"; " Read-only (GET requests only)" }
             label.check { input type="checkbox" name="test_only" value="1"; " Test mode only (sk_test_/rk_test_ connections)" }
+            label for="key-connections" { "Connections it may use (names, comma-separated; empty: all)" }
+            input #key-connections name="connections" placeholder="stripe";
+            label for="key-accounts" { "Stripe accounts it may act as via Stripe-Account (acct_..., comma-separated)" }
+            input #key-accounts name="stripe_accounts" placeholder="acct_1ABC";
+            label for="key-ips" { "IP ranges it may be used from (CIDR, comma-separated)" }
+            input #key-ips name="ips" placeholder="10.0.0.0/8, 192.0.2.7/32";
+            label for="key-expires" { "Expires (RFC 3339, UTC; empty: never)" }
+            input #key-expires name="expires" placeholder="2026-12-31T23:59:59Z";
+            label for="key-max-amount" { "Max amount per request (one CUR:AMOUNT per line, minor units)" }
+            textarea #key-max-amount name="max_amount" rows="2" placeholder="usd:5000" {}
+            label for="key-daily-limit" { "Daily limit of payment intents and refunds (one CUR:AMOUNT per line)" }
+            textarea #key-daily-limit name="daily_limit" rows="2" placeholder="usd:100000" {}
+            label for="key-idempotency" { "POST requests without an Idempotency-Key" }
+            select #key-idempotency name="idempotency" {
+                option value="off" { "off: forwarded as sent" }
+                option value="require" { "require: refused" }
+                option value="derive" { "derive: given a derived key" }
+            }
+            label for="key-rate" { "Rate (RPS[:BURST], empty: no limit)" }
+            input #key-rate name="rate" placeholder="5:20";
             button type="submit" { "Create key" }
         }
     }
@@ -110,38 +165,154 @@ pub async fn create(
     operator: Operator,
     body: Bytes,
 ) -> Response {
-    let mut name = String::new();
-    let mut scopes = Scopes::default();
-    for (field, value) in form_urlencoded::parse(&body) {
-        match field.as_ref() {
-            "name" => name = value.trim().to_owned(),
-            "allow" => scopes.allow.push(value.into_owned()),
-            "read_only" => scopes.read_only = true,
-            "test_only" => scopes.test_only = true,
-            _ => {}
-        }
-    }
+    let (name, mut spec) = match read_spec(&body) {
+        Ok(read) => read,
+        Err(error) => return render(&state, &operator, Some(Message::Error(error)), None).await,
+    };
     if name.is_empty() || name.chars().count() > 200 || name.chars().any(char::is_control) {
         let message = Message::Error("A key name is 1 to 200 printable characters.".into());
         return render(&state, &operator, Some(message), None).await;
     }
-    if scopes
+    if let Err(error) = spec
+        .scopes
         .check_patterns(state.settings.shared.catalog.catalog())
-        .is_err()
     {
-        let message = Message::Error("Tick only operations from the list.".into());
-        return render(&state, &operator, Some(message), None).await;
+        return render(&state, &operator, Some(Message::Error(error)), None).await;
     }
-    let spec = KeySpec {
-        name,
-        scopes,
-        ..KeySpec::default()
-    };
+    spec.name = name;
     match create_key(state.settings.store.as_ref(), &operator.workspace.id, spec).await {
         Ok(created) => {
             let notice = Message::Notice("Key created.".into());
             render(&state, &operator, Some(notice), Some(&created.key)).await
         }
+        Err(error) => super::failed(&error),
+    }
+}
+
+/// Reads the create form by hand (`allow` repeats, one value per ticked operation) with
+/// the CLI's words and parsers; the first bad field is the error.
+fn read_spec(body: &[u8]) -> Result<(String, KeySpec), String> {
+    fn items(value: &str) -> impl Iterator<Item = &str> {
+        value
+            .split(|c: char| c == ',' || c.is_whitespace())
+            .filter(|item| !item.is_empty())
+    }
+    let mut name = String::new();
+    let mut spec = KeySpec::default();
+    let scopes = &mut spec.scopes;
+    for (field, value) in form_urlencoded::parse(body) {
+        match field.as_ref() {
+            "name" => name = value.trim().to_owned(),
+            "allow" => scopes.allow.push(value.into_owned()),
+            "raw" => scopes.raw = true,
+            "read_only" => scopes.read_only = true,
+            "test_only" => scopes.test_only = true,
+            "connections" => scopes.connections.extend(items(&value).map(str::to_owned)),
+            "stripe_accounts" => {
+                for account in items(&value) {
+                    if !account.starts_with("acct_") {
+                        return Err(format!(
+                            "Stripe account {account:?} does not start with acct_."
+                        ));
+                    }
+                    scopes.stripe_accounts.push(account.to_owned());
+                }
+            }
+            "ips" => {
+                for range in items(&value) {
+                    let net = ipnet::IpNet::from_str(range)
+                        .or_else(|_| std::net::IpAddr::from_str(range).map(ipnet::IpNet::from))
+                        .map_err(|_| {
+                            format!("IP range {range:?} is not a CIDR range such as 10.0.0.0/8.")
+                        })?;
+                    scopes.ips.push(net);
+                }
+            }
+            "max_amount" | "daily_limit" => {
+                for line in value.lines().map(str::trim).filter(|l| !l.is_empty()) {
+                    let money = Money::from_str(line)
+                        .map_err(|e| format!("{}: {e}.", field.replace('_', " ")))?;
+                    if field == "max_amount" {
+                        scopes.max_amount.push(money);
+                    } else {
+                        scopes.daily_limit.push(money);
+                    }
+                }
+            }
+            "idempotency" => {
+                scopes.idempotency = match value.as_ref() {
+                    "off" | "" => IdempotencyMode::Off,
+                    "require" => IdempotencyMode::Require,
+                    "derive" => IdempotencyMode::Derive,
+                    other => {
+                        return Err(format!(
+                            "idempotency {other:?} is not off, require or derive."
+                        ))
+                    }
+                }
+            }
+            "rate" if !value.trim().is_empty() => {
+                scopes.rate =
+                    Some(Rate::from_str(value.trim()).map_err(|e| format!("rate: {e}."))?);
+            }
+            "expires" if !value.trim().is_empty() => {
+                let text = value.trim();
+                let at = humantime::parse_rfc3339_weak(text)
+                    .ok()
+                    .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                    .and_then(|d| i64::try_from(d.as_millis()).ok())
+                    .ok_or_else(|| format!("expires: {text:?} is not an RFC 3339 time such as 2026-12-31T23:59:59Z."))?;
+                spec.expires_at = Some(at);
+            }
+            _ => {}
+        }
+    }
+    Ok((name, spec))
+}
+
+/// The rotate button's field: how long the old key keeps working, in seconds.
+#[derive(serde::Deserialize)]
+pub struct RotateIn {
+    #[serde(default)]
+    grace: String,
+}
+
+/// `POST /keys/{id}/rotate`: a new key with the same name and scopes, shown once; the old
+/// one stops now or after the chosen grace period.
+pub async fn rotate(
+    State(state): State<Arc<DashState>>,
+    operator: Operator,
+    Path(id): Path<String>,
+    axum::Form(form): axum::Form<RotateIn>,
+) -> Response {
+    let grace: i64 = match form.grace.trim() {
+        "" => 0,
+        text => match text.parse::<i64>() {
+            Ok(seconds) if (0..=30 * 86_400).contains(&seconds) => seconds,
+            _ => {
+                let message =
+                    Message::Error("The grace period is 0 to 30 days, in seconds.".into());
+                return render(&state, &operator, Some(message), None).await;
+            }
+        },
+    };
+    let id = KeyId::from_stored(id);
+    let old_expires_at = crate::time::now_millis() + grace * 1000;
+    let store = state.settings.store.as_ref();
+    match rotate_key(store, &operator.workspace.id, &id, old_expires_at).await {
+        Ok(created) => {
+            state.settings.shared.keys.clear();
+            let notice = Message::Notice(if grace == 0 {
+                "Key rotated; the old key no longer works.".to_owned()
+            } else {
+                format!(
+                    "Key rotated; the old key works for {} more hours.",
+                    grace / 3600
+                )
+            });
+            render(&state, &operator, Some(notice), Some(&created.key)).await
+        }
+        Err(StoreError::NotFound) => layout::not_found(),
         Err(error) => super::failed(&error),
     }
 }

@@ -29,12 +29,33 @@ pub fn router() -> Router<Arc<DashState>> {
         .route("/connections/{name}/remove", post(connections::remove))
         .route("/keys", get(keys::list).post(keys::create))
         .route("/keys/{id}/revoke", post(keys::revoke))
+        .route("/keys/{id}/rotate", post(keys::rotate))
         .route("/logs", get(logs::list))
+        .route("/logs/{id}", get(logs::show))
         .route(
             "/webhook-endpoints",
             get(webhooks::list).post(webhooks::create),
         )
         .route("/webhook-endpoints/{id}", get(webhooks::show))
+        .route("/webhook-endpoints/{id}/live", get(webhooks::live))
+        .route("/webhook-endpoints/{id}/secret", post(webhooks::set_secret))
+        .route(
+            "/webhook-endpoints/{id}/register",
+            post(webhooks::register_in_stripe),
+        )
+        .route(
+            "/webhook-endpoints/{id}/destinations",
+            post(webhooks::add_destination),
+        )
+        .route(
+            "/webhook-endpoints/{id}/destinations/{destination}/remove",
+            post(webhooks::remove_destination),
+        )
+        .route(
+            "/webhook-endpoints/{id}/destinations/{destination}/state",
+            post(webhooks::set_destination_state),
+        )
+        .route("/webhook-endpoints/{id}/replay", post(webhooks::replay))
 }
 
 /// The workspace switch's field.

@@ -1,5 +1,6 @@
 //! `/`: the last 24 hours of the request log at a glance: totals, an hourly chart drawn as
-//! server-rendered SVG (no script), and the most recent refusals.
+//! server-rendered SVG (no script), the most recent refusals, and each webhook endpoint's
+//! health (events in the last 24 h, when the last one arrived).
 
 use std::sync::Arc;
 
@@ -10,6 +11,7 @@ use maud::{html, Markup};
 use super::super::layout::{self, empty, time, Nav};
 use super::super::session::Operator;
 use super::super::DashState;
+use crate::ids::EndpointId;
 use crate::store::{LogQuery, RequestLogRecord};
 
 const HOUR: i64 = 60 * 60 * 1000;
@@ -30,12 +32,25 @@ pub async fn show(State(state): State<Arc<DashState>>, operator: Operator) -> Re
         Ok(records) => records,
         Err(error) => return super::failed(&error),
     };
+    let endpoints = match store.list_webhook_endpoints(&operator.workspace.id).await {
+        Ok(endpoints) => endpoints,
+        Err(error) => return super::failed(&error),
+    };
+    let mut health = Vec::with_capacity(endpoints.len());
+    for endpoint in endpoints {
+        match store.event_activity(&endpoint.id, now - 24 * HOUR).await {
+            Ok((recent, last)) => health.push((endpoint.id, endpoint.connection, recent, last)),
+            Err(error) => return super::failed(&error),
+        }
+    }
     let body = html! {
         (totals(&records))
         h2 { "Requests per hour" }
         (chart(&records, now))
         h2 { "Recent refusals" }
         (refusals(&records))
+        h2 { "Webhook health" }
+        (webhook_health(&health))
     };
     layout::page(&operator, Nav::Overview, "Overview", None, body)
 }
@@ -113,6 +128,31 @@ fn refusals(records: &[RequestLogRecord]) -> Markup {
                         td { (r.entry.status) }
                         td { code { (r.entry.method) " " (r.entry.path) } }
                         td { (r.entry.reason.as_deref().unwrap_or_default()) }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Per endpoint: events received in the last 24 h and when the last one arrived.
+fn webhook_health(health: &[(EndpointId, String, i64, Option<i64>)]) -> Markup {
+    if health.is_empty() {
+        return empty(
+            "No webhook endpoints yet.",
+            "Mint one on the Webhooks page to receive Stripe's events.",
+        );
+    }
+    html! {
+        table.health {
+            thead { tr { th { "Endpoint" } th { "Connection" } th { "Events (24 h)" } th { "Last event" } } }
+            tbody {
+                @for (id, connection, recent, last) in health {
+                    tr {
+                        td { a href={ "/webhook-endpoints/" (id) } { code { (id) } } }
+                        td { (connection) }
+                        td { (recent) }
+                        td { (last.map_or_else(|| "never".to_owned(), time)) }
                     }
                 }
             }

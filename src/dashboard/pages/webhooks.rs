@@ -1,22 +1,41 @@
 //! `/webhook-endpoints`: where Stripe sends a connection's events: list, mint (the ingest
-//! URL with a copy button), and one endpoint's recent events. Signing secrets are never
-//! shown; payloads are not shown either (they are Stripe's data, read through the API).
+//! URL with a copy button), and one endpoint's page: its signing secret (pasted, or made by
+//! registering the URL in Stripe), its events updating live (`/live`, Server-Sent Events
+//! read by `static/app.js`; a reload shows them without JavaScript), replay, and its push
+//! destinations with their recent attempts. Signing secrets are never shown (whether one is
+//! set is); a destination's secret is shown once, when it is added. Payloads are not shown
+//! either (they are Stripe's data, read through the API). Every action calls the library
+//! function the CLI calls.
 
+use std::convert::Infallible;
 use std::sync::Arc;
 
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
+use axum::response::sse::{Event, Sse};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::Form;
-use maud::html;
-use serde::Deserialize;
+use futures_util::StreamExt;
+use http::HeaderMap;
+use maud::{html, Markup};
+use serde::{Deserialize, Serialize};
 
 use super::super::layout::{self, csrf_field, empty, time, Message, Nav};
 use super::super::session::Operator;
 use super::super::DashState;
-use crate::webhooks::endpoints::{create_endpoint, find_endpoint, ingest_url, WebhookError};
+use crate::ids::DestinationId;
+use crate::proxy::client::Upstream;
+use crate::store::push::{DestinationState, EventSelector};
+use crate::store::{EventRecord, WebhookEndpointRecord};
+use crate::webhooks::endpoints::{
+    add_secret, create_endpoint, find_endpoint, ingest_url, register, SigningSecret, WebhookError,
+};
+use crate::webhooks::push::{self, DestinationSpec, PushError};
+use crate::webhooks::stream::{keep_alive, Follow};
 
 /// How many of an endpoint's events its page shows (the newest).
 const EVENTS_SHOWN: usize = 50;
+/// How many recent attempts the page shows per destination.
+const ATTEMPTS_SHOWN: i64 = 5;
 
 /// The mint form.
 #[derive(Deserialize)]
@@ -42,7 +61,7 @@ async fn render(state: &DashState, operator: &Operator, message: Option<Message>
     };
     let body = html! {
         @if endpoints.is_empty() {
-            (empty("No webhook endpoints yet.", "Mint one below, then register its URL in Stripe and add the signing secret with `agentgate webhooks secret`."))
+            (empty("No webhook endpoints yet.", "Mint one below, then open it to register its URL in Stripe or paste the signing secret."))
         } @else {
             table {
                 thead { tr { th { "Endpoint" } th { "Connection" } th { "Event types" } th { "Created" } } }
@@ -104,11 +123,51 @@ pub async fn create(
     }
 }
 
-/// `GET /webhook-endpoints/{id}`: the ingest URL and the newest events.
+/// The signing secret form.
+#[derive(Deserialize)]
+pub struct SecretIn {
+    secret: String,
+}
+
+/// The add-destination form.
+#[derive(Deserialize)]
+pub struct DestinationIn {
+    url: String,
+    #[serde(default)]
+    event_types: String,
+    /// Present (any value) when the box is checked.
+    allow_private: Option<String>,
+}
+
+/// The enable/disable button's field: `enabled` or `disabled`.
+#[derive(Deserialize)]
+pub struct StateIn {
+    state: String,
+}
+
+/// The replay button's field.
+#[derive(Deserialize)]
+pub struct ReplayIn {
+    event_id: String,
+}
+
+/// `GET /webhook-endpoints/{id}`: the ingest URL, the secret state, the newest events and
+/// the push destinations.
 pub async fn show(
     State(state): State<Arc<DashState>>,
     operator: Operator,
     Path(id): Path<String>,
+) -> Response {
+    render_endpoint(&state, &operator, &id, None, None).await
+}
+
+/// `POST /webhook-endpoints/{id}/secret`: adds a pasted signing secret (as
+/// `agentgate webhooks set-secret`); the others stay active.
+pub async fn set_secret(
+    State(state): State<Arc<DashState>>,
+    operator: Operator,
+    Path(id): Path<String>,
+    Form(form): Form<SecretIn>,
 ) -> Response {
     let store = state.settings.store.as_ref();
     let endpoint = match find_endpoint(store, &operator.workspace.id, &id).await {
@@ -116,28 +175,401 @@ pub async fn show(
         Err(WebhookError::NotFound) => return layout::not_found(),
         Err(error) => return super::failed(&error),
     };
+    let message = match SigningSecret::parse(&form.secret) {
+        Err(error) => Message::Error(format!("Refused: {error}.")),
+        Ok(secret) => {
+            match add_secret(store, &state.settings.sealer, &endpoint, &secret, None).await {
+                Ok(_) => Message::Notice(
+                    "Signing secret saved: events Stripe signs with it are accepted.".into(),
+                ),
+                Err(error) => return super::failed(&error),
+            }
+        }
+    };
+    render_endpoint(&state, &operator, &id, Some(message), None).await
+}
+
+/// `POST /webhook-endpoints/{id}/register`: creates the endpoint in Stripe through its
+/// connection and stores the secret Stripe returns (as `agentgate webhooks register`).
+pub async fn register_in_stripe(
+    State(state): State<Arc<DashState>>,
+    operator: Operator,
+    Path(id): Path<String>,
+) -> Response {
+    let store = state.settings.store.clone();
+    let endpoint = match find_endpoint(store.as_ref(), &operator.workspace.id, &id).await {
+        Ok(endpoint) => endpoint,
+        Err(WebhookError::NotFound) => return layout::not_found(),
+        Err(error) => return super::failed(&error),
+    };
+    let upstream = Upstream::new(state.settings.upstream.clone());
+    let sealer = state.settings.sealer.clone();
+    let public = &state.settings.public_url;
+    let message = match register(store, sealer, &upstream, &endpoint, public).await {
+        Ok(stripe_id) => Message::Notice(format!(
+            "Registered in Stripe as {stripe_id}; its signing secret is stored."
+        )),
+        Err(
+            error @ (WebhookError::Stripe(_)
+            | WebhookError::UnknownConnection(_)
+            | WebhookError::Undecryptable),
+        ) => Message::Error(format!("Not registered: {error}.")),
+        Err(error) => return super::failed(&error),
+    };
+    render_endpoint(&state, &operator, &id, Some(message), None).await
+}
+
+/// `POST /webhook-endpoints/{id}/destinations`: adds a push destination and shows its
+/// secret, once (as `agentgate destinations add`).
+pub async fn add_destination(
+    State(state): State<Arc<DashState>>,
+    operator: Operator,
+    Path(id): Path<String>,
+    Form(form): Form<DestinationIn>,
+) -> Response {
+    let store = state.settings.store.as_ref();
+    let endpoint = match find_endpoint(store, &operator.workspace.id, &id).await {
+        Ok(endpoint) => endpoint,
+        Err(WebhookError::NotFound) => return layout::not_found(),
+        Err(error) => return super::failed(&error),
+    };
+    let spec = DestinationSpec {
+        endpoint: endpoint.id.clone(),
+        url: form.url,
+        event_types: vec![form.event_types],
+        allow_private: form.allow_private.is_some(),
+    };
+    let now = crate::time::now_millis();
+    let sealer = &state.settings.sealer;
+    match push::create_destination(store, sealer, &operator.workspace.id, spec, now).await {
+        Ok(created) => {
+            let shown = html! {
+                div.card.created {
+                    p { "Destination " code { (created.record.id) } " added. Its signing secret, shown only now: give it to the agent that verifies the pushes." }
+                    p.secret-line { code #destination-secret { (created.secret.as_str()) } button.small type="button" data-copy="destination-secret" { "Copy" } }
+                }
+            };
+            let message = Message::Notice("Destination added.".into());
+            render_endpoint(&state, &operator, &id, Some(message), Some(shown)).await
+        }
+        Err(error @ (PushError::Url(_) | PushError::InvalidEventType(_))) => {
+            let message = Message::Error(format!("Refused: {error}."));
+            render_endpoint(&state, &operator, &id, Some(message), None).await
+        }
+        Err(PushError::EndpointNotFound) => layout::not_found(),
+        Err(error) => super::failed(&error),
+    }
+}
+
+/// `POST /webhook-endpoints/{id}/destinations/{destination}/remove`
+pub async fn remove_destination(
+    State(state): State<Arc<DashState>>,
+    operator: Operator,
+    Path((id, destination)): Path<(String, String)>,
+) -> Response {
+    let store = state.settings.store.as_ref();
+    let destination = DestinationId::from_stored(destination);
+    match push::remove_destination(store, &operator.workspace.id, &destination).await {
+        Ok(()) => {
+            let message = Message::Notice(format!("Destination {destination} removed."));
+            render_endpoint(&state, &operator, &id, Some(message), None).await
+        }
+        Err(PushError::DestinationNotFound) => layout::not_found(),
+        Err(error) => super::failed(&error),
+    }
+}
+
+/// `POST /webhook-endpoints/{id}/destinations/{destination}/state`: enables a destination
+/// (clearing its failure record) or disables it (as `agentgate destinations enable|disable`).
+pub async fn set_destination_state(
+    State(state): State<Arc<DashState>>,
+    operator: Operator,
+    Path((id, destination)): Path<(String, String)>,
+    Form(form): Form<StateIn>,
+) -> Response {
+    let target = match form.state.as_str() {
+        "enabled" => DestinationState::Enabled,
+        "disabled" => DestinationState::Disabled,
+        _ => return layout::not_found(),
+    };
+    let store = state.settings.store.as_ref();
+    let destination = DestinationId::from_stored(destination);
+    let now = crate::time::now_millis();
+    let workspace = &operator.workspace.id;
+    match push::set_destination_state(store, workspace, &destination, target, now).await {
+        Ok(()) => {
+            let message = Message::Notice(match target {
+                DestinationState::Enabled => format!(
+                    "Destination {destination} enabled; replay what it missed while disabled."
+                ),
+                DestinationState::Disabled => format!(
+                    "Destination {destination} disabled: nothing is pushed to it until it is enabled."
+                ),
+            });
+            render_endpoint(&state, &operator, &id, Some(message), None).await
+        }
+        Err(PushError::DestinationNotFound) => layout::not_found(),
+        Err(error) => super::failed(&error),
+    }
+}
+
+/// `POST /webhook-endpoints/{id}/replay`: delivers one event again to every enabled
+/// destination whose filter matches (as `agentgate events replay --event`).
+pub async fn replay(
+    State(state): State<Arc<DashState>>,
+    operator: Operator,
+    Path(id): Path<String>,
+    Form(form): Form<ReplayIn>,
+) -> Response {
+    let store = state.settings.store.as_ref();
+    let endpoint = match find_endpoint(store, &operator.workspace.id, &id).await {
+        Ok(endpoint) => endpoint,
+        Err(WebhookError::NotFound) => return layout::not_found(),
+        Err(error) => return super::failed(&error),
+    };
+    let selector = EventSelector::One(form.event_id.clone());
+    let now = crate::time::now_millis();
+    let workspace = &operator.workspace.id;
+    let message = match push::replay(store, workspace, &endpoint.id, &selector, None, now).await {
+        Ok(0) => Message::Error(format!(
+            "Nothing to replay {} to: no enabled destination takes it.",
+            form.event_id
+        )),
+        Ok(n) => Message::Notice(format!(
+            "Replaying {}: {n} new deliveries, due now.",
+            form.event_id
+        )),
+        Err(error @ PushError::NoEvents) => Message::Error(format!("Refused: {error}.")),
+        Err(error) => return super::failed(&error),
+    };
+    render_endpoint(&state, &operator, &id, Some(message), None).await
+}
+
+/// Where the live list starts: after the last cursor the page showed.
+#[derive(Deserialize)]
+pub struct LiveQuery {
+    #[serde(default)]
+    after: i64,
+}
+
+/// One live row as `static/app.js` reads it (text only: it builds the row with
+/// `textContent`, so nothing in an event becomes markup).
+#[derive(Serialize)]
+struct LiveRow<'a> {
+    seq: i64,
+    received: String,
+    event_type: &'a str,
+    event_id: &'a str,
+}
+
+/// `GET /webhook-endpoints/{id}/live`: the endpoint's events after `?after=` (or the
+/// `Last-Event-ID` an EventSource sends on reconnect) as Server-Sent Events, for the
+/// signed-in operator: the agents' stream logic ([`Follow`]), session-authenticated.
+pub async fn live(
+    State(state): State<Arc<DashState>>,
+    operator: Operator,
+    Path(id): Path<String>,
+    Query(query): Query<LiveQuery>,
+    headers: HeaderMap,
+) -> Response {
+    let store = state.settings.store.as_ref();
+    let endpoint = match find_endpoint(store, &operator.workspace.id, &id).await {
+        Ok(endpoint) => endpoint,
+        Err(WebhookError::NotFound) => return layout::not_found(),
+        Err(error) => return super::failed(&error),
+    };
+    let resume = headers
+        .get("last-event-id")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<i64>().ok());
+    let cursor = resume.unwrap_or(query.after).max(0);
+    let follow = Follow::start(&state.readers, endpoint.id, None, cursor);
+    let events = follow
+        .into_stream()
+        .map(|record| Ok::<_, Infallible>(live_event(&record)));
+    Sse::new(events)
+        .keep_alive(keep_alive(&state.readers))
+        .into_response()
+}
+
+fn live_event(record: &EventRecord) -> Event {
+    let row = LiveRow {
+        seq: record.seq,
+        received: time(record.event.received_at),
+        event_type: &record.event.event_type,
+        event_id: &record.event.event_id,
+    };
+    let event = Event::default().id(record.seq.to_string());
+    match event.json_data(&row) {
+        Ok(event) => event,
+        Err(_) => Event::default()
+            .id(record.seq.to_string())
+            .comment("unserializable event"),
+    }
+}
+
+/// The endpoint page, with a message and what was just created (a destination's secret).
+async fn render_endpoint(
+    state: &DashState,
+    operator: &Operator,
+    id: &str,
+    message: Option<Message>,
+    created: Option<Markup>,
+) -> Response {
+    let store = state.settings.store.as_ref();
+    let endpoint = match find_endpoint(store, &operator.workspace.id, id).await {
+        Ok(endpoint) => endpoint,
+        Err(WebhookError::NotFound) => return layout::not_found(),
+        Err(error) => return super::failed(&error),
+    };
+    let now = crate::time::now_millis();
+    let secrets = match store.list_active_webhook_secrets(&endpoint.id, now).await {
+        Ok(secrets) => secrets.len(),
+        Err(error) => return super::failed(&error),
+    };
     let events = match store.list_events(&endpoint.id, 0, 10_000, None).await {
         Ok(events) => events,
         Err(error) => return super::failed(&error),
     };
+    let workspace = &operator.workspace.id;
+    let destinations = match push::list_destinations(store, workspace, Some(&endpoint.id)).await {
+        Ok(destinations) => destinations,
+        Err(error) => return super::failed(&error),
+    };
+    let mut attempts = Vec::with_capacity(destinations.len());
+    for d in &destinations {
+        match push::list_attempts(store, workspace, &d.id, ATTEMPTS_SHOWN).await {
+            Ok(list) => attempts.push(list),
+            Err(error) => return super::failed(&error),
+        }
+    }
     let url = ingest_url(&state.settings.public_url, &endpoint.id);
+    let base = format!("/webhook-endpoints/{}", endpoint.id);
+    let last_seq = events.last().map_or(0, |e| e.seq);
     let body = html! {
+        (created.unwrap_or_default())
         p { "Register this URL in Stripe (Developers → Webhooks) for the " strong { (endpoint.connection) } " connection's account:" }
         p.secret-line { code #ingest-url { (url) } button.small type="button" data-copy="ingest-url" { "Copy" } }
-        @if let Some(stripe_id) = &endpoint.stripe_endpoint_id { p { "Registered in Stripe as " code { (stripe_id) } "." } }
+        (secret_section(operator, &endpoint, &base, secrets))
         h2 { "Events" }
-        @if events.is_empty() {
-            (empty("No events yet.", "Events appear once Stripe sends them to the URL above and the signing secret is added."))
-        } @else {
-            table {
-                thead { tr { th { "Received" } th { "Type" } th { "Event id" } th { "Cursor" } } }
-                tbody {
-                    @for e in events.iter().rev().take(EVENTS_SHOWN) {
-                        tr { td { (time(e.event.received_at)) } td { (e.event.event_type) } td { code { (e.event.event_id) } } td { (e.seq) } }
+        div #events-empty hidden[!events.is_empty()] {
+            (empty("No events yet.", "Events appear here as they arrive, once Stripe sends them to the URL above and the signing secret is set."))
+        }
+        table #events-table hidden[events.is_empty()] {
+            thead { tr { th { "Received" } th { "Type" } th { "Event id" } th { "Cursor" } th { span.visually-hidden { "Actions" } } } }
+            tbody #events data-live={ (base) "/live" } data-after=(last_seq) data-replay={ (base) "/replay" } {
+                @for e in events.iter().rev().take(EVENTS_SHOWN) {
+                    tr {
+                        td { (time(e.event.received_at)) }
+                        td { (e.event.event_type) }
+                        td { code { (e.event.event_id) } }
+                        td { (e.seq) }
+                        td {
+                            form.inline method="post" action={ (base) "/replay" } {
+                                (csrf_field(&operator.csrf))
+                                input type="hidden" name="event_id" value=(e.event.event_id);
+                                button.small type="submit" { "Replay" }
+                            }
+                        }
                     }
                 }
             }
         }
+        h2 { "Push destinations" }
+        @if destinations.is_empty() {
+            (empty("No push destinations.", "Add one below: each event is POSTed to it, signed, retried for about three days."))
+        } @else {
+            @for (d, tries) in destinations.iter().zip(&attempts) {
+                section.destination {
+                    p {
+                        code { (d.id) } " → " code { (d.url) } " · "
+                        span class={ "badge " (d.state.as_str()) } { (d.state.as_str()) }
+                        " · " @if d.event_types.is_empty() { "all events" } @else { (d.event_types.join(", ")) }
+                        @if d.allow_private { " · private addresses allowed" }
+                    }
+                    @if d.state == DestinationState::Disabled { p.hint { "Disabled: nothing is pushed to it. Enable it, then replay what it missed." } }
+                    @if tries.is_empty() {
+                        p.hint { "No attempts yet." }
+                    } @else {
+                        table {
+                            thead { tr { th { "Attempted" } th { "Event id" } th { "Status" } th { "Latency" } th { "Error" } } }
+                            tbody {
+                                @for a in tries {
+                                    tr {
+                                        td { (time(a.attempted_at)) }
+                                        td { code { (a.event_id) } }
+                                        td { @if let Some(status) = a.status { (status) } @else { "—" } }
+                                        td { (a.latency_ms) " ms" }
+                                        td { (a.error.as_deref().unwrap_or("")) }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                    form.inline method="post" action={ (base) "/destinations/" (d.id) "/state" } {
+                        (csrf_field(&operator.csrf))
+                        @if d.state == DestinationState::Enabled {
+                            input type="hidden" name="state" value="disabled";
+                            button.small type="submit" { "Disable" }
+                        } @else {
+                            input type="hidden" name="state" value="enabled";
+                            button.small type="submit" { "Enable" }
+                        }
+                    }
+                    " "
+                    form.inline method="post" action={ (base) "/destinations/" (d.id) "/remove" } {
+                        (csrf_field(&operator.csrf))
+                        button.small.danger type="submit" { "Remove" }
+                    }
+                }
+            }
+        }
+        h3 { "Add a destination" }
+        form.card method="post" action={ (base) "/destinations" } {
+            (csrf_field(&operator.csrf))
+            label for="destination-url" { "URL (https; http only for private addresses)" }
+            input #destination-url name="url" type="url" required placeholder="https://agent.example.com/stripe-events";
+            label for="destination-types" { "Event types (comma-separated; empty pushes all)" }
+            input #destination-types name="event_types" placeholder="customer.created, invoice.paid";
+            label.check {
+                input type="checkbox" name="allow_private" value="1";
+                " Allow loopback and private addresses"
+            }
+            button type="submit" { "Add destination" }
+        }
     };
-    layout::page(&operator, Nav::Webhooks, "Webhook endpoint", None, body)
+    layout::page(operator, Nav::Webhooks, "Webhook endpoint", message, body)
+}
+
+/// Whether a signing secret is set (never the secret), the paste form and the register
+/// button.
+fn secret_section(
+    operator: &Operator,
+    endpoint: &WebhookEndpointRecord,
+    base: &str,
+    secrets: usize,
+) -> Markup {
+    html! {
+        h2 { "Signing secret" }
+        @if secrets == 0 {
+            p #secret-state.hint { "No signing secret yet: events are refused until one is set." }
+        } @else {
+            p #secret-state { "Signing secret configured (" (secrets) " active). It is never shown." }
+        }
+        @if let Some(stripe_id) = &endpoint.stripe_endpoint_id { p { "Registered in Stripe as " code { (stripe_id) } "." } }
+        form.card method="post" action={ (base) "/secret" } {
+            (csrf_field(&operator.csrf))
+            label for="secret" { "Paste the signing secret Stripe shows for this URL (whsec_…)" }
+            input #secret name="secret" type="password" autocomplete="off" required;
+            button type="submit" { "Save secret" }
+        }
+        @if endpoint.stripe_endpoint_id.is_none() {
+            form.register method="post" action={ (base) "/register" } {
+                (csrf_field(&operator.csrf))
+                button type="submit" { "Register in Stripe" }
+                " "
+                span.hint { "creates this URL in Stripe through the connection and stores the secret" }
+            }
+        }
+    }
 }

@@ -1,0 +1,205 @@
+//! The dashboard's webhook endpoint page over plain HTTP: the signing secret pasted or made
+//! by registering in Stripe (never shown), push destinations (their secret shown once),
+//! replay, the live event stream behind the session, and CSRF on every one of its forms.
+
+use std::time::Duration;
+
+use agentgate::webhooks::signature;
+use futures_util::StreamExt;
+use reqwest::StatusCode;
+
+use crate::dashboard::{Browser, Page};
+use crate::each_backend;
+use crate::support::app::TestApp;
+
+/// A signing secret pasted into the page: a canary that must never come back.
+const WHSEC: &str = "whsec_DashboardPastedSecret0123456789abcdef";
+/// The secret the Stripe double hands back on registration: never shown either.
+const FROM_STRIPE: &str = "whsec_DashboardRegisteredSecret987654321";
+
+/// Mints an endpoint of the `stripe` connection from the page; returns its page path.
+async fn mint(browser: &mut Browser) -> String {
+    let list = browser.get("/webhook-endpoints").await;
+    let minted = browser
+        .post(
+            "/webhook-endpoints",
+            &[
+                ("csrf", &list.csrf()),
+                ("connection", "stripe"),
+                ("event_types", ""),
+            ],
+        )
+        .await;
+    assert_eq!(minted.status, StatusCode::SEE_OTHER, "{}", minted.body);
+    minted.location().to_owned()
+}
+
+/// Posts one event signed with `secret` to the endpoint at `page` (its last segment is the id).
+async fn ingest(app: &TestApp, page: &str, event_id: &str, secret: &str) -> StatusCode {
+    let id = page.rsplit('/').next().unwrap();
+    let payload = format!(
+        r#"{{"id":"{event_id}","object":"event","type":"customer.created","data":{{"object":{{}}}}}}"#
+    );
+    let at = agentgate::time::now_millis() / 1000;
+    let header = format!(
+        "t={at},v1={}",
+        signature::sign(secret.as_bytes(), at, payload.as_bytes())
+    );
+    app.client
+        .post(app.url(&format!("/webhooks/ingest/{id}")))
+        .header("Content-Type", "application/json")
+        .header("Stripe-Signature", header)
+        .body(payload)
+        .send()
+        .await
+        .unwrap()
+        .status()
+}
+
+fn assert_no_secret(page: &Page, secrets: &[&str]) {
+    for secret in secrets {
+        assert!(
+            !page.body.contains(secret),
+            "a signing secret reached the page"
+        );
+    }
+}
+
+each_backend! {
+    async fn the_signing_secret_is_pasted_with_csrf_and_never_shown(backend) {
+        let app = TestApp::spawn(backend).await;
+        let mut browser = Browser::new(&app);
+        browser.set_up(&app).await;
+        let path = mint(&mut browser).await;
+        let page = browser.get(&path).await;
+        assert!(page.body.contains("No signing secret yet"), "{}", page.body);
+        assert!(page.body.contains("Register in Stripe"));
+
+        let missing = browser.post(&format!("{path}/secret"), &[("secret", WHSEC)]).await;
+        let forged = browser.post(&format!("{path}/secret"), &[("csrf", "forged"), ("secret", WHSEC)]).await;
+        assert_eq!(missing.status, StatusCode::FORBIDDEN);
+        assert_eq!(forged.status, StatusCode::FORBIDDEN);
+        assert_eq!(ingest(&app, &path, "evt_refused", WHSEC).await, StatusCode::BAD_REQUEST);
+
+        let wrong = browser.post(&format!("{path}/secret"), &[("csrf", &page.csrf()), ("secret", "sk_test_not_a_whsec")]).await;
+        assert!(wrong.body.contains("Refused"), "{}", wrong.body);
+        assert!(!wrong.body.contains("sk_test_not_a_whsec"));
+
+        let saved = browser.post(&format!("{path}/secret"), &[("csrf", &page.csrf()), ("secret", WHSEC)]).await;
+        assert_eq!(saved.status, StatusCode::OK);
+        assert!(saved.body.contains("Signing secret configured"), "{}", saved.body);
+        assert_no_secret(&saved, &[WHSEC]);
+        assert_eq!(ingest(&app, &path, "evt_dash_1", WHSEC).await, StatusCode::OK);
+        let shown = browser.get(&path).await;
+        assert!(shown.body.contains("evt_dash_1"));
+        assert_no_secret(&shown, &[WHSEC]);
+    }
+
+    async fn register_in_stripe_stores_stripes_secret_without_showing_it(backend) {
+        use crate::support::stripe_double::Reply;
+        let app = TestApp::spawn(backend).await;
+        let mut browser = Browser::new(&app);
+        browser.set_up(&app).await;
+        let path = mint(&mut browser).await;
+        let page = browser.get(&path).await;
+        assert_eq!(browser.post(&format!("{path}/register"), &[]).await.status, StatusCode::FORBIDDEN);
+        app.double.respond(Reply::stripe_ok(&format!(r#"{{"id":"we_dash","object":"webhook_endpoint","secret":"{FROM_STRIPE}"}}"#)));
+        let registered = browser.post(&format!("{path}/register"), &[("csrf", &page.csrf())]).await;
+        assert_eq!(registered.status, StatusCode::OK);
+        assert!(registered.body.contains("Registered in Stripe as we_dash"), "{}", registered.body);
+        assert!(registered.body.contains("Signing secret configured"));
+        assert_eq!(app.double.single().target, "/v1/webhook_endpoints");
+        assert_no_secret(&registered, &[FROM_STRIPE]);
+        assert_eq!(ingest(&app, &path, "evt_registered", FROM_STRIPE).await, StatusCode::OK);
+        assert_no_secret(&browser.get(&path).await, &[FROM_STRIPE]);
+    }
+
+    async fn destinations_are_added_once_shown_replayed_and_removed_with_csrf(backend) {
+        let app = TestApp::spawn(backend).await;
+        let mut browser = Browser::new(&app);
+        browser.set_up(&app).await;
+        let path = mint(&mut browser).await;
+        let page = browser.get(&path).await;
+        let csrf = page.csrf();
+        browser.post(&format!("{path}/secret"), &[("csrf", &csrf), ("secret", WHSEC)]).await;
+        let fields = [("url", "http://127.0.0.1:9/hook"), ("event_types", ""), ("allow_private", "1")];
+        assert_eq!(browser.post(&format!("{path}/destinations"), &fields).await.status, StatusCode::FORBIDDEN);
+        let workspace = app.workspace.clone();
+        assert!(app.store.list_push_destinations(&workspace, None).await.unwrap().is_empty());
+
+        let private = browser.post(&format!("{path}/destinations"), &[("csrf", &csrf), ("url", "http://127.0.0.1:9/hook")]).await;
+        assert!(private.body.contains("Refused"), "{}", private.body);
+
+        let added = browser.post(&format!("{path}/destinations"), &[&[("csrf", csrf.as_str())][..], &fields[..]].concat()).await;
+        assert_eq!(added.status, StatusCode::OK);
+        let marker = "id=\"destination-secret\">";
+        let start = added.body.find(marker).expect("the secret, once") + marker.len();
+        let secret = added.body[start..start + added.body[start..].find('<').unwrap()].to_owned();
+        assert!(secret.starts_with("whsec_"), "{secret}");
+        let listed = browser.get(&path).await;
+        assert!(listed.body.contains("http://127.0.0.1:9/hook") && listed.body.contains("enabled"));
+        assert_no_secret(&listed, &[&secret, WHSEC]);
+
+        assert_eq!(ingest(&app, &path, "evt_replay_me", WHSEC).await, StatusCode::OK);
+        assert_eq!(browser.post(&format!("{path}/replay"), &[("event_id", "evt_replay_me")]).await.status, StatusCode::FORBIDDEN);
+        let replayed = browser.post(&format!("{path}/replay"), &[("csrf", &csrf), ("event_id", "evt_replay_me")]).await;
+        assert!(replayed.body.contains("1 new deliveries"), "{}", replayed.body);
+
+        let destination = app.store.list_push_destinations(&workspace, None).await.unwrap().remove(0);
+        let switch = format!("{path}/destinations/{}/state", destination.id);
+        assert_eq!(browser.post(&switch, &[("state", "disabled")]).await.status, StatusCode::FORBIDDEN);
+        let disabled = browser.post(&switch, &[("csrf", &csrf), ("state", "disabled")]).await;
+        assert!(disabled.body.contains("disabled: nothing is pushed"), "{}", disabled.body);
+        let refused = browser.post(&format!("{path}/replay"), &[("csrf", &csrf), ("event_id", "evt_replay_me")]).await;
+        assert!(refused.body.contains("no enabled destination"), "{}", refused.body);
+        let enabled = browser.post(&switch, &[("csrf", &csrf), ("state", "enabled")]).await;
+        assert!(enabled.body.contains("enabled; replay"), "{}", enabled.body);
+        let remove = format!("{path}/destinations/{}/remove", destination.id);
+        assert_eq!(browser.post(&remove, &[]).await.status, StatusCode::FORBIDDEN);
+        let removed = browser.post(&remove, &[("csrf", &csrf)]).await;
+        assert!(removed.body.contains("removed"), "{}", removed.body);
+        assert!(app.store.list_push_destinations(&workspace, None).await.unwrap().is_empty());
+    }
+
+    async fn the_live_list_streams_new_events_to_the_signed_in_operator_only(backend) {
+        let app = TestApp::spawn(backend).await;
+        let mut browser = Browser::new(&app);
+        browser.set_up(&app).await;
+        let path = mint(&mut browser).await;
+        let page = browser.get(&path).await;
+        assert!(page.body.contains(&format!("data-live=\"{path}/live\"")), "{}", page.body);
+        browser.post(&format!("{path}/secret"), &[("csrf", &page.csrf()), ("secret", WHSEC)]).await;
+
+        let anonymous = Browser::new(&app).get(&format!("{path}/live")).await;
+        assert_eq!(anonymous.location(), "/login");
+
+        assert_eq!(ingest(&app, &path, "evt_before", WHSEC).await, StatusCode::OK);
+        let response = app
+            .client
+            .get(app.url(&format!("{path}/live?after=0")))
+            .header("cookie", browser.cookie_header())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        assert!(response.headers()["content-type"].to_str().unwrap().starts_with("text/event-stream"));
+        let mut body = response.bytes_stream();
+        let mut seen = String::new();
+        let sent_later = async {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            ingest(&app, &path, "evt_after", WHSEC).await
+        };
+        let read = async {
+            while !seen.contains("evt_after") {
+                let chunk = body.next().await.expect("the stream stays open").unwrap();
+                seen.push_str(&String::from_utf8_lossy(&chunk));
+            }
+        };
+        let (status, ()) = tokio::time::timeout(Duration::from_secs(10), async { tokio::join!(sent_later, read) })
+            .await
+            .expect("both events streamed");
+        assert_eq!(status, StatusCode::OK);
+        assert!(seen.contains("evt_before") && seen.contains("\"event_type\":\"customer.created\""), "{seen}");
+        assert!(seen.find("evt_before") < seen.find("evt_after"));
+    }
+}
