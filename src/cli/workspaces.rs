@@ -1,6 +1,5 @@
 //! `agentgate workspaces create|list`.
 
-use anyhow::bail;
 use clap::Subcommand;
 use serde::Serialize;
 
@@ -49,13 +48,7 @@ pub async fn run(args: &StoreArgs, command: WorkspacesCommand) -> anyhow::Result
     let store = store::open(&args.database).await?;
     match command {
         WorkspacesCommand::Create { name, json } => {
-            if !crate::proxy::is_connection_name(&name) {
-                bail!("a workspace name is 1 to 64 letters, digits, '-' or '_'");
-            }
-            if store.find_workspace(&name).await?.is_some() {
-                bail!("a workspace named {name:?} exists already");
-            }
-            let workspace = store.ensure_workspace(&name).await?;
+            let workspace = store::create_workspace(store.as_ref(), &name).await?;
             if json {
                 return output::json(&WorkspaceOut::from(&workspace));
             }

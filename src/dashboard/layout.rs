@@ -17,14 +17,16 @@ pub enum Nav {
     Keys,
     Logs,
     Webhooks,
+    Workspaces,
 }
 
-const SECTIONS: [(Nav, &str, &str); 5] = [
+const SECTIONS: [(Nav, &str, &str); 6] = [
     (Nav::Overview, "/", "Overview"),
     (Nav::Connections, "/connections", "Connections"),
     (Nav::Keys, "/keys", "Agent keys"),
     (Nav::Logs, "/logs", "Request log"),
     (Nav::Webhooks, "/webhook-endpoints", "Webhooks"),
+    (Nav::Workspaces, "/workspaces", "Workspaces"),
 ];
 
 /// A message shown above a page's content.

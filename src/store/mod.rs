@@ -27,6 +27,35 @@ pub use sqlite::sqlite_file_path;
 /// The name of the workspace every install starts with.
 pub const DEFAULT_WORKSPACE: &str = "default";
 
+/// Why a new workspace was not created.
+#[derive(Debug, thiserror::Error)]
+pub enum NewWorkspaceError {
+    /// The name is not a short name.
+    #[error("a workspace name is 1 to 64 letters, digits, '-' or '_'")]
+    BadName,
+    /// A workspace has that name already.
+    #[error("a workspace named {0:?} exists already")]
+    Exists(String),
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Creates a workspace after the checks `agentgate workspaces create` and the dashboard
+/// share: a short name (letters, digits, `-`, `_`) that no workspace has yet.
+pub async fn create_workspace(
+    store: &dyn Store,
+    name: &str,
+) -> Result<Workspace, NewWorkspaceError> {
+    if !crate::proxy::is_connection_name(name) {
+        return Err(NewWorkspaceError::BadName);
+    }
+    if store.find_workspace(name).await?.is_some() {
+        return Err(NewWorkspaceError::Exists(name.to_owned()));
+    }
+    Ok(store.ensure_workspace(name).await?)
+}
+
 /// A store failure, typed so callers can answer 404 or 409 without parsing messages.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {

@@ -12,7 +12,14 @@ use crate::support::app::{TestApp, TestOptions};
 use crate::support::TEST_SECRET;
 
 /// Every page a signed-in operator can open.
-const PAGES: [&str; 5] = ["/", "/connections", "/keys", "/logs", "/webhook-endpoints"];
+const PAGES: [&str; 6] = [
+    "/",
+    "/connections",
+    "/keys",
+    "/logs",
+    "/webhook-endpoints",
+    "/workspaces",
+];
 
 /// A browser without JavaScript: keeps cookies, follows no redirect, reads the CSRF field.
 pub struct Browser {
@@ -636,4 +643,182 @@ each_backend! {
         "{quiet_row}"
     );
 }
+}
+
+#[tokio::test]
+async fn a_workspace_is_created_from_the_dashboard_and_appears_in_the_switch() {
+    let app = TestApp::spawn(crate::support::backend::Backend::Sqlite).await;
+    let mut browser = Browser::new(&app);
+    browser.set_up(&app).await;
+    let page = browser.get("/workspaces").await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(page.body.contains("action=\"/workspaces\""));
+
+    let forged = browser.post("/workspaces", &[("name", "acme")]).await;
+    assert_eq!(forged.status, StatusCode::FORBIDDEN);
+    assert!(app.store.find_workspace("acme").await.unwrap().is_none());
+
+    let csrf = page.csrf();
+    for (name, says) in [
+        ("not a name", "a workspace name is 1 to 64 letters"),
+        ("default", "a workspace named \"default\" exists already"),
+    ] {
+        let refused = browser
+            .post("/workspaces", &[("csrf", &csrf), ("name", name)])
+            .await;
+        assert_eq!(refused.status, StatusCode::OK);
+        assert!(refused.body.contains("class=\"error\""), "{name}");
+        assert!(
+            refused.body.contains(&says.replace('"', "&quot;")),
+            "{name}: {}",
+            refused.body
+        );
+    }
+    assert_eq!(app.store.list_workspaces().await.unwrap().len(), 1);
+
+    let made = browser
+        .post("/workspaces", &[("csrf", &csrf), ("name", "acme")])
+        .await;
+    assert_eq!(made.status, StatusCode::OK);
+    assert!(
+        made.body.contains("Created workspace &#39;acme&#39;")
+            || made.body.contains("Created workspace 'acme'")
+    );
+    assert!(app.store.find_workspace("acme").await.unwrap().is_some());
+    let overview = browser.get("/").await;
+    assert!(
+        overview
+            .body
+            .contains("<option value=\"acme\">acme</option>"),
+        "{}",
+        overview.body
+    );
+
+    let switched = browser
+        .post("/workspace", &[("csrf", &csrf), ("workspace", "acme")])
+        .await;
+    assert_eq!(switched.status, StatusCode::SEE_OTHER);
+    let now = browser.get("/workspaces").await;
+    assert!(
+        now.body
+            .contains("<option value=\"acme\" selected>acme</option>"),
+        "{}",
+        now.body
+    );
+}
+
+#[tokio::test]
+async fn the_key_form_creates_an_agent_or_an_admin_key() {
+    use agentgate::policy::Role;
+    let app = TestApp::spawn(crate::support::backend::Backend::Sqlite).await;
+    let mut browser = Browser::new(&app);
+    browser.set_up(&app).await;
+    let page = browser.get("/keys").await;
+    assert!(page.body.contains("name=\"role\""));
+    assert!(page.body.contains("<option value=\"admin\">"));
+    let csrf = page.csrf();
+
+    let forged = browser
+        .post("/keys", &[("name", "boss"), ("role", "admin")])
+        .await;
+    assert_eq!(forged.status, StatusCode::FORBIDDEN);
+    let bad = browser
+        .post(
+            "/keys",
+            &[("csrf", &csrf), ("name", "boss"), ("role", "root")],
+        )
+        .await;
+    assert!(bad.body.contains("is not agent or admin"), "{}", bad.body);
+    let before = app.store.list_keys(&app.workspace).await.unwrap().len();
+    assert!(!app
+        .store
+        .list_keys(&app.workspace)
+        .await
+        .unwrap()
+        .iter()
+        .any(|k| k.name == "boss"));
+
+    for (name, role, expected) in [
+        ("boss", "admin", Role::Admin),
+        ("worker", "agent", Role::Agent),
+    ] {
+        let made = browser
+            .post("/keys", &[("csrf", &csrf), ("name", name), ("role", role)])
+            .await;
+        assert_eq!(made.status, StatusCode::OK);
+        assert!(made.body.contains("Key created."), "{}", made.body);
+        let keys = app.store.list_keys(&app.workspace).await.unwrap();
+        let key = keys.iter().find(|k| k.name == name).expect("created");
+        assert_eq!(key.role, expected);
+    }
+    assert_eq!(
+        app.store.list_keys(&app.workspace).await.unwrap().len(),
+        before + 2
+    );
+}
+
+#[tokio::test]
+async fn the_connections_page_switches_validation_per_connection() {
+    let app = TestApp::spawn(crate::support::backend::Backend::Sqlite).await;
+    let mut browser = Browser::new(&app);
+    browser.set_up(&app).await;
+    let validation = |app: &TestApp| {
+        let store = app.store.clone();
+        let workspace = app.workspace.clone();
+        async move {
+            let connection = store.find_connection(&workspace, "stripe").await.unwrap();
+            connection.expect("the test app's connection").validation
+        }
+    };
+    assert!(validation(&app).await);
+    let page = browser.get("/connections").await;
+    assert!(page
+        .body
+        .contains("action=\"/connections/stripe/validation\""));
+    assert!(page.body.contains("Turn off"));
+    let csrf = page.csrf();
+
+    let forged = browser
+        .post("/connections/stripe/validation", &[("state", "off")])
+        .await;
+    assert_eq!(forged.status, StatusCode::FORBIDDEN);
+    assert!(validation(&app).await);
+
+    let off = browser
+        .post(
+            "/connections/stripe/validation",
+            &[("csrf", &csrf), ("state", "off")],
+        )
+        .await;
+    assert_eq!(off.status, StatusCode::SEE_OTHER);
+    assert_eq!(off.location(), "/connections?done=validation-off");
+    assert!(!validation(&app).await);
+    let listed = browser.get(off.location()).await;
+    assert!(listed.body.contains("Validation off"));
+    assert!(listed.body.contains("Turn on"));
+
+    let bad = browser
+        .post(
+            "/connections/stripe/validation",
+            &[("csrf", &csrf), ("state", "maybe")],
+        )
+        .await;
+    assert!(bad.body.contains("either on or off"));
+    assert!(!validation(&app).await);
+    let missing = browser
+        .post(
+            "/connections/nope/validation",
+            &[("csrf", &csrf), ("state", "on")],
+        )
+        .await;
+    assert_eq!(missing.status, StatusCode::NOT_FOUND);
+
+    let on = browser
+        .post(
+            "/connections/stripe/validation",
+            &[("csrf", &csrf), ("state", "on")],
+        )
+        .await;
+    assert_eq!(on.location(), "/connections?done=validation-on");
+    assert!(validation(&app).await);
 }

@@ -203,3 +203,43 @@ each_backend! {
         assert!(seen.find("evt_before") < seen.find("evt_after"));
     }
 }
+
+#[tokio::test]
+async fn an_endpoint_is_removed_from_its_page() {
+    let app = TestApp::spawn(crate::support::backend::Backend::Sqlite).await;
+    let mut browser = Browser::new(&app);
+    browser.set_up(&app).await;
+    let path = mint(&mut browser).await;
+    let page = browser.get(&path).await;
+    let secret = browser
+        .post(
+            &format!("{path}/secret"),
+            &[("csrf", &page.csrf()), ("secret", WHSEC)],
+        )
+        .await;
+    assert_eq!(secret.status, StatusCode::OK);
+    assert_eq!(
+        ingest(&app, &path, "evt_before", WHSEC).await,
+        StatusCode::OK
+    );
+    let remove = format!("{path}/remove");
+    assert!(page.body.contains(&format!("action=\"{remove}\"")));
+
+    let forged = browser.post(&remove, &[]).await;
+    assert_eq!(forged.status, StatusCode::FORBIDDEN);
+    assert_eq!(browser.get(&path).await.status, StatusCode::OK);
+
+    let removed = browser.post(&remove, &[("csrf", &page.csrf())]).await;
+    assert_eq!(removed.status, StatusCode::OK);
+    let id = path.rsplit('/').next().unwrap();
+    assert!(
+        removed.body.contains(&format!("Endpoint {id} removed")),
+        "{}",
+        removed.body
+    );
+    assert!(!removed.body.contains(&format!("href=\"{path}\"")));
+    assert_eq!(browser.get(&path).await.status, StatusCode::NOT_FOUND);
+    assert!(!ingest(&app, &path, "evt_after", WHSEC).await.is_success());
+    let again = browser.post(&remove, &[("csrf", &page.csrf())]).await;
+    assert_eq!(again.status, StatusCode::NOT_FOUND);
+}

@@ -17,7 +17,9 @@ use super::super::layout::{self, csrf_field, empty, time, Message, Nav};
 use super::super::session::Operator;
 use super::super::DashState;
 use crate::connections::stripe::{check_account, AccountCheck, StripeSecret};
-use crate::connections::{list_connections, remove_connection, set_stripe_connection};
+use crate::connections::{
+    list_connections, remove_connection, set_connection_validation, set_stripe_connection,
+};
 use crate::proxy::client::Upstream;
 use crate::proxy::is_connection_name;
 use crate::store::StoreError;
@@ -54,6 +56,12 @@ pub async fn list(
         Some("removed") => Some(Message::Notice(
             "Removed. Agents get 404 for it now.".into(),
         )),
+        Some("validation-on") => Some(Message::Notice(
+            "Validation on: listed operations are checked against the catalog.".into(),
+        )),
+        Some("validation-off") => Some(Message::Notice(
+            "Validation off: requests are forwarded without the catalog's checks.".into(),
+        )),
         _ => None,
     };
     render(&state, &operator, message).await
@@ -70,7 +78,7 @@ async fn render(state: &DashState, operator: &Operator, message: Option<Message>
             (empty("No connections yet.", "Paste a Stripe secret or restricted key below; agents then call /v1/connections/stripe/..."))
         } @else {
             table {
-                thead { tr { th { "Name" } th { "Mode" } th { "Key type" } th { "Key" } th { "Updated" } th {} } }
+                thead { tr { th { "Name" } th { "Mode" } th { "Key type" } th { "Key" } th { "Validation" } th { "Updated" } th {} } }
                 tbody {
                     @for c in &records {
                         tr {
@@ -78,6 +86,20 @@ async fn render(state: &DashState, operator: &Operator, message: Option<Message>
                             td { span.badge.(c.mode) { (c.mode) } }
                             td { (c.key_kind) }
                             td { code { (c.secret_hint) } }
+                            td {
+                                form.inline method="post" action={ "/connections/" (c.name) "/validation" } {
+                                    (csrf_field(&operator.csrf))
+                                    @if c.validation {
+                                        span.badge { "on" } " "
+                                        input type="hidden" name="state" value="off";
+                                        button.small type="submit" title="Stop checking listed operations against the catalog" { "Turn off" }
+                                    } @else {
+                                        span.badge { "off" } " "
+                                        input type="hidden" name="state" value="on";
+                                        button.small type="submit" title="Check listed operations against the catalog" { "Turn on" }
+                                    }
+                                }
+                            }
                             td { (time(c.updated_at)) }
                             td {
                                 form.inline method="post" action={ "/connections/" (c.name) "/remove" } {
@@ -176,4 +198,37 @@ pub async fn remove(
     }
     settings.shared.connections.clear();
     Redirect::to("/connections?done=removed").into_response()
+}
+
+/// The validation switch's field: `on` or `off`.
+#[derive(Deserialize)]
+pub struct ValidationIn {
+    state: String,
+}
+
+/// `POST /connections/{name}/validation`: switches catalog validation of the connection
+/// on or off (as `agentgate connections validation NAME on|off`).
+pub async fn set_validation(
+    State(state): State<Arc<DashState>>,
+    operator: Operator,
+    Path(name): Path<String>,
+    Form(form): Form<ValidationIn>,
+) -> Response {
+    let enabled = match form.state.as_str() {
+        "on" => true,
+        "off" => false,
+        _ => {
+            let message = Message::Error("Validation is either on or off.".into());
+            return render(&state, &operator, Some(message)).await;
+        }
+    };
+    let settings = &state.settings;
+    let workspace = &operator.workspace.id;
+    match set_connection_validation(settings.store.as_ref(), workspace, &name, enabled).await {
+        Ok(()) => {}
+        Err(StoreError::NotFound) => return layout::not_found(),
+        Err(error) => return super::failed(&error),
+    }
+    settings.shared.connections.clear();
+    Redirect::to(&format!("/connections?done=validation-{}", form.state)).into_response()
 }

@@ -18,7 +18,7 @@ use super::super::DashState;
 use crate::ids::KeyId;
 use crate::keys::{create_key, list_keys, revoke_key, rotate_key, KeySpec};
 use crate::policy::guardrails::{daily_usage, utc_day};
-use crate::policy::{IdempotencyMode, Money, Rate};
+use crate::policy::{IdempotencyMode, Money, Rate, Role};
 use crate::store::StoreError;
 
 /// `GET /keys`
@@ -122,6 +122,11 @@ fn create_form(state: &DashState, operator: &Operator) -> Markup {
             (csrf_field(&operator.csrf))
             label for="key-name" { "Name (who holds it)" }
             input #key-name name="name" required maxlength="200";
+            label for="key-role" { "Role" }
+            select #key-role name="role" {
+                option value="agent" selected { "agent: calls connections and reads events" }
+                option value="admin" { "admin: manages this workspace through /api/v1" }
+            }
             fieldset {
                 legend { "Operations it may call (none ticked: every operation)" }
                 div.checks {
@@ -203,6 +208,13 @@ fn read_spec(body: &[u8]) -> Result<(String, KeySpec), String> {
     for (field, value) in form_urlencoded::parse(body) {
         match field.as_ref() {
             "name" => name = value.trim().to_owned(),
+            "role" => {
+                spec.role = match value.as_ref() {
+                    "agent" | "" => Role::Agent,
+                    "admin" => Role::Admin,
+                    other => return Err(format!("role {other:?} is not agent or admin.")),
+                }
+            }
             "allow" => scopes.allow.push(value.into_owned()),
             "raw" => scopes.raw = true,
             "read_only" => scopes.read_only = true,

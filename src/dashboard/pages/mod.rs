@@ -6,6 +6,7 @@ mod keys;
 mod logs;
 mod overview;
 mod webhooks;
+mod workspaces;
 
 use std::sync::Arc;
 
@@ -27,6 +28,10 @@ pub fn router() -> Router<Arc<DashState>> {
             get(connections::list).post(connections::save),
         )
         .route("/connections/{name}/remove", post(connections::remove))
+        .route(
+            "/connections/{name}/validation",
+            post(connections::set_validation),
+        )
         .route("/keys", get(keys::list).post(keys::create))
         .route("/keys/{id}/revoke", post(keys::revoke))
         .route("/keys/{id}/rotate", post(keys::rotate))
@@ -56,6 +61,14 @@ pub fn router() -> Router<Arc<DashState>> {
             post(webhooks::set_destination_state),
         )
         .route("/webhook-endpoints/{id}/replay", post(webhooks::replay))
+        .route(
+            "/webhook-endpoints/{id}/remove",
+            post(webhooks::remove_endpoint),
+        )
+        .route(
+            "/workspaces",
+            get(workspaces::list).post(workspaces::create),
+        )
 }
 
 /// The workspace switch's field.

@@ -537,6 +537,12 @@ async fn render_endpoint(
             }
             button type="submit" { "Add destination" }
         }
+        h2 { "Remove this endpoint" }
+        p.hint { "Its URL stops accepting events and its signing secrets and push destinations are deleted; stored events stay until retention prunes them. Remove it in Stripe too if you registered it there." }
+        form.inline method="post" action={ (base) "/remove" } {
+            (csrf_field(&operator.csrf))
+            button.danger type="submit" { "Remove endpoint" }
+        }
     };
     layout::page(operator, Nav::Webhooks, "Webhook endpoint", message, body)
 }
@@ -572,4 +578,30 @@ fn secret_section(
             }
         }
     }
+}
+
+/// `POST /webhook-endpoints/{id}/remove`: removes the endpoint and its secrets (as
+/// `agentgate webhooks remove`); its events stay until retention prunes them.
+pub async fn remove_endpoint(
+    State(state): State<Arc<DashState>>,
+    operator: Operator,
+    Path(id): Path<String>,
+) -> Response {
+    let store = state.settings.store.as_ref();
+    let workspace = &operator.workspace.id;
+    let endpoint = match find_endpoint(store, workspace, &id).await {
+        Ok(endpoint) => endpoint,
+        Err(WebhookError::NotFound) => return layout::not_found(),
+        Err(error) => return super::failed(&error),
+    };
+    match store.delete_webhook_endpoint(workspace, &endpoint.id).await {
+        Ok(()) => {}
+        Err(crate::store::StoreError::NotFound) => return layout::not_found(),
+        Err(error) => return super::failed(&error),
+    }
+    let message = format!(
+        "Endpoint {} removed: its URL accepts no more events.",
+        endpoint.id
+    );
+    render(&state, &operator, Some(Message::Notice(message))).await
 }
