@@ -201,6 +201,23 @@ pub(super) fn log_select_sql<'a>(
 /// tag given.
 macro_rules! impl_store {
     ($store:ty, $db:ty, $backend:expr) => {
+        impl $store {
+            /// Runs one UPDATE or DELETE that must touch a row and bumps the generation in the
+            /// same transaction, so every cache sees the change; `NotFound` if no row matched.
+            async fn change_one<'q>(
+                &self,
+                query: sqlx::query::Query<'q, $db, <$db as sqlx::Database>::Arguments<'q>>,
+            ) -> Result<(), StoreError> {
+                let mut tx = self.pool.begin().await?;
+                if query.execute(&mut *tx).await?.rows_affected() == 0 {
+                    return Err(StoreError::NotFound);
+                }
+                sqlx::query(sql::BUMP_GENERATION).execute(&mut *tx).await?;
+                tx.commit().await?;
+                Ok(())
+            }
+        }
+
         #[async_trait::async_trait]
         impl $crate::store::Store for $store {
             fn backend(&self) -> $crate::store::Backend {
@@ -333,22 +350,15 @@ macro_rules! impl_store {
                 name: &str,
                 enabled: bool,
             ) -> Result<(), StoreError> {
-                let mut tx = self.pool.begin().await?;
-                let updated = sqlx::query(
-                    "UPDATE connections SET validation = $1 WHERE workspace_id = $2 AND name = $3",
+                self.change_one(
+                    sqlx::query(
+                        "UPDATE connections SET validation = $1 WHERE workspace_id = $2 AND name = $3",
+                    )
+                    .bind(enabled)
+                    .bind(workspace.as_str())
+                    .bind(name),
                 )
-                .bind(enabled)
-                .bind(workspace.as_str())
-                .bind(name)
-                .execute(&mut *tx)
-                .await?
-                .rows_affected();
-                if updated == 0 {
-                    return Err(StoreError::NotFound);
-                }
-                sqlx::query(sql::BUMP_GENERATION).execute(&mut *tx).await?;
-                tx.commit().await?;
-                Ok(())
+                .await
             }
 
             async fn delete_connection(
@@ -356,19 +366,12 @@ macro_rules! impl_store {
                 workspace: &WorkspaceId,
                 name: &str,
             ) -> Result<(), StoreError> {
-                let mut tx = self.pool.begin().await?;
-                let deleted = sqlx::query("DELETE FROM connections WHERE workspace_id = $1 AND name = $2")
-                    .bind(workspace.as_str())
-                    .bind(name)
-                    .execute(&mut *tx)
-                    .await?
-                    .rows_affected();
-                if deleted == 0 {
-                    return Err(StoreError::NotFound);
-                }
-                sqlx::query(sql::BUMP_GENERATION).execute(&mut *tx).await?;
-                tx.commit().await?;
-                Ok(())
+                self.change_one(
+                    sqlx::query("DELETE FROM connections WHERE workspace_id = $1 AND name = $2")
+                        .bind(workspace.as_str())
+                        .bind(name),
+                )
+                .await
             }
 
             async fn insert_key(&self, record: &AgentKeyRecord) -> Result<(), StoreError> {
@@ -427,23 +430,16 @@ macro_rules! impl_store {
                 id: &KeyId,
                 at: i64,
             ) -> Result<(), StoreError> {
-                let mut tx = self.pool.begin().await?;
-                let updated = sqlx::query(
-                    "UPDATE agent_keys SET revoked_at = COALESCE(revoked_at, $3) \
-                     WHERE workspace_id = $1 AND id = $2",
+                self.change_one(
+                    sqlx::query(
+                        "UPDATE agent_keys SET revoked_at = COALESCE(revoked_at, $3) \
+                         WHERE workspace_id = $1 AND id = $2",
+                    )
+                    .bind(workspace.as_str())
+                    .bind(id.as_str())
+                    .bind(at),
                 )
-                .bind(workspace.as_str())
-                .bind(id.as_str())
-                .bind(at)
-                .execute(&mut *tx)
-                .await?
-                .rows_affected();
-                if updated == 0 {
-                    return Err(StoreError::NotFound);
-                }
-                sqlx::query(sql::BUMP_GENERATION).execute(&mut *tx).await?;
-                tx.commit().await?;
-                Ok(())
+                .await
             }
 
             async fn set_key_expiry(
@@ -452,22 +448,15 @@ macro_rules! impl_store {
                 id: &KeyId,
                 at: i64,
             ) -> Result<(), StoreError> {
-                let mut tx = self.pool.begin().await?;
-                let updated = sqlx::query(
-                    "UPDATE agent_keys SET expires_at = $3 WHERE workspace_id = $1 AND id = $2",
+                self.change_one(
+                    sqlx::query(
+                        "UPDATE agent_keys SET expires_at = $3 WHERE workspace_id = $1 AND id = $2",
+                    )
+                    .bind(workspace.as_str())
+                    .bind(id.as_str())
+                    .bind(at),
                 )
-                .bind(workspace.as_str())
-                .bind(id.as_str())
-                .bind(at)
-                .execute(&mut *tx)
-                .await?
-                .rows_affected();
-                if updated == 0 {
-                    return Err(StoreError::NotFound);
-                }
-                sqlx::query(sql::BUMP_GENERATION).execute(&mut *tx).await?;
-                tx.commit().await?;
-                Ok(())
+                .await
             }
 
             async fn reserve_guardrail_totals(
