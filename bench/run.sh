@@ -9,6 +9,11 @@
 #
 # Knobs: everything peers.sh takes (DURATION, REPS, CONNS, POST_CONNS, ...), plus
 #   PEERS=path/to/peers.sh   GATEWAY_PORT=18084
+#   DATABASE=postgres://postgres@127.0.0.1:5432/test   run on PostgreSQL (a throwaway
+#                            schema of that database, dropped afterwards; needs psql)
+#   INSTANCES=2              that many agentgate instances on the one database behind an
+#                            HAProxy round-robin on GATEWAY_PORT (needs DATABASE=postgres...);
+#                            the instances listen on the ports after GATEWAY_PORT
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -24,9 +29,26 @@ done
 cargo build --release --manifest-path "$ROOT/Cargo.toml" --quiet
 BIN="$ROOT/target/release/agentgate"
 
+INSTANCES="${INSTANCES:-1}"
+DATABASE="${DATABASE:-}"
 STATE="$(mktemp -d)"
-trap 'rm -rf "$STATE"' EXIT
-export AGENTGATE_DATABASE="sqlite://$STATE/agentgate.db"
+SCHEMA=""
+cleanup() {
+  rm -rf "$STATE"
+  if [[ -n "$SCHEMA" ]]; then psql -q "$DATABASE" -c "DROP SCHEMA IF EXISTS $SCHEMA CASCADE" >/dev/null; fi
+}
+trap cleanup EXIT
+if [[ "$DATABASE" == postgres* ]]; then
+  command -v psql >/dev/null || { echo "DATABASE=postgres... needs psql: apt-get install -y postgresql-client" >&2; exit 2; }
+  SCHEMA="agentgate_bench_$$"
+  psql -q "$DATABASE" -c "CREATE SCHEMA $SCHEMA" >/dev/null
+  separator='?'; [[ "$DATABASE" == *\?* ]] && separator='&'
+  export AGENTGATE_DATABASE="${DATABASE}${separator}options=-c%20search_path%3D$SCHEMA"
+elif [[ "$INSTANCES" != 1 ]]; then
+  echo "INSTANCES=$INSTANCES needs DATABASE=postgres://...: SQLite serves one instance" >&2; exit 2
+else
+  export AGENTGATE_DATABASE="sqlite://$STATE/agentgate.db"
+fi
 AGENTGATE_MASTER_KEY="$(head -c 32 /dev/urandom | base64)"
 export AGENTGATE_MASTER_KEY
 export AGENTGATE_LOG=warn
@@ -37,8 +59,39 @@ export AGENTGATE_CONNECTION_RATE_TEST=1000000000
 printf 'sk_test_secret' | "$BIN" connections set stripe >/dev/null
 TOKEN="$("$BIN" keys create --name bench 2>/dev/null)"
 
-GATEWAY_URL="http://127.0.0.1:$GATEWAY_PORT" GATEWAY_TOKEN="$TOKEN" \
-GATEWAY_CMD="exec '$BIN' serve --listen 127.0.0.1:\$BENCH_GATEWAY_PORT --stripe-api-base \$BENCH_UPSTREAM_URL" \
+if [[ "$INSTANCES" == 1 ]]; then
+  GATEWAY_CMD="exec '$BIN' serve --listen 127.0.0.1:\$BENCH_GATEWAY_PORT --stripe-api-base \$BENCH_UPSTREAM_URL"
+else
+  # N instances in the background, HAProxy (round robin, keep-alive to the instances) in
+  # the foreground; peers.sh stops the whole process group at the end.
+  servers=""
+  GATEWAY_CMD=""
+  for i in $(seq "$INSTANCES"); do
+    port=$((GATEWAY_PORT + i))
+    servers+="  server agentgate$i 127.0.0.1:$port"$'\n'
+    GATEWAY_CMD+="'$BIN' serve --listen 127.0.0.1:$port --stripe-api-base \$BENCH_UPSTREAM_URL & "
+  done
+  cat >"$STATE/balancer.cfg" <<CFG
+global
+  maxconn 8192
+  nbthread 1
+defaults
+  mode http
+  timeout connect 5s
+  timeout client 30s
+  timeout server 30s
+  http-reuse always
+frontend agentgate
+  bind 127.0.0.1:$GATEWAY_PORT
+  default_backend instances
+backend instances
+  balance roundrobin
+$servers
+CFG
+  GATEWAY_CMD+="sleep 1; exec haproxy -db -f '$STATE/balancer.cfg'"
+fi
+
+GATEWAY_URL="http://127.0.0.1:$GATEWAY_PORT" GATEWAY_TOKEN="$TOKEN" GATEWAY_CMD="$GATEWAY_CMD" \
   bash "$PEERS"
 
 echo

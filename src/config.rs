@@ -12,7 +12,7 @@ use anyhow::{bail, Context};
 use zeroize::Zeroizing;
 
 use crate::catalog::Catalog;
-use crate::crypto::{MasterKey, MasterKeySource};
+use crate::crypto::{MasterKey, MasterKeySource, Sealer};
 use crate::policy::rate::ConnectionRates;
 use crate::proxy::client::{StripeBase, UpstreamConfig};
 use crate::store::sqlite_file_path;
@@ -49,6 +49,21 @@ pub struct StoreArgs {
 }
 
 impl StoreArgs {
+    /// A sealer with every key the source lists (the first seals), re-reading the key file
+    /// when it changes; what CLI commands that seal or open secrets use, so they work while a
+    /// `master-key rotate` is under way.
+    pub fn sealer(&self) -> anyhow::Result<Sealer> {
+        let source = self.master_key_source()?;
+        let path = source.file_path().map(Path::to_path_buf);
+        let mut keys = MasterKey::load_all(source).context("cannot load the master key")?;
+        let current = keys.remove(0);
+        let sealer = Sealer::with_previous(&current, &keys);
+        Ok(match path {
+            Some(path) => sealer.watching(path),
+            None => sealer,
+        })
+    }
+
     /// Where the master key comes from, given the environment's `AGENTGATE_MASTER_KEY`.
     pub fn master_key_source(&self) -> anyhow::Result<MasterKeySource> {
         let from_env = std::env::var(MASTER_KEY_ENV).ok().filter(|v| !v.is_empty());
@@ -169,6 +184,15 @@ pub struct ServeArgs {
     /// Largest request body forwarded, in bytes; larger ones get 413.
     #[arg(long, env = "AGENTGATE_MAX_BODY_BYTES", default_value_t = 1024 * 1024)]
     pub max_body_bytes: u64,
+    /// Failed authentications (invalid agentgate keys) one client address may make per
+    /// minute; past it the address gets 429 for every request until the minute ends. Behind
+    /// a reverse proxy every client shares its address: raise it there, or 0 for no limit.
+    #[arg(long, env = "AGENTGATE_AUTH_FAILURE_LIMIT", default_value_t = 100)]
+    pub auth_failure_limit: u32,
+    /// Requests waiting for Stripe at once, across all workers; past it a request gets 503
+    /// with Retry-After at once instead of queueing behind a slow Stripe. 0 for no bound.
+    #[arg(long, env = "AGENTGATE_UPSTREAM_MAX_IN_FLIGHT", default_value_t = 1024)]
+    pub upstream_max_in_flight: usize,
     /// How long a client may take to send the request headers.
     #[arg(long, env = "AGENTGATE_HEADER_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
     pub header_timeout: Duration,
@@ -205,6 +229,17 @@ pub struct ServeArgs {
     /// for events stored by another instance sharing a PostgreSQL database.
     #[arg(long, env = "AGENTGATE_EVENT_STREAM_POLL", default_value = "1s", value_parser = humantime::parse_duration)]
     pub event_stream_poll: Duration,
+    /// How long one push delivery attempt may take, connecting included.
+    #[arg(long, env = "AGENTGATE_PUSH_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub push_timeout: Duration,
+    /// How long a delivery claimed by this instance stays out of other instances' reach; an
+    /// instance that dies mid-attempt leaves it to another after this long. More than
+    /// --push-timeout.
+    #[arg(long, env = "AGENTGATE_PUSH_LEASE", default_value = "60s", value_parser = humantime::parse_duration)]
+    pub push_lease: Duration,
+    /// Push deliveries attempted at once by this instance.
+    #[arg(long, env = "AGENTGATE_PUSH_CONCURRENCY", default_value_t = 16)]
+    pub push_concurrency: usize,
 }
 
 /// Everything `serve` needs, read once at start.
@@ -219,12 +254,21 @@ pub struct Config {
     pub ingest: crate::webhooks::ingest::IngestSettings,
     /// Database URL.
     pub database_url: String,
-    /// The loaded master key.
+    /// The loaded master key (the first the source lists: it seals).
     pub master_key: MasterKey,
+    /// Further keys the source lists during a rotation: they only open what they sealed.
+    pub previous_master_keys: Vec<MasterKey>,
+    /// The key file, re-read when it changes (a rotation's new key); `None` for the
+    /// environment variable.
+    pub master_key_file: Option<PathBuf>,
     /// How to reach Stripe.
     pub upstream: UpstreamConfig,
     /// Header read timeout for clients.
     pub header_timeout: Duration,
+    /// Failed authentications per client address per minute (`None`: no limit).
+    pub auth_failure_limit: Option<NonZeroU32>,
+    /// Requests waiting for Stripe at once (0: no bound).
+    pub upstream_max_in_flight: usize,
     /// Drain time after SIGTERM.
     pub shutdown_grace: Duration,
     /// Worker threads.
@@ -248,8 +292,11 @@ pub struct Config {
 impl Config {
     /// Validates the arguments and loads the master key.
     pub fn from_args(store: &StoreArgs, serve: &ServeArgs) -> anyhow::Result<Self> {
-        let master_key =
-            MasterKey::load(store.master_key_source()?).context("cannot load the master key")?;
+        let source = store.master_key_source()?;
+        let master_key_file = source.file_path().map(Path::to_path_buf);
+        let mut previous_master_keys =
+            MasterKey::load_all(source).context("cannot load the master key")?;
+        let master_key = previous_master_keys.remove(0);
         if serve.idempotency_window < Duration::from_secs(1) {
             bail!("--idempotency-window must be at least 1s");
         }
@@ -258,6 +305,12 @@ impl Config {
         }
         if serve.event_stream_heartbeat.is_zero() || serve.event_stream_poll.is_zero() {
             bail!("--event-stream-heartbeat and --event-stream-poll must be more than 0");
+        }
+        if serve.push_lease <= serve.push_timeout {
+            bail!("--push-lease must be longer than --push-timeout");
+        }
+        if serve.push_concurrency == 0 {
+            bail!("--push-concurrency must be at least 1");
         }
         Ok(Self {
             listen: serve.listen,
@@ -270,6 +323,8 @@ impl Config {
             },
             database_url: store.database.clone(),
             master_key,
+            previous_master_keys,
+            master_key_file,
             upstream: UpstreamConfig {
                 base: serve.stripe_api_base.clone(),
                 connect_timeout: serve.upstream_connect_timeout,
@@ -277,6 +332,8 @@ impl Config {
                 max_body_bytes: serve.max_body_bytes,
             },
             header_timeout: serve.header_timeout,
+            auth_failure_limit: NonZeroU32::new(serve.auth_failure_limit),
+            upstream_max_in_flight: serve.upstream_max_in_flight,
             shutdown_grace: serve.shutdown_grace,
             workers: serve.workers.unwrap_or_else(default_workers),
             catalog: Arc::new(load_catalog(serve.catalog.as_deref())?),
@@ -285,7 +342,12 @@ impl Config {
                 test: NonZeroU32::new(serve.connection_rate_test),
             },
             idempotency_window: serve.idempotency_window,
-            push: crate::webhooks::push::PushConfig::default(),
+            push: crate::webhooks::push::PushConfig {
+                timeout: serve.push_timeout,
+                lease: serve.push_lease,
+                concurrency: serve.push_concurrency,
+                ..crate::webhooks::push::PushConfig::default()
+            },
             clock: Arc::new(SystemClock::default()),
             event_retention: serve.event_retention,
             event_stream: crate::webhooks::stream::StreamSettings {
@@ -306,6 +368,8 @@ impl Config {
             ingest: crate::webhooks::ingest::IngestSettings::default(),
             database_url: database_url.to_owned(),
             master_key,
+            previous_master_keys: Vec::new(),
+            master_key_file: None,
             upstream: UpstreamConfig {
                 base: stripe_base,
                 connect_timeout: Duration::from_secs(2),
@@ -313,6 +377,8 @@ impl Config {
                 max_body_bytes: 1024 * 1024,
             },
             header_timeout: Duration::from_secs(10),
+            auth_failure_limit: NonZeroU32::new(100),
+            upstream_max_in_flight: 1024,
             shutdown_grace: Duration::from_secs(10),
             workers: 2,
             catalog: Arc::new(Catalog::embedded()),

@@ -11,6 +11,11 @@ use serde::Serialize;
 /// Response header present on every error made by agentgate; its value is the [`Blame`].
 pub static GATEWAY_ERROR_HEADER: HeaderName = HeaderName::from_static("agentgate-error");
 
+/// Marks a response that refused an invalid agentgate key, so the server can count failed
+/// authentications per client address whichever route refused it.
+#[derive(Clone, Copy, Debug)]
+pub struct FailedAuthentication;
+
 /// Who is at fault for a failed request (pingora's error source): decides the status class
 /// and is what the request log records as the outcome.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -115,6 +120,27 @@ pub enum GatewayError {
         /// The configured timeout in whole seconds.
         seconds: u64,
     },
+    /// A request whose length is stated twice (`Content-Length` with `Transfer-Encoding`):
+    /// two parsers could read two different requests from it (request smuggling).
+    #[error("The request states its length in two ways (Content-Length and Transfer-Encoding); send one.")]
+    AmbiguousFraming,
+    /// An agentgate key in the URL, where proxies, browsers and logs keep it.
+    #[error("Send the agentgate key in the Authorization header, never in the URL; this key should be considered exposed and rotated.")]
+    KeyInQuery,
+    /// The client's address failed authentication too often; it waits out the window.
+    #[error(
+        "Too many failed authentications from this address; retry after {retry_after} seconds."
+    )]
+    TooManyFailedAuthentications {
+        /// Seconds until the address may try again.
+        retry_after: u64,
+    },
+    /// Too many requests are waiting for Stripe already; this one was not sent.
+    #[error("Too many requests are waiting for Stripe; this one was not sent. Retry after {retry_after} seconds.")]
+    UpstreamBusy {
+        /// Seconds to wait before retrying.
+        retry_after: u64,
+    },
     /// A failure of agentgate itself; the cause is logged once, never sent.
     #[error("internal error")]
     Internal,
@@ -131,13 +157,17 @@ impl GatewayError {
             GatewayError::Forbidden(_)
             | GatewayError::LimitExceeded(_)
             | GatewayError::AdminRequired => StatusCode::FORBIDDEN,
-            GatewayError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            GatewayError::RateLimited { .. }
+            | GatewayError::TooManyFailedAuthentications { .. } => StatusCode::TOO_MANY_REQUESTS,
+            GatewayError::UpstreamBusy { .. } => StatusCode::SERVICE_UNAVAILABLE,
             GatewayError::UnknownConnection(_)
             | GatewayError::UnknownRoute { .. }
             | GatewayError::ResourceMissing { .. } => StatusCode::NOT_FOUND,
             GatewayError::InvalidPath(_)
             | GatewayError::Invalid(_)
-            | GatewayError::BodyUnreadable => StatusCode::BAD_REQUEST,
+            | GatewayError::BodyUnreadable
+            | GatewayError::AmbiguousFraming
+            | GatewayError::KeyInQuery => StatusCode::BAD_REQUEST,
             GatewayError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             GatewayError::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             GatewayError::UpstreamUnreachable => StatusCode::BAD_GATEWAY,
@@ -164,10 +194,13 @@ impl GatewayError {
             | GatewayError::MethodNotAllowed(_)
             | GatewayError::Invalid(_)
             | GatewayError::BodyUnreadable
-            | GatewayError::BodyTooLarge { .. } => Blame::Caller,
-            GatewayError::UpstreamUnreachable | GatewayError::UpstreamTimeout { .. } => {
-                Blame::Upstream
-            }
+            | GatewayError::BodyTooLarge { .. }
+            | GatewayError::AmbiguousFraming
+            | GatewayError::KeyInQuery
+            | GatewayError::TooManyFailedAuthentications { .. } => Blame::Caller,
+            GatewayError::UpstreamUnreachable
+            | GatewayError::UpstreamTimeout { .. }
+            | GatewayError::UpstreamBusy { .. } => Blame::Upstream,
             GatewayError::Internal => Blame::Internal,
         }
     }
@@ -203,6 +236,10 @@ impl GatewayError {
             GatewayError::BodyTooLarge { .. } => "request_too_large",
             GatewayError::UpstreamUnreachable => "upstream_unreachable",
             GatewayError::UpstreamTimeout { .. } => "upstream_timeout",
+            GatewayError::AmbiguousFraming => "request_malformed",
+            GatewayError::KeyInQuery => "api_key_in_url",
+            GatewayError::TooManyFailedAuthentications { .. } => "too_many_failed_authentications",
+            GatewayError::UpstreamBusy { .. } => "upstream_busy",
             GatewayError::Internal => "internal_error",
         })
     }
@@ -273,7 +310,9 @@ impl IntoResponse for GatewayError {
         let body = serde_json::to_vec(&self.body()).unwrap_or_default();
         let mut response = (self.status(), body).into_response();
         let retry_after = match &self {
-            GatewayError::RateLimited { retry_after } => Some(*retry_after),
+            GatewayError::RateLimited { retry_after }
+            | GatewayError::TooManyFailedAuthentications { retry_after }
+            | GatewayError::UpstreamBusy { retry_after } => Some(*retry_after),
             _ => None,
         };
         let headers = response.headers_mut();
@@ -288,6 +327,9 @@ impl IntoResponse for GatewayError {
             GATEWAY_ERROR_HEADER.clone(),
             HeaderValue::from_static(self.blame().as_str()),
         );
+        if matches!(self, GatewayError::KeyInvalid) {
+            response.extensions_mut().insert(FailedAuthentication);
+        }
         response
     }
 }

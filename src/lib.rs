@@ -14,6 +14,7 @@ pub mod dashboard;
 pub mod error;
 pub mod ids;
 pub mod keys;
+pub mod mcp;
 pub mod metrics;
 pub mod operators;
 pub mod policy;

@@ -36,7 +36,9 @@ document.addEventListener("change", (event) => {
     const row = document.createElement("tr");
     cell(row, item.received);
     cell(row, item.event_type);
-    cell(row, item.event_id, true);
+    const link = cell(row, "").appendChild(document.createElement("a"));
+    link.href = rows.dataset.events + encodeURIComponent(item.event_id);
+    link.appendChild(document.createElement("code")).textContent = item.event_id;
     cell(row, String(item.seq));
     const form = document.createElement("form");
     form.className = "inline";

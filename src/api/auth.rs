@@ -131,6 +131,7 @@ fn record(state: &ApiState, key: &AuthenticatedKey, audited: &Audited, response:
         outcome: outcome(refusal, status).to_owned(),
         operation: audited.operation.clone(),
         reason: refusal.map(|r| r.reason.clone()),
+        via: crate::proxy::Via::Http.as_str().to_owned(),
     });
 }
 

@@ -79,6 +79,8 @@ pub struct LogEntryOut {
     operation: Option<String>,
     /// Why agentgate refused (`agentgate_scope_denied operation`), when it did.
     reason: Option<String>,
+    /// How the request arrived: `http`, or `mcp` for a tool call over MCP.
+    via: String,
 }
 
 impl From<RequestLogRecord> for LogEntryOut {
@@ -100,6 +102,7 @@ impl From<RequestLogRecord> for LogEntryOut {
             outcome: entry.outcome,
             operation: entry.operation,
             reason: entry.reason,
+            via: entry.via,
         }
     }
 }

@@ -1,8 +1,10 @@
 //! The application: builds the shared state from a [`Config`], starts one worker thread per
 //! core to serve the bound listeners until shutdown, then drains and flushes the request log.
 
+mod framing;
 mod listener;
 mod ops;
+mod screen;
 mod watcher;
 mod workers;
 
@@ -19,12 +21,14 @@ use crate::config::Config;
 use crate::connections::ConnectionResolver;
 use crate::crypto::{verify_master_key, Sealer};
 use crate::ids::WorkspaceId;
+use crate::keys::failures::AuthFailures;
 use crate::keys::KeyAuthenticator;
 use crate::metrics::Metrics;
 use crate::policy::guardrails::Guardrails;
 use crate::policy::idempotency::Deriver;
 use crate::policy::rate::RateLimiter;
 use crate::proxy::client::UpstreamConfig;
+use crate::proxy::in_flight::UpstreamSlots;
 use crate::proxy::{self, Entry, Proxy, ProxyShared};
 use crate::request_log::{self, RequestLogWriter};
 use crate::store::{self, Store, DEFAULT_WORKSPACE};
@@ -55,8 +59,14 @@ pub struct App {
     ),
     /// How long events are kept, and the clock retention reads.
     event_retention: (std::time::Duration, Arc<dyn crate::time::Clock>),
+    /// Changes announced by other writers of a shared PostgreSQL database; `None` on SQLite.
+    change_feed: Option<store::changes::ChangeFeed>,
+    /// Failed dashboard sign-ins per client address, shared by every worker.
+    sign_in_failures: Arc<crate::keys::failures::AuthFailures>,
     /// Heartbeat and poll intervals of event streams.
     event_stream: crate::webhooks::stream::StreamSettings,
+    /// MCP sessions, shared by every worker.
+    mcp_sessions: crate::mcp::Sessions,
 }
 
 /// The bound sockets an [`App`] serves: tests bind port 0 and read the addresses back.
@@ -101,27 +111,38 @@ impl App {
                 store::redact_url(&config.database_url)
             )
         })?;
-        let sealer = Arc::new(Sealer::new(&config.master_key));
+        let sealer = Sealer::with_previous(&config.master_key, &config.previous_master_keys);
+        let sealer = Arc::new(match config.master_key_file.clone() {
+            Some(path) => sealer.watching(path),
+            None => sealer,
+        });
         let idempotency = Deriver::new(
             &config.master_key,
             config.idempotency_window,
             config.clock.clone(),
         );
         drop(config.master_key);
+        drop(config.previous_master_keys);
         verify_master_key(store.as_ref(), &sealer).await?;
         let default_workspace = store.ensure_workspace(DEFAULT_WORKSPACE).await?.id;
         let metrics = Arc::new(Metrics::new());
         let (log, writer) = request_log::spawn(store.clone(), metrics.clone());
+        let mut rate_limits = RateLimiter::new(config.connection_rates, config.clock.clone());
+        if let Some(shared) = store::rate_buckets::SharedBuckets::connect(&config.database_url)? {
+            rate_limits = rate_limits.share_with(shared);
+        }
         let shared = Arc::new(ProxyShared {
             keys: KeyAuthenticator::new(store.clone()),
             connections: ConnectionResolver::new(store.clone(), sealer.clone()),
             metrics: metrics.clone(),
             log,
             catalog: Arc::new(CatalogIndex::new(config.catalog.clone())),
-            rate_limits: RateLimiter::new(config.connection_rates, config.clock.clone()),
+            rate_limits,
             idempotency,
             guardrails: Guardrails::new(store.clone()),
             events: EventBus::default(),
+            auth_failures: AuthFailures::new(config.auth_failure_limit, config.clock.clone()),
+            upstream_slots: UpstreamSlots::new(config.upstream_max_in_flight),
         });
         let ops = Arc::new(Ops::new(store.clone(), metrics));
         if !store.event_commits_are_durable().await? {
@@ -133,6 +154,9 @@ impl App {
             shared.events.clone(),
             config.ingest,
         ));
+        let change_feed = store::changes::ChangeFeed::connect(&config.database_url)
+            .await
+            .context("cannot listen for changes on the database")?;
         tracing::info!(backend = ?store.backend(), workers = config.workers, "store ready");
         Ok(Self {
             store,
@@ -152,6 +176,9 @@ impl App {
             push: (config.push.clone(), config.clock.clone()),
             event_retention: (config.event_retention, config.clock.clone()),
             event_stream: config.event_stream,
+            mcp_sessions: crate::mcp::Sessions::default(),
+            change_feed,
+            sign_in_failures: crate::dashboard::sign_in_failures(),
         })
     }
 
@@ -181,6 +208,14 @@ impl App {
         let routes = ops::router(self.ops.clone())
             .merge(proxy::discovery::router(self.shared.clone()))
             .merge(crate::webhooks::ingest::router(self.ingest.clone()))
+            .merge(crate::mcp::router(crate::mcp::McpSettings {
+                proxy: proxy.clone(),
+                shared: self.shared.clone(),
+                store: self.store.clone(),
+                sessions: self.mcp_sessions.clone(),
+                event_stream: self.event_stream,
+                stop: stop.clone(),
+            }))
             .merge(crate::webhooks::pull::router(
                 self.shared.clone(),
                 self.store.clone(),
@@ -206,6 +241,7 @@ impl App {
                     default_workspace: self.default_workspace.clone(),
                     event_stream: self.event_stream,
                     stop: stop.clone(),
+                    sign_in_failures: self.sign_in_failures.clone(),
                 },
             ))
             .fallback(proxy::unknown_route);
@@ -237,7 +273,7 @@ impl App {
     /// Serves until `shutdown` resolves, then stops accepting, lets in-flight requests
     /// finish (up to the grace period), and writes the queued request log.
     pub async fn serve(
-        self,
+        mut self,
         listeners: Listeners,
         shutdown: impl Future<Output = ()> + Send,
     ) -> anyhow::Result<()> {
@@ -245,8 +281,14 @@ impl App {
         let watcher = tokio::spawn(watcher::run(
             self.store.clone(),
             self.shared.clone(),
+            self.change_feed.take(),
             stop_rx.clone(),
         ));
+        let rate_exchange = tokio::spawn({
+            let shared = self.shared.clone();
+            let stop = stop_rx.clone();
+            async move { shared.rate_limits.exchange_until_stopped(stop).await }
+        });
         let retention = tokio::spawn(crate::webhooks::retention::run(
             self.store.clone(),
             self.event_retention.0,
@@ -280,6 +322,7 @@ impl App {
             worker.finished().await;
         }
         let _ = watcher.await;
+        let _ = rate_exchange.await;
         push.finished().await;
         let _ = retention.await;
         self.writer.stop().await;

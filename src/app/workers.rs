@@ -17,6 +17,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::sync::{mpsc, oneshot, watch};
 
+use super::framing::{AmbiguousFraming, Sniffed};
 use super::listener::stopped;
 use crate::proxy::{ClientAddr, Entry};
 
@@ -149,16 +150,24 @@ impl WorkerState {
         };
         let entry = self.entries[accepted.listener].clone();
         let peer = stream.peer_addr().ok().map(ClientAddr);
+        let framing = AmbiguousFraming::default();
+        let seen = framing.clone();
         let service = service_fn(move |mut request: http::Request<hyper::body::Incoming>| {
             if let Some(peer) = peer {
                 request.extensions_mut().insert(peer);
             }
             let entry = entry.clone();
-            async move { Ok::<_, Infallible>(entry.serve(request).await) }
+            let refused = super::screen::refuse(&request, seen.seen());
+            async move {
+                Ok::<_, Infallible>(match refused {
+                    Some(refusal) => refusal,
+                    None => entry.serve(request).await,
+                })
+            }
         });
         let connection = self
             .graceful
-            .watch(builder.serve_connection(TokioIo::new(stream), service));
+            .watch(builder.serve_connection(TokioIo::new(Sniffed::new(stream, framing)), service));
         tokio::spawn(async move {
             if let Err(error) = connection.await {
                 tracing::debug!(%error, "connection ended with an error");

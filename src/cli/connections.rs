@@ -13,7 +13,7 @@ use crate::connections::stripe::StripeSecret;
 use crate::connections::{
     list_connections, remove_connection, set_connection_validation, set_stripe_connection,
 };
-use crate::crypto::{verify_master_key, MasterKey, Sealer};
+use crate::crypto::verify_master_key;
 use crate::proxy::is_connection_name;
 use crate::store::{ConnectionRecord, StoreError};
 
@@ -113,10 +113,7 @@ async fn set(args: &StoreArgs, name: &str, json: bool) -> anyhow::Result<()> {
         bail!("a connection name is 1 to 64 letters, digits, '-' or '_'");
     }
     let secret = StripeSecret::parse(&read_secret()?).context("refused the key")?;
-    let master =
-        MasterKey::load(args.master_key_source()?).context("cannot load the master key")?;
-    let sealer = Sealer::new(&master);
-    drop(master);
+    let sealer = args.sealer()?;
     let (store, workspace) = open_workspace(args).await?;
     verify_master_key(store.as_ref(), &sealer).await?;
     let record = set_stripe_connection(store.as_ref(), &sealer, &workspace, name, &secret).await?;

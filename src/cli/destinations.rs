@@ -2,13 +2,13 @@
 //! webhook endpoint's events are pushed to (`docs/push.md`). The signing secret is printed
 //! once, by `add`.
 
-use anyhow::{bail, Context};
+use anyhow::bail;
 use clap::Subcommand;
 use serde::Serialize;
 
 use super::{open_workspace, output};
 use crate::config::StoreArgs;
-use crate::crypto::{verify_master_key, MasterKey, Sealer};
+use crate::crypto::verify_master_key;
 use crate::ids::{DestinationId, EndpointId};
 use crate::store::push::{AttemptRecord, DestinationRecord, DestinationState};
 use crate::webhooks::push::{self, DestinationSpec};
@@ -201,10 +201,7 @@ pub async fn run(args: &StoreArgs, command: DestinationsCommand) -> anyhow::Resu
 }
 
 async fn add(args: &StoreArgs, spec: DestinationSpec, json: bool) -> anyhow::Result<()> {
-    let master =
-        MasterKey::load(args.master_key_source()?).context("cannot load the master key")?;
-    let sealer = Sealer::new(&master);
-    drop(master);
+    let sealer = args.sealer()?;
     let (store, workspace) = open_workspace(args).await?;
     verify_master_key(store.as_ref(), &sealer).await?;
     let created = match push::create_destination(

@@ -8,6 +8,8 @@ mod destinations;
 mod events;
 mod keys;
 mod logs;
+mod master_key;
+mod mcp;
 mod operators;
 mod output;
 mod replay;
@@ -77,9 +79,14 @@ pub enum Command {
     /// Manage workspaces (tenants).
     #[command(subcommand)]
     Workspaces(workspaces::WorkspacesCommand),
+    /// Rotate the master key that seals stored secrets.
+    #[command(subcommand, name = "master-key")]
+    MasterKey(master_key::MasterKeyCommand),
     /// Build and inspect operation catalogs (no database needed).
     #[command(subcommand)]
     Catalog(catalog::CatalogCommand),
+    /// Serve MCP on stdin/stdout, relaying to a remote agentgate (key from AGENTGATE_KEY).
+    Mcp(mcp::McpArgs),
 }
 
 impl Cli {
@@ -105,7 +112,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Webhooks(command) => webhooks::run(&cli.store, command).await,
         Command::Workspaces(command) => workspaces::run(&cli.store, command).await,
         Command::Operators(command) => operators::run(&cli.store, command).await,
+        Command::MasterKey(command) => master_key::run(&cli.store, command).await,
         Command::Catalog(command) => catalog::run(command),
+        Command::Mcp(args) => mcp::run(args).await,
     }
 }
 

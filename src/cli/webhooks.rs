@@ -7,14 +7,14 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{bail, Context};
+use anyhow::bail;
 use clap::Subcommand;
 use serde::Serialize;
 use zeroize::Zeroizing;
 
 use super::{open_workspace, output};
 use crate::config::{PublicUrlArgs, StoreArgs};
-use crate::crypto::{verify_master_key, MasterKey, Sealer};
+use crate::crypto::{verify_master_key, Sealer};
 use crate::proxy::client::{StripeBase, Upstream, UpstreamConfig};
 use crate::store::WebhookEndpointRecord;
 use crate::webhooks::endpoints::{self, SigningSecret, WebhookError};
@@ -229,9 +229,7 @@ pub async fn run(args: &StoreArgs, command: WebhooksCommand) -> anyhow::Result<(
 }
 
 fn open_sealer(args: &StoreArgs) -> anyhow::Result<Sealer> {
-    let master =
-        MasterKey::load(args.master_key_source()?).context("cannot load the master key")?;
-    Ok(Sealer::new(&master))
+    args.sealer()
 }
 
 fn explain(error: WebhookError) -> anyhow::Error {

@@ -49,6 +49,23 @@ pub async fn verify_master_key(
     }
 }
 
+/// Re-seals the stored proof with the sealer's current key if another key sealed it;
+/// whether it changed. Part of `master-key rotate`.
+pub async fn reseal_check(store: &dyn Store, sealer: &Sealer) -> Result<bool, MasterKeyCheckError> {
+    let Some(stored) = store.get_setting(SETTING).await? else {
+        return Ok(false);
+    };
+    check(&stored, sealer)?;
+    let sealed = Sealed::from_stored(STANDARD.decode(&stored).unwrap_or_default());
+    if sealer.is_current(&sealed) {
+        return Ok(false);
+    }
+    let fresh = sealer.seal(SecretPurpose::MasterKeyCheck, "-", SETTING, KNOWN_VALUE);
+    Ok(store
+        .replace_setting(SETTING, &stored, &STANDARD.encode(fresh.as_bytes()))
+        .await?)
+}
+
 fn check(stored: &str, sealer: &Sealer) -> Result<(), MasterKeyCheckError> {
     let mismatch = || MasterKeyCheckError::Mismatch {
         loaded: sealer.key_id_hex(),

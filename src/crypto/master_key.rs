@@ -28,6 +28,16 @@ pub enum MasterKeySource {
     },
 }
 
+impl MasterKeySource {
+    /// The key file, when the key comes from one.
+    pub fn file_path(&self) -> Option<&Path> {
+        match self {
+            MasterKeySource::Env(_) => None,
+            MasterKeySource::File { path, .. } => Some(path),
+        }
+    }
+}
+
 /// Why the master key could not be loaded; each message tells the operator what to do.
 #[derive(Debug, thiserror::Error)]
 pub enum MasterKeyError {
@@ -74,10 +84,18 @@ impl std::fmt::Debug for MasterKey {
 }
 
 impl MasterKey {
-    /// Loads the key from its source, creating the default key file on first start.
+    /// Loads the current key from its source, creating the default key file on first start.
     pub fn load(source: MasterKeySource) -> Result<Self, MasterKeyError> {
+        let mut keys = Self::load_all(source)?;
+        Ok(keys.swap_remove(0))
+    }
+
+    /// Loads every key the source lists, the current one first. A source may list several
+    /// keys (separated by newlines, spaces or commas) while a rotation is under way: the
+    /// first seals, the others only open what they sealed before.
+    pub fn load_all(source: MasterKeySource) -> Result<Vec<Self>, MasterKeyError> {
         match source {
-            MasterKeySource::Env(text) => Self::decode(&text, "AGENTGATE_MASTER_KEY"),
+            MasterKeySource::Env(text) => Self::decode_all(&text, "AGENTGATE_MASTER_KEY"),
             MasterKeySource::File {
                 path,
                 create_if_missing,
@@ -106,7 +124,8 @@ impl MasterKey {
         &self.0
     }
 
-    fn decode(text: &str, origin: &str) -> Result<Self, MasterKeyError> {
+    /// Parses one key (base64 of 32 bytes), as given to `master-key rotate`.
+    pub fn decode(text: &str, origin: &str) -> Result<Self, MasterKeyError> {
         let malformed = || MasterKeyError::Malformed {
             origin: origin.to_owned(),
         };
@@ -115,7 +134,27 @@ impl MasterKey {
         Ok(Self::from_bytes(bytes))
     }
 
-    fn load_file(path: &Path, create_if_missing: bool) -> Result<Self, MasterKeyError> {
+    fn decode_all(text: &str, origin: &str) -> Result<Vec<Self>, MasterKeyError> {
+        let keys = text
+            .split(|c: char| c.is_whitespace() || c == ',')
+            .filter(|part| !part.is_empty())
+            .map(|part| Self::decode(part, origin))
+            .collect::<Result<Vec<_>, _>>()?;
+        if keys.is_empty() {
+            return Err(MasterKeyError::Malformed {
+                origin: origin.to_owned(),
+            });
+        }
+        Ok(keys)
+    }
+
+    /// Whether two keys are the same key.
+    pub fn same_as(&self, other: &MasterKey) -> bool {
+        use subtle::ConstantTimeEq;
+        bool::from(self.0.as_ref().ct_eq(other.0.as_ref()))
+    }
+
+    fn load_file(path: &Path, create_if_missing: bool) -> Result<Vec<Self>, MasterKeyError> {
         let shown = path.display().to_string();
         let io = |source| MasterKeyError::Io {
             path: shown.clone(),
@@ -124,7 +163,7 @@ impl MasterKey {
         let metadata = match fs::metadata(path) {
             Ok(metadata) => metadata,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound && create_if_missing => {
-                return Self::create_file(path).map_err(io);
+                return Self::create_file(path).map(|key| vec![key]).map_err(io);
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 return Err(MasterKeyError::Missing { path: shown });
@@ -136,7 +175,32 @@ impl MasterKey {
             return Err(MasterKeyError::TooOpen { path: shown, mode });
         }
         let text = Zeroizing::new(fs::read_to_string(path).map_err(io)?);
-        Self::decode(&text, &shown)
+        Self::decode_all(&text, &shown)
+    }
+
+    /// Replaces the key file with `keys` (the current one first), mode 0600: written to a
+    /// temporary file beside it, synced, then renamed over it, so a crash leaves either the
+    /// old file or the new one, never a torn one.
+    pub fn write_key_file(path: &Path, keys: &[&MasterKey]) -> std::io::Result<()> {
+        let mut name = path.file_name().unwrap_or_default().to_os_string();
+        name.push(".new");
+        let temporary = path.with_file_name(name);
+        let _ = fs::remove_file(&temporary);
+        let mut file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&temporary)?;
+        for key in keys {
+            file.write_all(key.to_base64().as_bytes())?;
+            file.write_all(b"\n")?;
+        }
+        file.sync_all()?;
+        fs::rename(&temporary, path)?;
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            fs::File::open(dir)?.sync_all()?;
+        }
+        Ok(())
     }
 
     /// Writes a new key file with mode 0600 (never replacing an existing one) and returns it.

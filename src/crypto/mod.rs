@@ -3,6 +3,7 @@
 
 pub mod check;
 pub mod master_key;
+pub mod rotate;
 pub mod seal;
 
 pub use check::{verify_master_key, MasterKeyCheckError};

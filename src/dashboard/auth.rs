@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Redirect, Response};
+use axum::Extension;
 use axum::Form;
 use http::{header, HeaderMap, StatusCode};
 use maud::{html, Markup};
@@ -16,6 +17,7 @@ use super::layout::{self, csrf_field, Message};
 use super::session::{self, PREAUTH_COOKIE, SESSION_COOKIE};
 use super::{csrf, DashState};
 use crate::operators::{self, token_hash};
+use crate::proxy::ClientAddr;
 
 /// The sign-in form's fields.
 #[derive(Deserialize)]
@@ -53,9 +55,14 @@ pub async fn login_page(State(state): State<Arc<DashState>>, headers: HeaderMap)
 /// `POST /login`: starts a session, or shows the form again with one generic message.
 pub async fn login(
     State(state): State<Arc<DashState>>,
+    client: Option<Extension<ClientAddr>>,
     headers: HeaderMap,
     Form(form): Form<LoginIn>,
 ) -> Response {
+    let client_ip = client.map(|Extension(ClientAddr(addr))| addr.ip());
+    if let Some(wait) = client_ip.and_then(|ip| state.settings.sign_in_failures.blocked(ip)) {
+        return too_many_failures(wait);
+    }
     let store = state.settings.store.clone();
     let operator = match operators::authenticate(store, form.name.trim(), &form.password).await {
         Ok(found) => found,
@@ -65,6 +72,9 @@ pub async fn login(
         }
     };
     let Some(operator) = operator else {
+        if let Some(ip) = client_ip {
+            state.settings.sign_in_failures.failed(ip);
+        }
         let token = csrf::secret_of(&headers)
             .map(|s| csrf::token_for(&s))
             .unwrap_or_default();
@@ -72,6 +82,24 @@ pub async fn login(
         return login_form(&token, Some(message), StatusCode::UNAUTHORIZED);
     };
     signed_in(&state, &operator.id).await
+}
+
+/// 429 with `Retry-After`: this address failed to sign in too often in the last minute.
+/// The form is not shown, so no password is checked (and none can be guessed) meanwhile.
+fn too_many_failures(wait_seconds: u64) -> Response {
+    let body = html! {
+        p { "Too many failed sign-ins from this address. Try again in " (wait_seconds) " seconds." }
+    };
+    let mut response = layout::bare(
+        "Sign in",
+        Some(Message::Error("Too many failed sign-ins.".into())),
+        body,
+        StatusCode::TOO_MANY_REQUESTS,
+    );
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, wait_seconds.into());
+    response
 }
 
 /// `POST /logout`: ends the session and forgets the cookie.

@@ -17,16 +17,20 @@ pub enum Nav {
     Keys,
     Logs,
     Webhooks,
+    Catalog,
     Workspaces,
+    Operators,
 }
 
-const SECTIONS: [(Nav, &str, &str); 6] = [
+const SECTIONS: [(Nav, &str, &str); 8] = [
     (Nav::Overview, "/", "Overview"),
     (Nav::Connections, "/connections", "Connections"),
     (Nav::Keys, "/keys", "Agent keys"),
     (Nav::Logs, "/logs", "Request log"),
     (Nav::Webhooks, "/webhook-endpoints", "Webhooks"),
+    (Nav::Catalog, "/catalog", "Catalog"),
     (Nav::Workspaces, "/workspaces", "Workspaces"),
+    (Nav::Operators, "/operators", "Operators"),
 ];
 
 /// A message shown above a page's content.

@@ -19,6 +19,7 @@ use http::{header, HeaderName, HeaderValue};
 
 use crate::crypto::Sealer;
 use crate::ids::WorkspaceId;
+use crate::keys::failures::AuthFailures;
 use crate::proxy::client::UpstreamConfig;
 use crate::proxy::ProxyShared;
 use crate::store::Store;
@@ -41,6 +42,17 @@ pub struct DashboardSettings {
     pub event_stream: crate::webhooks::stream::StreamSettings,
     /// Turns true when the server stops: ends the live streams.
     pub stop: tokio::sync::watch::Receiver<bool>,
+    /// Failed sign-ins per client address, shared by every worker (see [`sign_in_failures`]).
+    pub sign_in_failures: Arc<AuthFailures>,
+}
+
+/// The sign-in limiter an app makes once and gives every worker's dashboard: password
+/// guessing is slowed to [`SIGN_IN_FAILURES_PER_MINUTE`] tries a minute from one address.
+pub fn sign_in_failures() -> Arc<AuthFailures> {
+    Arc::new(AuthFailures::new(
+        std::num::NonZeroU32::new(SIGN_IN_FAILURES_PER_MINUTE),
+        Arc::new(crate::time::SystemClock::default()),
+    ))
 }
 
 /// Shared by every dashboard handler.
@@ -51,6 +63,9 @@ struct DashState {
     /// Follows an endpoint's events for the live event list (the agents' stream logic).
     readers: Arc<crate::webhooks::pull::EventReaders>,
 }
+
+/// Failed sign-ins one client address may make in a minute before it must wait.
+pub const SIGN_IN_FAILURES_PER_MINUTE: u32 = 10;
 
 /// The dashboard's routes, ready to merge into the main router.
 pub fn router(settings: DashboardSettings) -> Router {

@@ -47,14 +47,20 @@ pub enum KeyFormatError {
 
 /// Mints a new random key.
 pub fn generate() -> GeneratedKey {
-    let random = random_base62(RANDOM_LEN);
-    let body = format!("{KEY_PREFIX}{random}");
-    let text = Zeroizing::new(format!("{body}{}", checksum(&body)));
+    let text = compose(&random_base62(RANDOM_LEN));
     GeneratedKey {
         hash: hash(&text),
         prefix: text[..KEY_PREFIX.len() + SHOWN_LEN].to_owned(),
         text,
     }
+}
+
+/// The key made of the prefix, `random` (32 base62 characters) and its checksum. Public so
+/// the fuzz target (`fuzz/fuzz_targets/agent_key.rs`) can check that [`parse`] accepts
+/// exactly the keys made here.
+pub fn compose(random: &str) -> Zeroizing<String> {
+    let body = format!("{KEY_PREFIX}{random}");
+    Zeroizing::new(format!("{body}{}", checksum(&body)))
 }
 
 /// Checks the form and checksum of a presented key and returns its hash.

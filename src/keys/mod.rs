@@ -2,6 +2,7 @@
 //! turns a presented key into the workspace and key it belongs to.
 
 mod cache;
+pub mod failures;
 pub mod format;
 mod manage;
 

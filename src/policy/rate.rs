@@ -11,26 +11,43 @@
 //! back nor check one bucket without consuming it; its keyed limiters share one quota,
 //! while every key here has its own rate. The whole algorithm is about forty lines.
 //!
-//! The limits are per process: N instances behind a load balancer allow up to N times the
-//! configured rates (sharing the buckets is a later issue).
+//! On one database several instances share every bucket ([`RateLimiter::share_with`]):
+//! requests still take tokens from the local bucket, with no round trip, and every
+//! [`EXCHANGE_INTERVAL`] each instance adds what it took to the bucket's row in PostgreSQL
+//! and moves its local bucket to the cluster's arrival time. A bucket new to an instance is
+//! first read from the database (once, before its first token), so a key that spent its
+//! burst on one instance is refused on the others too. The tolerance: within one exchange
+//! interval, instances do not see each other's takes, so N instances together may admit up
+//! to (N − 1) × rate × 100 ms more than the rate (plus, when a bucket is full everywhere,
+//! up to N bursts at once); over any longer period the cluster admits the configured rate.
 
 use std::collections::HashMap;
 use std::hash::Hash;
 use std::num::NonZeroU32;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
+
+use tokio::sync::watch;
 
 use super::Rate;
 use crate::connections::ResolvedConnection;
 use crate::ids::{ConnectionId, KeyId};
 use crate::keys::AuthenticatedKey;
+use crate::store::rate_buckets::{SharedArrival, SharedBuckets, Taken};
 use crate::time::Clock;
 
 /// How often, at most, idle buckets are looked for and dropped.
 const SWEEP_EVERY: Duration = Duration::from_secs(60);
 
 const NANOS_PER_SECOND: u64 = 1_000_000_000;
+
+/// How often an instance sharing its buckets exchanges takes with the database; bounds how
+/// long other instances' takes stay unseen.
+pub const EXCHANGE_INTERVAL: Duration = Duration::from_millis(100);
+
+/// How often shared buckets idle for a day are deleted.
+const FORGET_EVERY: Duration = Duration::from_secs(600);
 
 /// Requests per second allowed through one connection, by the mode of its Stripe key, so
 /// agentgate as a whole stays within the Stripe account's limit.
@@ -87,6 +104,8 @@ pub struct RateLimiter {
     connections: Buckets<ConnectionId>,
     /// Monotonic nanoseconds at which the next sweep for idle buckets is due.
     next_sweep: AtomicU64,
+    /// The buckets of every instance on the same database, when there can be several.
+    shared: Option<SharedBuckets>,
 }
 
 impl RateLimiter {
@@ -98,6 +117,119 @@ impl RateLimiter {
             keys: Buckets::default(),
             connections: Buckets::default(),
             next_sweep: AtomicU64::new(nanos(SWEEP_EVERY)),
+            shared: None,
+        }
+    }
+
+    /// Shares the buckets with every instance on the same database (see the module docs);
+    /// [`RateLimiter::exchange_until_stopped`] must then run.
+    pub fn share_with(mut self, shared: SharedBuckets) -> Self {
+        self.shared = Some(shared);
+        self
+    }
+
+    /// Before a request's first token from a bucket this instance has not used lately,
+    /// reads what other instances took from it. A database that does not answer leaves the
+    /// local bucket as it is (the next exchange catches up).
+    pub async fn prime(&self, key: &AuthenticatedKey, connection: &ResolvedConnection) {
+        let Some(shared) = &self.shared else {
+            return;
+        };
+        let mut fresh = Vec::new();
+        if let Some(rate) = key.scopes.rate {
+            let bucket = self.keys.get(&key.id, rate);
+            if !bucket.primed.swap(true, Ordering::AcqRel) {
+                fresh.push((key.id.as_str().to_owned(), bucket));
+            }
+        }
+        if let Some(rate) = self.connection_rates.for_connection(connection) {
+            let bucket = self.connections.get(&connection.id, rate);
+            if !bucket.primed.swap(true, Ordering::AcqRel) {
+                fresh.push((connection.id.as_str().to_owned(), bucket));
+            }
+        }
+        if fresh.is_empty() {
+            return;
+        }
+        let taken: Vec<Taken> = fresh
+            .iter()
+            .map(|(bucket, _)| Taken {
+                bucket: bucket.clone(),
+                charge_us: 0,
+            })
+            .collect();
+        match shared.exchange(&taken).await {
+            Ok(arrivals) => self.absorb(&fresh, &arrivals),
+            Err(error) => {
+                tracing::warn!(%error, "cannot read shared rate limits; limiting locally until the next exchange")
+            }
+        }
+    }
+
+    /// Exchanges takes with the database every [`EXCHANGE_INTERVAL`] until `stop` turns
+    /// true; returns at once when the buckets are not shared.
+    pub async fn exchange_until_stopped(&self, mut stop: watch::Receiver<bool>) {
+        let Some(shared) = &self.shared else {
+            return;
+        };
+        let mut ticker = tokio::time::interval(EXCHANGE_INTERVAL);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut failing = false;
+        let mut next_forget = self.clock.monotonic() + FORGET_EVERY;
+        loop {
+            tokio::select! {
+                _ = ticker.tick() => {}
+                _ = stop.wait_for(|stopping| *stopping) => return,
+            }
+            let held: Vec<(String, Arc<Bucket>)> =
+                self.keys.all().chain(self.connections.all()).collect();
+            let taken: Vec<Taken> = held
+                .iter()
+                .map(|(bucket, state)| Taken {
+                    bucket: bucket.clone(),
+                    charge_us: state.take_unsynced_charge_us(),
+                })
+                .collect();
+            match shared.exchange(&taken).await {
+                Ok(arrivals) => {
+                    failing = false;
+                    self.absorb(&held, &arrivals);
+                }
+                Err(error) => {
+                    // Keep the takes for the next exchange; limit locally meanwhile.
+                    for ((_, state), taken) in held.iter().zip(&taken) {
+                        state.restore_unsynced_charge_us(taken.charge_us);
+                    }
+                    if !failing {
+                        tracing::warn!(%error, "cannot exchange shared rate limits; limiting locally until the database answers");
+                    }
+                    failing = true;
+                }
+            }
+            if self.clock.monotonic() >= next_forget {
+                next_forget = self.clock.monotonic() + FORGET_EVERY;
+                if let Err(error) = shared.forget_idle().await {
+                    tracing::debug!(%error, "cannot delete idle shared rate buckets");
+                }
+            }
+        }
+    }
+
+    /// Moves each local bucket at least as far ahead as the cluster's.
+    fn absorb(&self, held: &[(String, Arc<Bucket>)], arrivals: &[SharedArrival]) {
+        let now = nanos(self.clock.monotonic());
+        for arrival in arrivals {
+            if arrival.ahead_us <= 0 {
+                continue;
+            }
+            let ahead = u64::try_from(arrival.ahead_us)
+                .unwrap_or(0)
+                .saturating_mul(1_000);
+            if let Some((_, bucket)) = held.iter().find(|(name, _)| *name == arrival.bucket) {
+                bucket
+                    .tat
+                    .fetch_max(now.saturating_add(ahead), Ordering::AcqRel);
+            }
         }
     }
 
@@ -211,6 +343,18 @@ impl<K: Clone + Eq + Hash> Buckets<K> {
         bucket.clone()
     }
 
+    /// Every bucket held, with its id as text (the shared bucket's name).
+    fn all(&self) -> impl Iterator<Item = (String, Arc<Bucket>)>
+    where
+        K: std::fmt::Display,
+    {
+        let map = self.map.read().unwrap_or_else(PoisonError::into_inner);
+        map.iter()
+            .map(|(id, bucket)| (id.to_string(), bucket.clone()))
+            .collect::<Vec<_>>()
+            .into_iter()
+    }
+
     /// Drops every bucket that is full (indistinguishable from a new one) and not in use by
     /// a request right now.
     fn sweep(&self, now: u64) {
@@ -240,6 +384,10 @@ struct Bucket {
     capacity: u64,
     /// Theoretical arrival time, monotonic nanoseconds.
     tat: AtomicU64,
+    /// Tokens taken here and not yet added to the shared bucket (less those given back).
+    unsynced: AtomicI64,
+    /// Whether the shared bucket was read since this one was made.
+    primed: AtomicBool,
 }
 
 impl Bucket {
@@ -251,7 +399,25 @@ impl Bucket {
             interval,
             capacity: interval.saturating_mul(u64::from(rate.burst.max(1))),
             tat: AtomicU64::new(0),
+            unsynced: AtomicI64::new(0),
+            primed: AtomicBool::new(false),
         }
+    }
+
+    /// The takes since the last exchange as microseconds of arrival time, and starts over.
+    fn take_unsynced_charge_us(&self) -> i64 {
+        let tokens = self.unsynced.swap(0, Ordering::AcqRel);
+        let interval_us = i64::try_from(self.interval / 1_000).unwrap_or(i64::MAX);
+        tokens.saturating_mul(interval_us)
+    }
+
+    /// Puts back takes an exchange could not deliver.
+    fn restore_unsynced_charge_us(&self, charge_us: i64) {
+        let interval_us = i64::try_from(self.interval / 1_000)
+            .unwrap_or(i64::MAX)
+            .max(1);
+        self.unsynced
+            .fetch_add(charge_us / interval_us, Ordering::AcqRel);
     }
 
     fn take(&self, now: u64) -> Result<(), Duration> {
@@ -266,7 +432,10 @@ impl Bucket {
                 .tat
                 .compare_exchange_weak(tat, next, Ordering::AcqRel, Ordering::Acquire)
             {
-                Ok(_) => return Ok(()),
+                Ok(_) => {
+                    self.unsynced.fetch_add(1, Ordering::AcqRel);
+                    return Ok(());
+                }
                 Err(actual) => tat = actual,
             }
         }
@@ -276,6 +445,7 @@ impl Bucket {
     /// `interval` (after lifting a past arrival time to now, which changes nothing a full
     /// bucket can do).
     fn give_back(&self) {
+        self.unsynced.fetch_sub(1, Ordering::AcqRel);
         let interval = self.interval;
         let _ = self
             .tat

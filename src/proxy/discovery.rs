@@ -12,9 +12,9 @@ use axum::Router;
 use http::{header, HeaderMap, HeaderValue};
 
 use super::ProxyShared;
-use crate::catalog::json_schema;
+use crate::catalog::{json_schema, Operation};
 use crate::error::GatewayError;
-use crate::policy::pattern_matches;
+use crate::policy::{pattern_matches, Scopes};
 
 /// The routes under `/v1/catalog/`.
 pub fn router(shared: Arc<ProxyShared>) -> Router {
@@ -25,6 +25,13 @@ pub fn router(shared: Arc<ProxyShared>) -> Router {
     Router::new()
         .route("/v1/catalog/{connection}", get(catalog))
         .with_state(state)
+}
+
+/// Whether `scopes` let a key call `op`: what discovery lists, and what the MCP server
+/// offers as tools, so both always agree with each other.
+pub fn may_call(scopes: &Scopes, op: &Operation) -> bool {
+    (scopes.allow.is_empty() || scopes.allow.iter().any(|p| pattern_matches(p, &op.id)))
+        && (!scopes.read_only || op.method == "GET")
 }
 
 struct Discovery {
@@ -74,10 +81,7 @@ async fn render(
         .operations
         .iter()
         .zip(rendered)
-        .filter(|(op, _)| {
-            (scopes.allow.is_empty() || scopes.allow.iter().any(|p| pattern_matches(p, &op.id)))
-                && (!scopes.read_only || op.method == "GET")
-        })
+        .filter(|(op, _)| may_call(scopes, op))
         .map(|(_, json)| json.as_str())
         .collect();
     let head = serde_json::json!({

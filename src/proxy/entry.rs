@@ -10,8 +10,8 @@ use http::{Method, Request};
 use hyper::body::Incoming;
 use tower::ServiceExt;
 
-use super::{target, Mount, Proxy, CONNECTIONS_PREFIX};
-use crate::error::GatewayError;
+use super::{target, ClientAddr, Mount, Proxy, CONNECTIONS_PREFIX};
+use crate::error::{FailedAuthentication, GatewayError};
 
 /// What a listener serves: the data plane, and for the main listener every other route
 /// through an axum router.
@@ -46,8 +46,31 @@ impl Entry {
         }
     }
 
-    /// Answers one request.
+    /// Answers one request. An address that failed authentication too often is refused
+    /// here, before any route; a refusal of an invalid key on any route is counted here.
     pub async fn serve(self, request: Request<Incoming>) -> Response {
+        let address = request
+            .extensions()
+            .get::<ClientAddr>()
+            .map(|addr| addr.0.ip());
+        let failures = &self.proxy.shared.auth_failures;
+        if let Some(retry_after) = address.and_then(|ip| failures.blocked(ip)) {
+            return GatewayError::TooManyFailedAuthentications { retry_after }.into_response();
+        }
+        let response = self.route(request).await;
+        if let Some(ip) = address {
+            if response
+                .extensions()
+                .get::<FailedAuthentication>()
+                .is_some()
+            {
+                failures.failed(ip);
+            }
+        }
+        response
+    }
+
+    async fn route(&self, request: Request<Incoming>) -> Response {
         match &self.kind {
             EntryKind::Sdk(connection) => self.proxy.handle(request, Mount::Root(connection)).await,
             EntryKind::Main(_) if request.uri().path().starts_with(CONNECTIONS_PREFIX) => {

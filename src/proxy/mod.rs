@@ -16,6 +16,9 @@ pub mod discovery;
 mod dry_run;
 mod entry;
 pub mod headers;
+pub mod in_flight;
+mod inbound;
+mod mask;
 pub mod target;
 
 use std::sync::Arc;
@@ -31,6 +34,7 @@ use rand::Rng;
 use crate::catalog::{CatalogIndex, Matched};
 use crate::connections::{ConnectionResolver, ResolveError, ResolvedConnection};
 use crate::error::GatewayError;
+use crate::keys::failures::AuthFailures;
 use crate::keys::{presented_key, AuthError, AuthenticatedKey, KeyAuthenticator};
 use crate::metrics::Metrics;
 use crate::policy::guardrails::{GuardrailError, Guardrails, Reservation};
@@ -45,6 +49,8 @@ use checks::Controls;
 use client::{Upstream, UpstreamBody};
 use dry_run::DryRun;
 pub use entry::{unknown_route, Entry};
+use inbound::Inbound;
+pub use inbound::Via;
 use target::StripeTarget;
 
 /// Where the main listener's data plane starts.
@@ -70,6 +76,11 @@ pub struct ProxyShared {
     pub guardrails: Guardrails,
     /// Notices of stored webhook events, for open streams.
     pub events: EventBus,
+    /// Failed authentications per client address (brute-force protection), counted and
+    /// enforced for every route in [`Entry::serve`].
+    pub auth_failures: AuthFailures,
+    /// The bound on requests waiting for Stripe at once.
+    pub upstream_slots: in_flight::UpstreamSlots,
 }
 
 impl ProxyShared {
@@ -160,6 +171,7 @@ struct Exchange<'a> {
     /// The `Idempotency-Key` agentgate derived for the request (`derive` mode), logged so
     /// operators can match the entry with Stripe's dashboard.
     derived_idempotency_key: Option<String>,
+    via: Via,
 }
 
 impl Proxy {
@@ -172,8 +184,13 @@ impl Proxy {
     }
 
     async fn handle(&self, request: Request<Incoming>, mount: Mount<'_>) -> Response {
-        let started = Instant::now();
         let (parts, body) = request.into_parts();
+        self.respond(parts, Inbound::Stream(body), mount, Via::Http)
+            .await
+    }
+
+    async fn respond(&self, parts: Parts, body: Inbound, mount: Mount<'_>, via: Via) -> Response {
+        let started = Instant::now();
         let mut exchange = Exchange {
             request_id: new_request_id(),
             received_at: crate::time::now_millis(),
@@ -187,6 +204,7 @@ impl Proxy {
             operation: None,
             reason: None,
             derived_idempotency_key: None,
+            via,
         };
         let mut response = match self.run(&parts, body, mount, &mut exchange).await {
             Ok(response) => response,
@@ -208,7 +226,7 @@ impl Proxy {
     async fn run<'a>(
         &self,
         parts: &'a Parts,
-        body: Incoming,
+        body: Inbound,
         mount: Mount<'a>,
         exchange: &mut Exchange<'a>,
     ) -> Result<Response, GatewayError> {
@@ -238,6 +256,7 @@ impl Proxy {
         authorize(&key, parts, &connection, listed.as_ref())?;
         let mode = key.scopes.idempotency;
         idempotency::require(mode, &parts.method, &parts.headers).map_err(GatewayError::Invalid)?;
+        self.shared.rate_limits.prime(&key, &connection).await;
         if let Err(wait) = self.shared.rate_limits.check(&key, &connection) {
             return Err(GatewayError::RateLimited {
                 retry_after: rate::retry_after_seconds(wait),
@@ -250,12 +269,15 @@ impl Proxy {
             || controls.dry_run
             || idempotency::needs_body(mode, &parts.method, &parts.headers);
         if !needs_body {
-            let streamed = Either::Left(Limited::new(body, self.body_limit()));
+            let streamed = match body {
+                Inbound::Stream(body) => Either::Left(Limited::new(body, self.body_limit())),
+                Inbound::Whole(bytes) => Either::Right(Full::new(bytes)),
+            };
             let request = self.upstream_request(parts, streamed, target, &connection);
-            return self.forward(request, exchange).await;
+            return self.forward(request, &connection, exchange).await;
         }
         let config = self.upstream.config();
-        let bytes = checks::read_body(body, config.max_body_bytes, config.timeout).await?;
+        let bytes = body.read(config.max_body_bytes, config.timeout).await?;
         let params = match validated.is_some() || guarded {
             true => Some(checks::decode_params(parts, &bytes)?),
             false => None,
@@ -298,7 +320,7 @@ impl Proxy {
             );
             return Ok(report.into_response());
         }
-        let result = self.forward(request, exchange).await;
+        let result = self.forward(request, &connection, exchange).await;
         if let Some(reservation) = reservation {
             self.shared
                 .guardrails
@@ -356,11 +378,22 @@ impl Proxy {
     async fn forward(
         &self,
         request: Request<UpstreamBody>,
+        connection: &ResolvedConnection,
         exchange: &mut Exchange<'_>,
     ) -> Result<Response, GatewayError> {
+        let Some(slot) = self.shared.upstream_slots.try_take() else {
+            return Err(GatewayError::UpstreamBusy {
+                retry_after: in_flight::RETRY_AFTER_SECONDS,
+            });
+        };
         match self.upstream.send(request).await {
             Ok(mut response) => {
+                response = response
+                    .map(|body| axum::body::Body::new(in_flight::SlotBody::new(body, slot)));
                 headers::strip_hop_by_hop(response.headers_mut());
+                if response.status().is_client_error() || response.status().is_server_error() {
+                    response = mask_key(response, connection);
+                }
                 exchange.stripe_request_id = response
                     .headers()
                     .get(&headers::STRIPE_REQUEST_ID)
@@ -417,12 +450,32 @@ impl Proxy {
             outcome: exchange.outcome.to_owned(),
             operation: exchange.operation,
             reason: exchange.reason,
+            via: exchange.via.as_str().to_owned(),
         });
     }
 
     fn body_limit(&self) -> usize {
         usize::try_from(self.upstream.config().max_body_bytes).unwrap_or(usize::MAX)
     }
+}
+
+/// Stripe's error body with the connection's key masked (see [`mask`]); the length
+/// header goes, since masking changes the length.
+fn mask_key(response: Response, connection: &ResolvedConnection) -> Response {
+    let secret = connection
+        .authorization
+        .as_bytes()
+        .strip_prefix(b"Bearer ")
+        .filter(|secret| !secret.is_empty())
+        .map(bytes::Bytes::copy_from_slice);
+    let Some(secret) = secret else {
+        return response;
+    };
+    let replacement = bytes::Bytes::copy_from_slice(connection.secret_hint.as_bytes());
+    let (mut parts, body) = response.into_parts();
+    parts.headers.remove(header::CONTENT_LENGTH);
+    let body = axum::body::Body::new(mask::MaskedBody::new(body, secret, replacement));
+    Response::from_parts(parts, body)
 }
 
 /// Refuses absolute-form and authority-form targets (RFC 9112 §3.2): the upstream is

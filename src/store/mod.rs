@@ -3,10 +3,13 @@
 //! sqlx types. Methods on tenant data take the workspace first; the only unscoped lookups
 //! are the entry points that find a tenant (a key by its hash), and they say so.
 
+pub mod changes;
 pub mod operators;
 mod postgres;
 pub mod push;
+pub mod rate_buckets;
 pub mod rows;
+pub mod sealed;
 mod sql;
 mod sql_rows;
 mod sqlite;
@@ -103,7 +106,9 @@ pub enum Backend {
 /// Everything agentgate persists. One implementation per backend; the same test suite
 /// runs against both.
 #[async_trait]
-pub trait Store: push::PushStore + operators::OperatorStore + Send + Sync + 'static {
+pub trait Store:
+    push::PushStore + operators::OperatorStore + sealed::SealedStore + Send + Sync + 'static
+{
     /// Which backend this is.
     fn backend(&self) -> Backend;
     /// A cheap round trip, for readiness checks.

@@ -48,6 +48,8 @@ pub trait OperatorStore: Send + Sync {
         -> Result<Option<OperatorRecord>, StoreError>;
     /// The operator with this id.
     async fn find_operator(&self, id: &str) -> Result<Option<OperatorRecord>, StoreError>;
+    /// Every operator, by name (the dashboard's operators page).
+    async fn list_operators(&self) -> Result<Vec<OperatorRecord>, StoreError>;
     /// Replaces an operator's password hash and ends all their sessions; `NotFound` if
     /// there is no such operator.
     async fn set_operator_password(&self, name: &str, hash: &str) -> Result<(), StoreError>;
@@ -120,6 +122,17 @@ macro_rules! impl_operator_store {
                 )
                 .bind(name)
                 .fetch_optional(&self.pool)
+                .await?)
+            }
+
+            async fn list_operators(
+                &self,
+            ) -> Result<Vec<$crate::store::operators::OperatorRecord>, $crate::store::StoreError>
+            {
+                Ok(sqlx::query_as(
+                    "SELECT id, name, password_hash, created_at FROM operators ORDER BY name",
+                )
+                .fetch_all(&self.pool)
                 .await?)
             }
 

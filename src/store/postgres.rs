@@ -50,3 +50,4 @@ impl PgStore {
 impl_store!(PgStore, Postgres, Backend::Postgres);
 super::push::impl_push_store!(PgStore, Backend::Postgres);
 super::operators::impl_operator_store!(PgStore);
+super::sealed::impl_sealed_store!(PgStore);

@@ -504,6 +504,16 @@ macro_rules! impl_push_store {
                 id: &$crate::ids::DestinationId,
             ) -> Result<(), $crate::store::StoreError> {
                 let mut tx = self.pool.begin().await?;
+                // The destination's row first, as every transaction that touches both a
+                // destination and its deliveries does (fan-out, recording an attempt): one
+                // lock order, no deadlock with a push worker on any instance.
+                sqlx::query(
+                    "UPDATE push_destinations SET state = state WHERE id = $1 AND workspace_id = $2",
+                )
+                .bind(id.as_str())
+                .bind(workspace.as_str())
+                .execute(&mut *tx)
+                .await?;
                 // Explicitly, so PostgreSQL and a SQLite without foreign keys agree.
                 sqlx::query(
                     "DELETE FROM push_attempts WHERE destination_id = $1 AND destination_id IN \
@@ -686,6 +696,39 @@ macro_rules! impl_push_store {
             ) -> Result<bool, $crate::store::StoreError> {
                 use $crate::store::push::DeliveryState;
                 let mut tx = self.pool.begin().await?;
+                // The destination first, as fan-out locks it (its cursor) before it inserts
+                // deliveries: one lock order, so two instances cannot deadlock. A healthy
+                // destination is only read, not locked: successes do not queue on its row.
+                let mut disabled = false;
+                if outcome.state == DeliveryState::Succeeded {
+                    sqlx::query(
+                        "UPDATE push_destinations SET failing_since = NULL \
+                         WHERE id = $1 AND failing_since IS NOT NULL",
+                    )
+                    .bind(outcome.destination_id.as_str())
+                    .execute(&mut *tx)
+                    .await?;
+                } else {
+                    sqlx::query(
+                        "UPDATE push_destinations SET failing_since = \
+                         COALESCE(failing_since, $2) WHERE id = $1",
+                    )
+                    .bind(outcome.destination_id.as_str())
+                    .bind(outcome.attempted_at)
+                    .execute(&mut *tx)
+                    .await?;
+                    disabled = sqlx::query(
+                        "UPDATE push_destinations SET state = 'disabled', disabled_at = $2 \
+                         WHERE id = $1 AND state = 'enabled' AND failing_since <= $3",
+                    )
+                    .bind(outcome.destination_id.as_str())
+                    .bind(outcome.attempted_at)
+                    .bind(outcome.disable_if_failing_since)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected()
+                        == 1;
+                }
                 sqlx::query(
                     "UPDATE push_deliveries SET state = $2, attempts = attempts + 1, \
                      next_attempt_at = $3, locked_until = 0, updated_at = $4 WHERE id = $1",
@@ -708,42 +751,15 @@ macro_rules! impl_push_store {
                 .bind(outcome.error.as_deref())
                 .execute(&mut *tx)
                 .await?;
-                let mut disabled = false;
-                if outcome.state == DeliveryState::Succeeded {
-                    sqlx::query("UPDATE push_destinations SET failing_since = NULL WHERE id = $1")
-                        .bind(outcome.destination_id.as_str())
-                        .execute(&mut *tx)
-                        .await?;
-                } else {
+                if disabled {
                     sqlx::query(
-                        "UPDATE push_destinations SET failing_since = \
-                         COALESCE(failing_since, $2) WHERE id = $1",
+                        "UPDATE push_deliveries SET state = 'failed', locked_until = 0, \
+                         updated_at = $2 WHERE destination_id = $1 AND state = 'pending'",
                     )
                     .bind(outcome.destination_id.as_str())
                     .bind(outcome.attempted_at)
                     .execute(&mut *tx)
                     .await?;
-                    disabled = sqlx::query(
-                        "UPDATE push_destinations SET state = 'disabled', disabled_at = $2 \
-                         WHERE id = $1 AND state = 'enabled' AND failing_since <= $3",
-                    )
-                    .bind(outcome.destination_id.as_str())
-                    .bind(outcome.attempted_at)
-                    .bind(outcome.disable_if_failing_since)
-                    .execute(&mut *tx)
-                    .await?
-                    .rows_affected()
-                        == 1;
-                    if disabled {
-                        sqlx::query(
-                            "UPDATE push_deliveries SET state = 'failed', locked_until = 0, \
-                             updated_at = $2 WHERE destination_id = $1 AND state = 'pending'",
-                        )
-                        .bind(outcome.destination_id.as_str())
-                        .bind(outcome.attempted_at)
-                        .execute(&mut *tx)
-                        .await?;
-                    }
                 }
                 tx.commit().await?;
                 Ok(disabled)

@@ -103,6 +103,8 @@ pub struct RequestLogEntry {
     /// Why agentgate refused, for the audit (`parameter_missing amount`,
     /// `agentgate_scope_denied operation`); `None` when it did not.
     pub reason: Option<String>,
+    /// How the request arrived: `http`, or `mcp` for a tool call over MCP.
+    pub via: String,
 }
 
 /// A request log entry read back, with its position in the log.

@@ -9,7 +9,7 @@ use super::Backend;
 
 pub(super) use super::sql_rows::{ConnectionRow, KeyRow, RequestLogRow, WorkspaceRow};
 
-/// Largest number of rows in one multi-row INSERT of the request log (12 parameters
+/// Largest number of rows in one multi-row INSERT of the request log (15 parameters
 /// each, well under both backends' parameter limits).
 pub(super) const LOG_INSERT_CHUNK: usize = 512;
 
@@ -59,7 +59,7 @@ pub(super) fn log_insert_sql(rows: usize, backend: Backend) -> &'static str {
                 format!(
                     "INSERT INTO request_log (created_at, workspace_id, request_id, key_id, \
                      connection, method, path, status, latency_us, stripe_request_id, \
-                     idempotency_key, outcome, operation, reason) VALUES {}",
+                     idempotency_key, outcome, operation, reason, via) VALUES {}",
                     values.join(", ")
                 )
             })
@@ -69,7 +69,7 @@ pub(super) fn log_insert_sql(rows: usize, backend: Backend) -> &'static str {
 }
 
 /// Columns bound per request log row.
-const LOG_COLUMNS: usize = 14;
+const LOG_COLUMNS: usize = 15;
 
 /// The columns of a webhook endpoint, in the order of [`EndpointRow`].
 pub(super) const SELECT_WEBHOOK_ENDPOINT: &str = "SELECT id, workspace_id, connection, \
@@ -111,7 +111,7 @@ pub(super) const SELECT_KEY: &str = "SELECT id, workspace_id, name, prefix, hash
     last_used_at, revoked_at, role, scopes, expires_at FROM agent_keys";
 pub(super) const SELECT_LOG: &str = "SELECT id, created_at, workspace_id, request_id, key_id, \
     connection, method, path, status, latency_us, stripe_request_id, idempotency_key, outcome, \
-    operation, reason FROM request_log";
+    operation, reason, via FROM request_log";
 /// The PostgreSQL advisory lock that serializes event inserts across instances (an
 /// arbitrary constant: "agentgat" in ASCII).
 pub(super) const EVENT_WRITER_LOCK: i64 = 0x6167_656e_7467_6174;
@@ -588,7 +588,8 @@ macro_rules! impl_store {
                             .bind(e.idempotency_key.as_deref())
                             .bind(e.outcome.as_str())
                             .bind(e.operation.as_deref())
-                            .bind(e.reason.as_deref());
+                            .bind(e.reason.as_deref())
+                            .bind(e.via.as_str());
                     }
                     query.execute(&mut *tx).await?;
                 }
@@ -893,35 +894,46 @@ macro_rules! impl_store {
                 &self,
                 events: &[$crate::store::NewEvent],
             ) -> Result<Vec<Option<i64>>, StoreError> {
-                let mut tx = self.events_pool().begin().await?;
-                if $backend == $crate::store::Backend::Postgres {
-                    // Identity values are handed out at insert but seen at commit; one
-                    // event writer at a time makes cursors visible in order, so a reader
-                    // that moved past a cursor never misses a lower one committed later.
-                    sqlx::query("SELECT pg_advisory_xact_lock($1)")
-                        .bind(sql::EVENT_WRITER_LOCK)
-                        .execute(&mut *tx)
+                let mut conn = self.events_pool().acquire().await?;
+                let result: Result<Vec<Option<i64>>, StoreError> = async {
+                    let mut tx = sqlx::Connection::begin(&mut *conn).await?;
+                    if $backend == $crate::store::Backend::Postgres {
+                        // Identity values are handed out at insert but seen at commit; one
+                        // event writer at a time makes cursors visible in order, so a reader
+                        // that moved past a cursor never misses a lower one committed later.
+                        sqlx::query("SELECT pg_advisory_xact_lock($1)")
+                            .bind(sql::EVENT_WRITER_LOCK)
+                            .execute(&mut *tx)
+                            .await?;
+                    }
+                    let mut seqs = Vec::with_capacity(events.len());
+                    for event in events {
+                        let seq: Option<(i64,)> = sqlx::query_as(
+                            "INSERT INTO events (endpoint_id, workspace_id, event_id, event_type, \
+                             received_at, payload) VALUES ($1, $2, $3, $4, $5, $6) \
+                             ON CONFLICT (endpoint_id, event_id) DO NOTHING RETURNING seq",
+                        )
+                        .bind(event.endpoint_id.as_str())
+                        .bind(event.workspace_id.as_str())
+                        .bind(&event.event_id)
+                        .bind(&event.event_type)
+                        .bind(event.received_at)
+                        .bind(&event.payload)
+                        .fetch_optional(&mut *tx)
                         .await?;
+                        seqs.push(seq.map(|(seq,)| seq));
+                    }
+                    tx.commit().await?;
+                    Ok(seqs)
                 }
-                let mut seqs = Vec::with_capacity(events.len());
-                for event in events {
-                    let seq: Option<(i64,)> = sqlx::query_as(
-                        "INSERT INTO events (endpoint_id, workspace_id, event_id, event_type, \
-                         received_at, payload) VALUES ($1, $2, $3, $4, $5, $6) \
-                         ON CONFLICT (endpoint_id, event_id) DO NOTHING RETURNING seq",
-                    )
-                    .bind(event.endpoint_id.as_str())
-                    .bind(event.workspace_id.as_str())
-                    .bind(&event.event_id)
-                    .bind(&event.event_type)
-                    .bind(event.received_at)
-                    .bind(&event.payload)
-                    .fetch_optional(&mut *tx)
-                    .await?;
-                    seqs.push(seq.map(|(seq,)| seq));
+                .await;
+                if result.is_err() {
+                    // A failed commit can leave the connection inside its transaction (SQLite
+                    // after a write error such as a full disk); reused, its later "commits"
+                    // would only release savepoints and acknowledge events never stored.
+                    conn.close_on_drop();
                 }
-                tx.commit().await?;
-                Ok(seqs)
+                result
             }
 
             async fn event_commits_are_durable(&self) -> Result<bool, StoreError> {

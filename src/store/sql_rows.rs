@@ -107,6 +107,7 @@ pub(super) struct RequestLogRow {
     outcome: String,
     operation: Option<String>,
     reason: Option<String>,
+    via: String,
 }
 
 impl From<RequestLogRow> for RequestLogRecord {
@@ -128,6 +129,7 @@ impl From<RequestLogRow> for RequestLogRecord {
                 outcome: row.outcome,
                 operation: row.operation,
                 reason: row.reason,
+                via: row.via,
             },
         }
     }

@@ -99,3 +99,4 @@ pub fn sqlite_file_path(url: &str) -> Option<PathBuf> {
 impl_store!(SqliteStore, Sqlite, Backend::Sqlite);
 super::push::impl_push_store!(SqliteStore, Backend::Sqlite);
 super::operators::impl_operator_store!(SqliteStore);
+super::sealed::impl_sealed_store!(SqliteStore);

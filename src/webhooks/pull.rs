@@ -61,6 +61,11 @@ impl EventReaders {
             stop,
         }
     }
+
+    /// The store events are read from.
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
 }
 
 /// The routes under `/v1/webhooks/{endpoint}/events`, merged into the main router.
@@ -241,7 +246,9 @@ async fn list(
     }
 }
 
-async fn read_page(
+/// A page of an endpoint's events for the presented key, or why it may not read them;
+/// shared with the MCP server's `list_events`.
+pub(crate) async fn read_page(
     state: &EventReaders,
     endpoint: &str,
     query: Option<&str>,
@@ -276,7 +283,7 @@ async fn read_page(
 
 /// The endpoint named in the URL, if the presented key may read its events (see the module
 /// documentation for the rules).
-pub(super) async fn authorize(
+pub(crate) async fn authorize(
     state: &EventReaders,
     endpoint: &str,
     client_ip: Option<IpAddr>,

@@ -230,9 +230,10 @@ async fn an_operator_sets_up_pastes_a_key_hands_out_an_agent_key_and_sees_its_re
     assert!(endpoint.starts_with("whe_"), "{url}");
     fill(&client, "#secret", WEBHOOK_SECRET).await;
     click(&client, "form[action$='/secret'] button[type=submit]").await;
+    // The page before the post has a `#secret-state.hint` too: wait for the new one.
     let state = client
         .wait()
-        .for_element(Locator::Css("#secret-state"))
+        .for_element(Locator::Css("#secret-state:not(.hint)"))
         .await
         .unwrap()
         .text()
@@ -308,6 +309,33 @@ async fn an_operator_sets_up_pastes_a_key_hands_out_an_agent_key_and_sees_its_re
         .unwrap();
     let source = client.source().await.unwrap();
     assert!(source.contains("127.0.0.1:9/agent-hook") && !source.contains(secret.trim()));
+
+    // The catalog the key form offers, and a second operator added from the browser.
+    client.goto(&format!("{base}/catalog")).await.unwrap();
+    let catalog = client.source().await.unwrap();
+    assert!(catalog.contains("customers.create") && catalog.contains("POST /v1/payment_intents"));
+    screenshot(&client, "catalog").await;
+    client.goto(&format!("{base}/operators")).await.unwrap();
+    fill(&client, "#operator-name", "grace").await;
+    fill(&client, "#operator-password", "grace hopper compiler 1952").await;
+    fill(&client, "#operator-confirm", "grace hopper compiler 1952").await;
+    click(&client, "form[action='/operators'] button[type=submit]").await;
+    let notice = client
+        .wait()
+        .for_element(Locator::Css("p.notice"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(notice.contains("Added operator 'grace'"), "{notice}");
+    screenshot(&client, "operators").await;
+    assert!(app
+        .store
+        .find_operator_by_name("grace")
+        .await
+        .unwrap()
+        .is_some());
     client.close().await.unwrap();
     drop(driver.child);
 }

@@ -93,6 +93,20 @@ each_backend! {
         let shown = browser.get(&path).await;
         assert!(shown.body.contains("evt_dash_1"));
         assert_no_secret(&shown, &[WHSEC]);
+        assert!(shown.body.contains(&format!("href=\"{path}/events/evt_dash_1\"")), "{}", shown.body);
+        let event = browser.get(&format!("{path}/events/evt_dash_1")).await;
+        assert_eq!(event.status, StatusCode::OK);
+        assert!(event.body.contains("&quot;id&quot;: &quot;evt_dash_1&quot;"), "the payload, escaped: {}", event.body);
+        assert_eq!(browser.get(&format!("{path}/events/evt_nope")).await.status, StatusCode::NOT_FOUND);
+
+        // A roll: the new secret, with the old one stopping now.
+        assert!(shown.body.contains("name=\"expire_others_in\""));
+        let rolled_in = "whsec_RolledInFromTheDashboard0123456789";
+        let rolled = browser.post(&format!("{path}/secret"), &[("csrf", &page.csrf()), ("secret", rolled_in), ("expire_others_in", "0")]).await;
+        assert!(rolled.body.contains("the other secrets stop verifying in 0s"), "{}", rolled.body);
+        assert_no_secret(&rolled, &[WHSEC, rolled_in]);
+        assert_eq!(ingest(&app, &path, "evt_dash_2", rolled_in).await, StatusCode::OK);
+        assert_eq!(ingest(&app, &path, "evt_dash_3", WHSEC).await, StatusCode::BAD_REQUEST, "the old secret stopped");
     }
 
     async fn register_in_stripe_stores_stripes_secret_without_showing_it(backend) {
@@ -144,6 +158,21 @@ each_backend! {
         assert_eq!(browser.post(&format!("{path}/replay"), &[("event_id", "evt_replay_me")]).await.status, StatusCode::FORBIDDEN);
         let replayed = browser.post(&format!("{path}/replay"), &[("csrf", &csrf), ("event_id", "evt_replay_me")]).await;
         assert!(replayed.body.contains("1 new deliveries"), "{}", replayed.body);
+        assert!(replayed.body.contains("Replay a time range"));
+        assert_eq!(ingest(&app, &path, "evt_replay_too", WHSEC).await, StatusCode::OK);
+        let day = |offset: i64| {
+            let millis = agentgate::time::now_millis() + offset * 86_400_000;
+            agentgate::time::rfc3339(millis)[..10].to_owned()
+        };
+        let (yesterday, tomorrow) = (day(-1), day(1));
+        let backwards = browser.post(&format!("{path}/replay"), &[("csrf", &csrf), ("since", &tomorrow), ("until", &yesterday)]).await;
+        assert!(backwards.body.contains("The range ends before it starts."), "{}", backwards.body);
+        let garbled = browser.post(&format!("{path}/replay"), &[("csrf", &csrf), ("since", "last week"), ("until", &tomorrow)]).await;
+        assert!(garbled.body.contains("is not a time such as"), "{}", garbled.body);
+        let ranged = browser.post(&format!("{path}/replay"), &[("csrf", &csrf), ("since", &yesterday), ("until", &tomorrow), ("destination", "")]).await;
+        assert!(ranged.body.contains("2 new deliveries"), "both events of the range: {}", ranged.body);
+        let past = browser.post(&format!("{path}/replay"), &[("csrf", &csrf), ("since", "2020-01-01"), ("until", "2020-01-02")]).await;
+        assert!(past.body.contains("Refused"), "no event in that range: {}", past.body);
 
         let destination = app.store.list_push_destinations(&workspace, None).await.unwrap().remove(0);
         let switch = format!("{path}/destinations/{}/state", destination.id);
@@ -204,42 +233,43 @@ each_backend! {
     }
 }
 
-#[tokio::test]
-async fn an_endpoint_is_removed_from_its_page() {
-    let app = TestApp::spawn(crate::support::backend::Backend::Sqlite).await;
-    let mut browser = Browser::new(&app);
-    browser.set_up(&app).await;
-    let path = mint(&mut browser).await;
-    let page = browser.get(&path).await;
-    let secret = browser
-        .post(
-            &format!("{path}/secret"),
-            &[("csrf", &page.csrf()), ("secret", WHSEC)],
-        )
-        .await;
-    assert_eq!(secret.status, StatusCode::OK);
-    assert_eq!(
-        ingest(&app, &path, "evt_before", WHSEC).await,
-        StatusCode::OK
-    );
-    let remove = format!("{path}/remove");
-    assert!(page.body.contains(&format!("action=\"{remove}\"")));
+each_backend! {
+    async fn an_endpoint_is_removed_from_its_page(backend) {
+        let app = TestApp::spawn(backend).await;
+        let mut browser = Browser::new(&app);
+        browser.set_up(&app).await;
+        let path = mint(&mut browser).await;
+        let page = browser.get(&path).await;
+        let secret = browser
+            .post(
+                &format!("{path}/secret"),
+                &[("csrf", &page.csrf()), ("secret", WHSEC)],
+            )
+            .await;
+        assert_eq!(secret.status, StatusCode::OK);
+        assert_eq!(
+            ingest(&app, &path, "evt_before", WHSEC).await,
+            StatusCode::OK
+        );
+        let remove = format!("{path}/remove");
+        assert!(page.body.contains(&format!("action=\"{remove}\"")));
 
-    let forged = browser.post(&remove, &[]).await;
-    assert_eq!(forged.status, StatusCode::FORBIDDEN);
-    assert_eq!(browser.get(&path).await.status, StatusCode::OK);
+        let forged = browser.post(&remove, &[]).await;
+        assert_eq!(forged.status, StatusCode::FORBIDDEN);
+        assert_eq!(browser.get(&path).await.status, StatusCode::OK);
 
-    let removed = browser.post(&remove, &[("csrf", &page.csrf())]).await;
-    assert_eq!(removed.status, StatusCode::OK);
-    let id = path.rsplit('/').next().unwrap();
-    assert!(
-        removed.body.contains(&format!("Endpoint {id} removed")),
-        "{}",
-        removed.body
-    );
-    assert!(!removed.body.contains(&format!("href=\"{path}\"")));
-    assert_eq!(browser.get(&path).await.status, StatusCode::NOT_FOUND);
-    assert!(!ingest(&app, &path, "evt_after", WHSEC).await.is_success());
-    let again = browser.post(&remove, &[("csrf", &page.csrf())]).await;
-    assert_eq!(again.status, StatusCode::NOT_FOUND);
+        let removed = browser.post(&remove, &[("csrf", &page.csrf())]).await;
+        assert_eq!(removed.status, StatusCode::OK);
+        let id = path.rsplit('/').next().unwrap();
+        assert!(
+            removed.body.contains(&format!("Endpoint {id} removed")),
+            "{}",
+            removed.body
+        );
+        assert!(!removed.body.contains(&format!("href=\"{path}\"")));
+        assert_eq!(browser.get(&path).await.status, StatusCode::NOT_FOUND);
+        assert!(!ingest(&app, &path, "evt_after", WHSEC).await.is_success());
+        let again = browser.post(&remove, &[("csrf", &page.csrf())]).await;
+        assert_eq!(again.status, StatusCode::NOT_FOUND);
+    }
 }

@@ -54,6 +54,7 @@ each_backend! {
             outcome: if i % 2 == 0 { "forwarded".into() } else { "caller".into() },
             operation: Some("customers.list".into()),
             reason: (i % 2 == 1).then(|| "agentgate_scope_denied operation".into()),
+            via: if i % 3 == 0 { "mcp".into() } else { "http".into() },
         };
         let entries: Vec<_> = (0..1200).map(entry).collect();
         store.insert_request_logs(&entries, &[(created.record.id.clone(), 77)]).await.unwrap();

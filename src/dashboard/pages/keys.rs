@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::str::FromStr;
 use std::sync::Arc;
 
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::response::{IntoResponse, Redirect, Response};
 use bytes::Bytes;
 use maud::{html, Markup};
@@ -17,28 +17,60 @@ use super::super::session::Operator;
 use super::super::DashState;
 use crate::ids::KeyId;
 use crate::keys::{create_key, list_keys, revoke_key, rotate_key, KeySpec};
-use crate::policy::guardrails::{daily_usage, utc_day};
+use crate::policy::guardrails::{daily_usage, parse_day, utc_day};
 use crate::policy::{IdempotencyMode, Money, Rate, Role};
 use crate::store::StoreError;
 
 /// `GET /keys`
-pub async fn list(State(state): State<Arc<DashState>>, operator: Operator) -> Response {
-    render(&state, &operator, None, None).await
+pub async fn list(
+    State(state): State<Arc<DashState>>,
+    Query(query): Query<UsageDay>,
+    operator: Operator,
+) -> Response {
+    let day = query.day.trim();
+    if day.is_empty() {
+        return render(&state, &operator, None, None).await;
+    }
+    match parse_day(day) {
+        Ok(day) => render_day(&state, &operator, None, None, &day).await,
+        Err(error) => render(&state, &operator, Some(Message::Error(error)), None).await,
+    }
 }
 
+/// `?day=YYYY-MM-DD`: whose guardrail totals the table shows (default today), as
+/// `agentgate keys usage --day`.
+#[derive(serde::Deserialize)]
+pub struct UsageDay {
+    #[serde(default)]
+    day: String,
+}
+
+/// The page with today's totals.
 async fn render(
     state: &DashState,
     operator: &Operator,
     message: Option<Message>,
     created: Option<&str>,
 ) -> Response {
+    let today = utc_day(crate::time::now_millis());
+    render_day(state, operator, message, created, &today).await
+}
+
+async fn render_day(
+    state: &DashState,
+    operator: &Operator,
+    message: Option<Message>,
+    created: Option<&str>,
+    day: &str,
+) -> Response {
     let records = match list_keys(state.settings.store.as_ref(), &operator.workspace.id).await {
         Ok(records) => records,
         Err(error) => return super::failed(&error),
     };
     let now = crate::time::now_millis();
+    let is_today = day == utc_day(now);
     let store = state.settings.store.as_ref();
-    let usage = match daily_usage(store, &operator.workspace.id, &utc_day(now)).await {
+    let usage = match daily_usage(store, &operator.workspace.id, day).await {
         Ok(usage) => usage,
         Err(error) => return super::failed(&error),
     };
@@ -64,8 +96,13 @@ async fn render(
         @if records.is_empty() {
             (empty("No agent keys yet.", "Create one below and give it to an agent instead of your Stripe key."))
         } @else {
+            form.filters method="get" action="/keys" {
+                label { "Guardrail totals of " input type="date" name="day" value=(day) aria-label="UTC day"; }
+                " " button.small type="submit" { "Show" }
+                @if !is_today { " " a href="/keys" { "today" } }
+            }
             table {
-                thead { tr { th { "Name" } th { "Prefix" } th { "Role" } th { "Scopes" } th { "Last used" } th { "Today" } th { "Status" } th {} } }
+                thead { tr { th { "Name" } th { "Prefix" } th { "Role" } th { "Scopes" } th { "Last used" } th { @if is_today { "Today" } @else { (day) } } th { "Status" } th {} } }
                 tbody {
                     @for k in &records {
                         @let status = match (k.revoked_at, k.expires_at) {

@@ -61,7 +61,7 @@ impl Filters {
 }
 
 /// Unix milliseconds of `2026-05-01`, `2026-05-01T12:00` or a full RFC 3339 time (UTC).
-fn parse_time(text: &str) -> Result<Option<i64>, String> {
+pub(super) fn parse_time(text: &str) -> Result<Option<i64>, String> {
     let text = text.trim();
     if text.is_empty() {
         return Ok(None);

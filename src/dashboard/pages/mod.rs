@@ -1,9 +1,11 @@
 //! The dashboard's pages, one file each; every handler takes the signed-in [`Operator`] and
 //! works in the operator's current workspace only.
 
+mod catalog;
 mod connections;
 mod keys;
 mod logs;
+mod operators;
 mod overview;
 mod webhooks;
 mod workspaces;
@@ -62,6 +64,10 @@ pub fn router() -> Router<Arc<DashState>> {
         )
         .route("/webhook-endpoints/{id}/replay", post(webhooks::replay))
         .route(
+            "/webhook-endpoints/{id}/events/{event_id}",
+            get(webhooks::show_event),
+        )
+        .route(
             "/webhook-endpoints/{id}/remove",
             post(webhooks::remove_endpoint),
         )
@@ -69,6 +75,9 @@ pub fn router() -> Router<Arc<DashState>> {
             "/workspaces",
             get(workspaces::list).post(workspaces::create),
         )
+        .route("/catalog", get(catalog::list))
+        .route("/operators", get(operators::list).post(operators::create))
+        .route("/operators/password", post(operators::change_password))
 }
 
 /// The workspace switch's field.

@@ -127,6 +127,10 @@ pub async fn create(
 #[derive(Deserialize)]
 pub struct SecretIn {
     secret: String,
+    /// Seconds until the endpoint's other secrets stop verifying (a roll, as
+    /// `webhooks set-secret --expire-others-in`); empty keeps them.
+    #[serde(default)]
+    expire_others_in: String,
 }
 
 /// The add-destination form.
@@ -145,10 +149,42 @@ pub struct StateIn {
     state: String,
 }
 
-/// The replay button's field.
+/// The replay forms' fields: one event (the button on each row), or a time range, to
+/// every enabled destination or one.
 #[derive(Deserialize)]
 pub struct ReplayIn {
+    #[serde(default)]
     event_id: String,
+    #[serde(default)]
+    since: String,
+    #[serde(default)]
+    until: String,
+    #[serde(default)]
+    destination: String,
+}
+
+impl ReplayIn {
+    /// Which events, and a description of them for the message; or why the form is wrong.
+    fn selector(&self) -> Result<(EventSelector, String), String> {
+        let event_id = self.event_id.trim();
+        if !event_id.is_empty() {
+            return Ok((EventSelector::One(event_id.to_owned()), event_id.to_owned()));
+        }
+        let since = super::logs::parse_time(&self.since)?;
+        let until = super::logs::parse_time(&self.until)?;
+        match (since, until) {
+            (Some(since), Some(until)) if since < until => Ok((
+                EventSelector::Range { since, until },
+                format!(
+                    "the events received from {} to {}",
+                    time(since),
+                    time(until)
+                ),
+            )),
+            (Some(_), Some(_)) => Err("The range ends before it starts.".into()),
+            _ => Err("Give both ends of the time range (UTC).".into()),
+        }
+    }
 }
 
 /// `GET /webhook-endpoints/{id}`: the ingest URL, the secret state, the newest events and
@@ -175,13 +211,30 @@ pub async fn set_secret(
         Err(WebhookError::NotFound) => return layout::not_found(),
         Err(error) => return super::failed(&error),
     };
+    let expire_others_in = match form.expire_others_in.trim() {
+        "" => None,
+        seconds => match seconds.parse::<u64>() {
+            Ok(seconds) => Some(std::time::Duration::from_secs(seconds)),
+            Err(_) => {
+                let message = Message::Error("Refused: choose when the other secrets stop.".into());
+                return render_endpoint(&state, &operator, &id, Some(message), None).await;
+            }
+        },
+    };
     let message = match SigningSecret::parse(&form.secret) {
         Err(error) => Message::Error(format!("Refused: {error}.")),
         Ok(secret) => {
-            match add_secret(store, &state.settings.sealer, &endpoint, &secret, None).await {
-                Ok(_) => Message::Notice(
-                    "Signing secret saved: events Stripe signs with it are accepted.".into(),
-                ),
+            let sealer = &state.settings.sealer;
+            match add_secret(store, sealer, &endpoint, &secret, expire_others_in).await {
+                Ok(_) => Message::Notice(match expire_others_in {
+                    None => {
+                        "Signing secret saved: events Stripe signs with it are accepted.".into()
+                    }
+                    Some(after) => format!(
+                        "Signing secret saved; the other secrets stop verifying in {}.",
+                        humantime::format_duration(after)
+                    ),
+                }),
                 Err(error) => return super::failed(&error),
             }
         }
@@ -327,22 +380,78 @@ pub async fn replay(
         Err(WebhookError::NotFound) => return layout::not_found(),
         Err(error) => return super::failed(&error),
     };
-    let selector = EventSelector::One(form.event_id.clone());
+    let (selector, what) = match form.selector() {
+        Ok(selected) => selected,
+        Err(refusal) => {
+            let message = Message::Error(refusal);
+            return render_endpoint(&state, &operator, &id, Some(message), None).await;
+        }
+    };
+    let destination = Some(form.destination.trim())
+        .filter(|d| !d.is_empty())
+        .map(|d| DestinationId::from_stored(d.to_owned()));
     let now = crate::time::now_millis();
     let workspace = &operator.workspace.id;
-    let message = match push::replay(store, workspace, &endpoint.id, &selector, None, now).await {
+    let replayed = push::replay(
+        store,
+        workspace,
+        &endpoint.id,
+        &selector,
+        destination.as_ref(),
+        now,
+    )
+    .await;
+    let message = match replayed {
         Ok(0) => Message::Error(format!(
-            "Nothing to replay {} to: no enabled destination takes it.",
-            form.event_id
+            "Nothing to replay {what} to: no enabled destination takes it."
         )),
-        Ok(n) => Message::Notice(format!(
-            "Replaying {}: {n} new deliveries, due now.",
-            form.event_id
-        )),
+        Ok(n) => Message::Notice(format!("Replaying {what}: {n} new deliveries, due now.")),
         Err(error @ PushError::NoEvents) => Message::Error(format!("Refused: {error}.")),
         Err(error) => return super::failed(&error),
     };
     render_endpoint(&state, &operator, &id, Some(message), None).await
+}
+
+/// `GET /webhook-endpoints/{id}/events/{event_id}`: one stored event as Stripe sent it
+/// (as `agentgate events show`), with a button to replay it.
+pub async fn show_event(
+    State(state): State<Arc<DashState>>,
+    operator: Operator,
+    Path((id, event_id)): Path<(String, String)>,
+) -> Response {
+    let store = state.settings.store.as_ref();
+    let workspace = &operator.workspace.id;
+    let endpoint = match find_endpoint(store, workspace, &id).await {
+        Ok(endpoint) => endpoint,
+        Err(WebhookError::NotFound) => return layout::not_found(),
+        Err(error) => return super::failed(&error),
+    };
+    let record = match store.find_event(workspace, &event_id).await {
+        Ok(Some(record)) if record.event.endpoint_id == endpoint.id => record,
+        Ok(_) => return layout::not_found(),
+        Err(error) => return super::failed(&error),
+    };
+    let payload = serde_json::from_slice::<serde_json::Value>(&record.event.payload)
+        .and_then(|value| serde_json::to_string_pretty(&value))
+        .unwrap_or_else(|_| String::from_utf8_lossy(&record.event.payload).into_owned());
+    let base = format!("/webhook-endpoints/{}", endpoint.id);
+    let body = html! {
+        p { a href=(base) { "← the endpoint's events" } }
+        dl.detail {
+            dt { "Type" } dd { (record.event.event_type) }
+            dt { "Received" } dd { (time(record.event.received_at)) }
+            dt { "Cursor" } dd { (record.seq) }
+            dt { "Endpoint" } dd { code { (endpoint.id) } }
+        }
+        form.inline method="post" action={ (base) "/replay" } {
+            (csrf_field(&operator.csrf))
+            input type="hidden" name="event_id" value=(record.event.event_id);
+            button.small type="submit" { "Replay to the push destinations" }
+        }
+        h2 { "As Stripe sent it" }
+        pre.payload { code { (payload) } }
+    };
+    layout::page(&operator, Nav::Webhooks, &record.event.event_id, None, body)
 }
 
 /// Where the live list starts: after the last cursor the page showed.
@@ -457,12 +566,12 @@ async fn render_endpoint(
         }
         table #events-table hidden[events.is_empty()] {
             thead { tr { th { "Received" } th { "Type" } th { "Event id" } th { "Cursor" } th { span.visually-hidden { "Actions" } } } }
-            tbody #events data-live={ (base) "/live" } data-after=(last_seq) data-replay={ (base) "/replay" } {
+            tbody #events data-live={ (base) "/live" } data-after=(last_seq) data-replay={ (base) "/replay" } data-events={ (base) "/events/" } {
                 @for e in events.iter().rev().take(EVENTS_SHOWN) {
                     tr {
                         td { (time(e.event.received_at)) }
                         td { (e.event.event_type) }
-                        td { code { (e.event.event_id) } }
+                        td { a href={ (base) "/events/" (e.event.event_id) } { code { (e.event.event_id) } } }
                         td { (e.seq) }
                         td {
                             form.inline method="post" action={ (base) "/replay" } {
@@ -524,6 +633,22 @@ async fn render_endpoint(
                 }
             }
         }
+        @if !destinations.is_empty() {
+            h3 { "Replay a time range" }
+            form.card method="post" action={ (base) "/replay" } {
+                (csrf_field(&operator.csrf))
+                label for="replay-since" { "Received from (UTC)" }
+                input #replay-since name="since" required placeholder="2026-05-01T12:00";
+                label for="replay-until" { "Until (UTC, not included)" }
+                input #replay-until name="until" required placeholder="2026-05-02";
+                label for="replay-destination" { "To" }
+                select #replay-destination name="destination" {
+                    option value="" { "every enabled destination" }
+                    @for d in &destinations { option value=(d.id) { (d.url) } }
+                }
+                button type="submit" { "Replay range" }
+            }
+        }
         h3 { "Add a destination" }
         form.card method="post" action={ (base) "/destinations" } {
             (csrf_field(&operator.csrf))
@@ -567,6 +692,15 @@ fn secret_section(
             (csrf_field(&operator.csrf))
             label for="secret" { "Paste the signing secret Stripe shows for this URL (whsec_…)" }
             input #secret name="secret" type="password" autocomplete="off" required;
+            @if secrets > 0 {
+                label for="expire-others" { "The secrets set before" }
+                select #expire-others name="expire_others_in" {
+                    option value="" { "keep working (several endpoints in Stripe)" }
+                    option value="86400" { "stop in 24 h (Stripe's roll window)" }
+                    option value="3600" { "stop in 1 h" }
+                    option value="0" { "stop now" }
+                }
+            }
             button type="submit" { "Save secret" }
         }
         @if endpoint.stripe_endpoint_id.is_none() {

@@ -105,6 +105,9 @@ impl RetrySchedule {
     }
 }
 
+/// How many more times recording an attempt is tried after a failure.
+const RECORD_TRIES: u32 = 3;
+
 /// Push delivery's knobs, defaults in [`PushConfig::default`].
 #[derive(Clone, Debug)]
 pub struct PushConfig {
@@ -301,10 +304,27 @@ impl Pusher {
             disable_if_failing_since: attempted_at - millis(self.config.disable_after),
         };
         tracing::debug!(delivery = %job.id, destination = %job.destination.id, ?status, state = state.as_str(), "push attempt");
-        if self.store.record_push_attempt(&outcome).await? {
+        if self.record(&outcome).await? {
             tracing::warn!(destination = %job.destination.id, "push destination disabled after failing for too long");
         }
         Ok(())
+    }
+
+    /// Records an attempt, trying again a few times (a deadlock or a dropped connection):
+    /// an attempt whose record is lost is made again once its lease expires, a duplicate
+    /// the receiver would have to absorb.
+    async fn record(&self, outcome: &AttemptOutcome) -> Result<bool, crate::store::StoreError> {
+        let mut tries = 0;
+        loop {
+            match self.store.record_push_attempt(outcome).await {
+                Err(error) if tries < RECORD_TRIES => {
+                    tries += 1;
+                    tracing::debug!(%error, tries, "recording a push attempt failed; trying again");
+                    tokio::time::sleep(Duration::from_millis(50 * u64::from(tries))).await;
+                }
+                result => return result,
+            }
+        }
     }
 
     /// Checks the destination's address, signs and POSTs the event; the HTTP status, or

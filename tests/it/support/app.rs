@@ -44,6 +44,13 @@ pub struct TestOptions {
     pub event_stream: StreamSettings,
     /// `--public-url` (an https one for the Secure cookie test).
     pub public_url: Option<String>,
+    /// Keep the master key in a key file (`master.key` in the database's directory) that
+    /// the server re-reads, as `--master-key-file` does, instead of passing it in memory.
+    pub master_key_file: bool,
+    /// How long a client may take to send its request headers (short for slowloris tests).
+    pub header_timeout: Duration,
+    /// Requests waiting for Stripe at once (small for the saturation test).
+    pub upstream_max_in_flight: usize,
 }
 
 impl Default for TestOptions {
@@ -57,6 +64,9 @@ impl Default for TestOptions {
             ingest: agentgate::webhooks::ingest::IngestSettings::default(),
             event_stream: StreamSettings::default(),
             public_url: None,
+            master_key_file: false,
+            header_timeout: Duration::from_secs(10),
+            upstream_max_in_flight: 1024,
         }
     }
 }
@@ -98,6 +108,8 @@ impl TestApp {
             .unwrap_or_else(|| double.base_url());
         let mut config = Config::for_tests(&db.url, master, base.parse().expect("stripe base"));
         config.upstream.timeout = options.upstream_timeout;
+        config.header_timeout = options.header_timeout;
+        config.upstream_max_in_flight = options.upstream_max_in_flight;
         config.connection_rates = options.connection_rates;
         config.ingest = options.ingest;
         if let Some(clock) = options.clock.clone() {
@@ -106,6 +118,11 @@ impl TestApp {
         config.event_stream = options.event_stream;
         if let Some(public_url) = options.public_url {
             config.public_url = public_url;
+        }
+        if options.master_key_file {
+            let path = db.dir.path().join("master.key");
+            MasterKey::write_key_file(&path, &[&config.master_key]).expect("write the key file");
+            config.master_key_file = Some(path);
         }
         let main = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = main.local_addr().unwrap();
@@ -159,6 +176,29 @@ impl TestApp {
         set_stripe_connection(self.store.as_ref(), &sealer, &self.workspace, name, &secret)
             .await
             .expect("store the Stripe key");
+    }
+
+    /// The master key the app was started with (to seal or open secrets as it does).
+    pub fn master(&self) -> MasterKey {
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(&self.master_key)
+            .unwrap();
+        MasterKey::from_bytes(bytes.try_into().unwrap())
+    }
+
+    /// Creates an agent key with these scopes and returns its text.
+    pub async fn create_key_with(&self, name: &str, scopes: agentgate::policy::Scopes) -> String {
+        let spec = agentgate::keys::KeySpec {
+            name: name.to_owned(),
+            role: agentgate::policy::Role::Agent,
+            scopes,
+            expires_at: None,
+        };
+        create_key(self.store.as_ref(), &self.workspace, spec)
+            .await
+            .expect("create key")
+            .key
+            .to_string()
     }
 
     /// Creates an agent key and returns its text.

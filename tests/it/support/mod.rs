@@ -4,6 +4,7 @@
 pub mod app;
 pub mod backend;
 pub mod cli;
+pub mod peer;
 pub mod raw_http;
 pub mod served;
 pub mod stripe_double;

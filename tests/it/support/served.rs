@@ -21,13 +21,33 @@ pub struct ServedProcess {
 impl ServedProcess {
     /// Starts `agentgate serve` with JSON logs at the given level and waits until it listens.
     pub fn start(database: &str, master_key: &str, stripe_base: &str, log_level: &str) -> Self {
-        let mut child = binary()
+        Self::start_with(database, master_key, stripe_base, log_level, &[])
+    }
+
+    /// [`ServedProcess::start`] with more `AGENTGATE_...` settings in the environment.
+    pub fn start_with(
+        database: &str,
+        master_key: &str,
+        stripe_base: &str,
+        log_level: &str,
+        settings: &[(&str, &str)],
+    ) -> Self {
+        let mut command = binary();
+        command
             .args(["serve", "--listen", "127.0.0.1:0", "--log-format", "json"])
+            .envs(settings.iter().copied())
             .env("AGENTGATE_DATABASE", database)
             .env("AGENTGATE_MASTER_KEY", master_key)
             .env("AGENTGATE_STRIPE_API_BASE", stripe_base)
             .env("AGENTGATE_LOG", log_level)
-            .env_remove("AGENTGATE_MASTER_KEY_FILE")
+            .env_remove("AGENTGATE_MASTER_KEY_FILE");
+        Self::spawn(command)
+    }
+
+    /// Runs a prepared command that ends in `agentgate serve --log-format json` (a wrapper
+    /// such as `prlimit` may come first) and waits until it listens.
+    pub fn spawn(mut command: std::process::Command) -> Self {
+        let mut child = command
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -64,6 +84,15 @@ impl ServedProcess {
     /// The process id.
     pub fn pid(&self) -> u32 {
         self.child.id()
+    }
+
+    /// Sends SIGKILL: the process dies at once, whatever it was doing.
+    pub fn kill(&self) {
+        let status = std::process::Command::new("kill")
+            .args(["-KILL", &self.pid().to_string()])
+            .status()
+            .expect("kill runs");
+        assert!(status.success());
     }
 
     /// Sends SIGTERM.

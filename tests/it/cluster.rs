@@ -1,0 +1,501 @@
+//! Several instances on one PostgreSQL database behave as one system: a revocation or a
+//! replaced Stripe key on one is in force on the other within a second; an event ingested
+//! on one reaches a stream on the other at once (its store poll set to a minute, so only the
+//! database's notification can carry it); push deliveries are made once each across
+//! instances, and all of them even when one instance is killed mid-run; daily guardrail
+//! totals and per-key rate limits hold across instances.
+//!
+//! PostgreSQL only: SQLite serves one instance. Skipped, with a line saying so, unless
+//! `AGENTGATE_TEST_POSTGRES` is set.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use agentgate::crypto::Sealer;
+use agentgate::ids::EndpointId;
+use agentgate::keys::revoke_key;
+use agentgate::policy::{Rate, Scopes};
+use agentgate::webhooks::endpoints::{self, SigningSecret};
+use agentgate::webhooks::push::{self, DestinationSpec};
+use agentgate::webhooks::signature;
+use agentgate::webhooks::stream::StreamSettings;
+use axum::extract::State;
+use futures_util::StreamExt;
+use tokio::net::TcpListener;
+
+use crate::support::app::{TestApp, TestOptions};
+use crate::support::backend::Backend;
+use crate::support::eventually;
+use crate::support::peer::Peer;
+use crate::support::served::ServedProcess;
+
+const WHSEC: &str = "whsec_ClusterTestSecret0123456789abcdefXYZ";
+
+/// Whether the PostgreSQL cluster tests run; prints why not when they do not.
+fn enabled(test: &str) -> bool {
+    Backend::postgres_enabled(&format!("cluster::{test}"))
+}
+
+fn sealer(app: &TestApp) -> Sealer {
+    Sealer::new(&app.master())
+}
+
+/// Two instances on one fresh PostgreSQL schema: a [`TestApp`] and a [`Peer`].
+async fn two_instances() -> (TestApp, Peer) {
+    let a = TestApp::spawn(Backend::Postgres).await;
+    let b = Peer::start(&a, TestOptions::default()).await;
+    (a, b)
+}
+
+/// An endpoint of the `stripe` connection with [`WHSEC`] as its signing secret.
+async fn endpoint(app: &TestApp) -> EndpointId {
+    let record = endpoints::create_endpoint(app.store.as_ref(), &app.workspace, "stripe", &[])
+        .await
+        .unwrap();
+    let secret = SigningSecret::parse(WHSEC).unwrap();
+    endpoints::add_secret(app.store.as_ref(), &sealer(app), &record, &secret, None)
+        .await
+        .unwrap();
+    record.id
+}
+
+/// Posts a signed Stripe event to an instance's ingest URL; it must be acknowledged.
+async fn ingest(client: &reqwest::Client, base: &str, endpoint: &EndpointId, id: &str) {
+    let payload = format!(
+        r#"{{"id":"{id}","object":"event","type":"invoice.paid","data":{{"object":{{}}}}}}"#
+    );
+    let at = agentgate::time::now_millis() / 1000;
+    let header = format!(
+        "t={at},v1={}",
+        signature::sign(WHSEC.as_bytes(), at, payload.as_bytes())
+    );
+    let response = client
+        .post(format!("{base}/webhooks/ingest/{endpoint}"))
+        .header("Content-Type", "application/json")
+        .header("Stripe-Signature", header)
+        .body(payload)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200, "ingest of {id} at {base}");
+}
+
+async fn get_customers(client: &reqwest::Client, base: &str, key: &str) -> u16 {
+    client
+        .get(format!("{base}/v1/connections/stripe/customers"))
+        .bearer_auth(key)
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+async fn create_payment_intent(client: &reqwest::Client, base: &str, key: &str) -> u16 {
+    client
+        .post(format!("{base}/v1/connections/stripe/payment_intents"))
+        .bearer_auth(key)
+        .header("Content-Type", "application/x-www-form-urlencoded")
+        .body("amount=3000&currency=usd")
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+/// Waits until `check` holds, failing after a second: the bound the issue promises.
+async fn within_a_second<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let start = Instant::now();
+    while !check().await {
+        assert!(
+            start.elapsed() < Duration::from_secs(1),
+            "{what}: not within a second"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revocation_and_a_replaced_stripe_key_reach_the_other_instance_within_a_second() {
+    if !enabled("revocation_and_stripe_key") {
+        return;
+    }
+    let (a, b) = two_instances().await;
+    let base_b = b.url("");
+    assert_eq!(get_customers(&a.client, &base_b, &a.key).await, 200);
+
+    let replacement = "sk_test_51ReplacementKeyForTheCluster0000000000";
+    a.store_stripe_key(replacement).await;
+    within_a_second(
+        "the replaced Stripe key used by the other instance",
+        || async {
+            get_customers(&a.client, &base_b, &a.key).await;
+            let last = a.double.received().pop().unwrap();
+            last.headers["authorization"] == format!("Bearer {replacement}").as_str()
+        },
+    )
+    .await;
+
+    let keys = a.store.list_keys(&a.workspace).await.unwrap();
+    revoke_key(a.store.as_ref(), &a.workspace, &keys[0].id)
+        .await
+        .unwrap();
+    within_a_second("the revocation in force on the other instance", || async {
+        get_customers(&a.client, &base_b, &a.key).await == 401
+    })
+    .await;
+    let forwarded = a.double.received().len();
+    assert_eq!(get_customers(&a.client, &base_b, &a.key).await, 401);
+    assert_eq!(
+        a.double.received().len(),
+        forwarded,
+        "nothing forwarded once revoked"
+    );
+    b.stop().await;
+    a.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_ingested_on_one_instance_reaches_a_stream_on_the_other_at_once() {
+    if !enabled("event_stream") {
+        return;
+    }
+    let a = TestApp::spawn(Backend::Postgres).await;
+    // The other instance reads the store only once a minute: a quick arrival is the
+    // database's notification.
+    let b = Peer::start(
+        &a,
+        TestOptions {
+            event_stream: StreamSettings {
+                heartbeat: Duration::from_secs(15),
+                poll: Duration::from_secs(60),
+            },
+            ..TestOptions::default()
+        },
+    )
+    .await;
+    let whe = endpoint(&a).await;
+    let response = a
+        .client
+        .get(b.url(&format!("/v1/webhooks/{whe}/events/stream")))
+        .bearer_auth(&a.key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let mut body = response.bytes_stream();
+    // The stream is open once its first bytes (a heartbeat comment) arrived, or once it
+    // has subscribed; an event ingested now can only reach it live.
+    let mut seen = String::new();
+    for n in 0..3 {
+        let id = format!("evt_cluster_{n}");
+        let started = Instant::now();
+        ingest(&a.client, &a.url(""), &whe, &id).await;
+        while !seen.contains(&id) {
+            let chunk = tokio::time::timeout(Duration::from_secs(1), body.next())
+                .await
+                .unwrap_or_else(|_| {
+                    panic!("{id} did not reach the other instance's stream within a second")
+                })
+                .expect("the stream is open")
+                .unwrap();
+            seen.push_str(std::str::from_utf8(&chunk).unwrap());
+        }
+        eprintln!("ingest on A to stream on B: {:?}", started.elapsed());
+    }
+    drop(body);
+    b.stop().await;
+    a.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn daily_guardrail_totals_are_exact_across_instances() {
+    if !enabled("guardrails") {
+        return;
+    }
+    let (a, b) = two_instances().await;
+    let scopes = Scopes {
+        daily_limit: vec!["usd:10000".parse().unwrap()],
+        ..Scopes::default()
+    };
+    let key = a.create_key_with("clustered", scopes).await;
+    let bases = [a.url(""), b.url("")];
+    // Twenty requests of 3000 against 10000, alternating instances, all at once: three fit.
+    let requests = (0..20).map(|n| create_payment_intent(&a.client, &bases[n % 2], &key));
+    let statuses = futures_util::future::join_all(requests).await;
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 200).count(),
+        3,
+        "{statuses:?}"
+    );
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 403).count(),
+        17,
+        "{statuses:?}"
+    );
+    assert_eq!(a.double.received().len(), 3);
+    b.stop().await;
+    a.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_that_spent_its_burst_on_one_instance_is_limited_on_the_other() {
+    if !enabled("rate_limits") {
+        return;
+    }
+    let (a, b) = two_instances().await;
+    const BURST: u32 = 20;
+    let scopes = Scopes {
+        rate: Some(Rate {
+            per_second: 1,
+            burst: BURST,
+        }),
+        ..Scopes::default()
+    };
+    let key = a.create_key_with("clustered", scopes).await;
+    let started = Instant::now();
+    let admitted_by = |base: String| {
+        let (client, key) = (a.client.clone(), key.clone());
+        async move {
+            let mut admitted = 0;
+            while get_customers(&client, &base, &key).await == 200 {
+                admitted += 1;
+                assert!(admitted <= 100, "never limited");
+            }
+            admitted
+        }
+    };
+    let on_a = admitted_by(a.url("")).await;
+    assert!(on_a >= BURST, "the burst on the first instance: {on_a}");
+    // Once the first instance has handed all its takes to the database (every 100 ms),
+    // the other starts its bucket from there: nearly empty.
+    let pool = sqlx::PgPool::connect(&a.db.url).await.unwrap();
+    eventually(
+        Duration::from_secs(5),
+        "the takes in the shared bucket",
+        || async {
+            let ahead: Option<i64> = sqlx::query_scalar(
+                "SELECT tat_us - (extract(epoch FROM clock_timestamp()) * 1000000)::bigint \
+             FROM rate_buckets WHERE bucket LIKE 'key_%'",
+            )
+            .fetch_optional(&pool)
+            .await
+            .unwrap();
+            // The bucket's arrival time started near `started` and moves a second a token:
+            // every take of the first instance is in once it is `on_a` seconds (less one, for
+            // rounding) past the start.
+            let since_start = i64::try_from(started.elapsed().as_micros()).unwrap();
+            ahead.filter(|us| us + since_start >= (i64::from(on_a) - 1) * 1_000_000)
+        },
+    )
+    .await;
+    let on_b = admitted_by(b.url("")).await;
+    // One bucket for both: the burst plus what refilled meanwhile (one a second). Two
+    // buckets would have admitted a burst on each.
+    let refilled = u32::try_from(started.elapsed().as_secs()).unwrap() + 1;
+    assert!(
+        on_a + on_b <= BURST + refilled,
+        "{on_a} on the first and {on_b} on the second instance in {:?}",
+        started.elapsed()
+    );
+    assert_eq!(
+        a.double.received().len(),
+        (on_a + on_b) as usize,
+        "refusals never reach Stripe"
+    );
+    pool.close().await;
+    b.stop().await;
+    a.stop().await;
+}
+
+/// Counts pushes by event id; answers each after `delay`, so deliveries are in flight when
+/// an instance is killed.
+#[derive(Clone, Default)]
+struct Counter {
+    seen: Arc<Mutex<HashMap<String, usize>>>,
+}
+
+impl Counter {
+    async fn start(delay: Duration) -> (Self, String) {
+        let counter = Self::default();
+        let app = axum::Router::new()
+            .fallback(
+                move |State(counter): State<Counter>, body: axum::body::Bytes| async move {
+                    let event: serde_json::Value = serde_json::from_slice(&body).unwrap();
+                    let id = event["id"].as_str().unwrap().to_owned();
+                    *counter.seen.lock().unwrap().entry(id).or_default() += 1;
+                    tokio::time::sleep(delay).await;
+                    "ok"
+                },
+            )
+            .with_state(counter.clone());
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/hooks", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        (counter, url)
+    }
+
+    fn distinct(&self) -> usize {
+        self.seen.lock().unwrap().len()
+    }
+
+    fn total(&self) -> usize {
+        self.seen.lock().unwrap().values().sum()
+    }
+}
+
+/// Two instances (this process and a child process) pushing one endpoint's events to one
+/// destination; the child can be killed.
+struct PushCluster {
+    a: TestApp,
+    b: ServedProcess,
+    endpoint: EndpointId,
+    counter: Counter,
+}
+
+impl PushCluster {
+    async fn start(receiver_delay: Duration) -> Self {
+        let a = TestApp::spawn(Backend::Postgres).await;
+        let b = ServedProcess::start_with(
+            &a.db.url,
+            &a.master_key,
+            &a.double.base_url(),
+            "info",
+            &[
+                ("AGENTGATE_PUSH_TIMEOUT", "2s"),
+                ("AGENTGATE_PUSH_LEASE", "3s"),
+            ],
+        );
+        let endpoint = endpoint(&a).await;
+        let (counter, url) = Counter::start(receiver_delay).await;
+        push::create_destination(
+            a.store.as_ref(),
+            &sealer(&a),
+            &a.workspace,
+            DestinationSpec {
+                endpoint: endpoint.clone(),
+                url,
+                event_types: Vec::new(),
+                allow_private: true,
+            },
+            agentgate::time::now_millis(),
+        )
+        .await
+        .expect("destination created");
+        Self {
+            a,
+            b,
+            endpoint,
+            counter,
+        }
+    }
+
+    /// Ingests `count` events a few at a time, alternating instances or all on the first.
+    async fn ingest(&self, count: usize, alternate: bool) {
+        let b = format!("http://{}", self.b.addr);
+        let bases = [self.a.url(""), if alternate { b } else { self.a.url("") }];
+        let bases = &bases;
+        for batch in (0..count).collect::<Vec<_>>().chunks(25) {
+            let posts = batch.iter().map(|n| async move {
+                let id = format!("evt_push_{n}");
+                ingest(&self.a.client, &bases[n % 2], &self.endpoint, &id).await
+            });
+            futures_util::future::join_all(posts).await;
+        }
+    }
+
+    async fn all_delivered(&self, count: usize) {
+        eventually(Duration::from_secs(60), "every event pushed", || async {
+            (self.counter.distinct() == count).then_some(())
+        })
+        .await;
+    }
+
+    /// Deliveries not yet marked succeeded in the database.
+    async fn undelivered(&self) -> i64 {
+        let pool = sqlx::PgPool::connect(&self.a.db.url).await.unwrap();
+        let count =
+            sqlx::query_scalar("SELECT count(*) FROM push_deliveries WHERE state <> 'succeeded'")
+                .fetch_one(&pool)
+                .await
+                .unwrap();
+        pool.close().await;
+        count
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thousand_events_are_pushed_exactly_once_across_two_instances() {
+    if !enabled("push_exactly_once") {
+        return;
+    }
+    let cluster = PushCluster::start(Duration::ZERO).await;
+    cluster.ingest(1000, true).await;
+    cluster.all_delivered(1000).await;
+    eventually(
+        Duration::from_secs(10),
+        "every delivery recorded",
+        || async { (cluster.undelivered().await == 0).then_some(()) },
+    )
+    .await;
+    let counts = cluster.counter.seen.lock().unwrap().clone();
+    let twice: Vec<_> = counts.iter().filter(|(_, n)| **n > 1).collect();
+    if !twice.is_empty() {
+        let pool = sqlx::PgPool::connect(&cluster.a.db.url).await.unwrap();
+        let attempts: Vec<(String, Option<i32>, Option<String>, i64)> = sqlx::query_as(
+            "SELECT d.event_id, a.status, a.error, a.attempted_at FROM push_attempts a \
+             JOIN push_deliveries d ON d.id = a.delivery_id WHERE d.event_id = ANY($1) \
+             ORDER BY d.event_id, a.id",
+        )
+        .bind(twice.iter().map(|(id, _)| id.as_str()).collect::<Vec<_>>())
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+        cluster.b.terminate();
+        let (_, logs) = cluster.b.wait();
+        let warnings: Vec<&str> = logs.lines().filter(|l| !l.contains("\"INFO\"")).collect();
+        panic!("pushed more than once: {twice:?}; attempts: {attempts:?}; the other instance's warnings: {warnings:#?}");
+    }
+    assert_eq!(cluster.counter.total(), 1000);
+    cluster.b.terminate();
+    cluster.b.wait();
+    cluster.a.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_event_is_pushed_when_one_instance_is_killed_mid_run() {
+    if !enabled("push_survives_kill") {
+        return;
+    }
+    let cluster = PushCluster::start(Duration::from_millis(50)).await;
+    // Ingest goes to the instance that stays; the other is killed while it delivers.
+    let ingesting = async {
+        cluster.ingest(1000, false).await;
+    };
+    let kill_after_100 = async {
+        eventually(Duration::from_secs(30), "deliveries under way", || async {
+            (cluster.counter.total() >= 100).then_some(())
+        })
+        .await;
+        cluster.b.kill();
+        cluster.counter.distinct()
+    };
+    let ((), delivered_at_kill) = tokio::join!(ingesting, kill_after_100);
+    cluster.all_delivered(1000).await;
+    eventually(
+        Duration::from_secs(10),
+        "every delivery recorded",
+        || async { (cluster.undelivered().await == 0).then_some(()) },
+    )
+    .await;
+    eprintln!(
+        "killed with {delivered_at_kill} of 1000 delivered; {} pushes in all (the excess were in flight at the kill)",
+        cluster.counter.total()
+    );
+    cluster.a.stop().await;
+}
