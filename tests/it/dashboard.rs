@@ -605,6 +605,7 @@ each_backend! {
             "GET",
             "forwarded",
             "stripe",
+            "<dt>Came over</dt><dd>HTTP</dd>",
         ] {
             assert!(
                 detail.body.contains(shown),

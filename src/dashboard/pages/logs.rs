@@ -226,6 +226,7 @@ pub async fn show(
             dt { "Request id" } dd { code { (e.request_id) } }
             dt { "Key" } dd { (key_name.unwrap_or("(deleted)")) " " code { (e.key_id) } }
             dt { "Connection" } dd { (e.connection) }
+            dt { "Came over" } dd { @if e.via == "mcp" { "MCP (a tool call)" } @else { "HTTP" } }
             dt { "Request" } dd { code { (e.method) " " (e.path) } }
             dt { "Operation" } dd { (e.operation.as_deref().unwrap_or(none)) }
             dt { "Status" } dd { (e.status) }

@@ -10,12 +10,12 @@ use std::time::Duration;
 
 use super::cli::binary;
 
-/// A running server process.
+/// A running server process; killed if the test ends (or fails) without waiting for it.
 pub struct ServedProcess {
     child: Child,
     /// The main listener's address, read from its log.
     pub addr: SocketAddr,
-    logs: JoinHandle<String>,
+    logs: Option<JoinHandle<String>>,
 }
 
 impl ServedProcess {
@@ -78,7 +78,11 @@ impl ServedProcess {
             .expect("the server logs its address")
             .parse()
             .expect("a socket address");
-        Self { child, addr, logs }
+        Self {
+            child,
+            addr,
+            logs: Some(logs),
+        }
     }
 
     /// The process id.
@@ -107,7 +111,17 @@ impl ServedProcess {
     /// Waits for the process to exit; returns its status and everything it printed.
     pub fn wait(mut self) -> (ExitStatus, String) {
         let status = self.child.wait().expect("wait for agentgate");
-        let logs = self.logs.join().expect("log reader");
-        (status, logs)
+        let logs = self.logs.take().expect("logs are read once");
+        (status, logs.join().expect("log reader"))
+    }
+}
+
+impl Drop for ServedProcess {
+    fn drop(&mut self) {
+        // Nothing to do after `wait`; otherwise a failed test must not leave a server behind.
+        if self.child.try_wait().ok().flatten().is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
     }
 }
