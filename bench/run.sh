@@ -35,7 +35,7 @@ STATE="$(mktemp -d)"
 SCHEMA=""
 cleanup() {
   rm -rf "$STATE"
-  if [[ -n "$SCHEMA" ]]; then psql -q "$DATABASE" -c "DROP SCHEMA IF EXISTS $SCHEMA CASCADE" >/dev/null; fi
+  if [[ -n "$SCHEMA" ]]; then psql -q "$DATABASE" -c "SET client_min_messages = warning" -c "DROP SCHEMA IF EXISTS $SCHEMA CASCADE" >/dev/null; fi
 }
 trap cleanup EXIT
 if [[ "$DATABASE" == postgres* ]]; then
