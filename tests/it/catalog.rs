@@ -1,11 +1,11 @@
 //! `agentgate catalog`: the committed catalog is exactly what importing the extraction gives
-//! and agrees with the extraction node by node; a Stripe OpenAPI excerpt imports with its
-//! shapes intact; listing works without a database or master key.
+//! and agrees with the extraction node by node; a small description in the shape of
+//! Stripe's OpenAPI file (built here, none is committed) imports with its shapes intact; listing works without a database or master key.
 
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
-use serde_json::Value;
+use serde_json::{json, Value};
 
 use agentgate::catalog::{Catalog, Field, Kind, Operation, LISTED};
 
@@ -19,14 +19,100 @@ fn committed() -> PathBuf {
     manifest_dir().join("src/catalog/stripe.json")
 }
 
-/// The excerpt written for the tests, completed with a bare stub (path parameters only) for
-/// every listed operation it does not describe, since an import needs all of them.
+/// A text parameter or property of at most `max` characters.
+fn text(max: u64) -> Value {
+    json!({"type": "string", "maxLength": max})
+}
+
+/// Stripe's idiom for "this value, or the empty string to unset it".
+fn or_empty(schema: Value) -> Value {
+    json!({"anyOf": [schema, {"type": "string", "enum": [""]}]})
+}
+
+/// An operation whose parameters travel in a form body, as Stripe's POST and DELETE do.
+fn form_operation(path_params: Value, properties: Value, required: &[&str]) -> Value {
+    json!({
+        "parameters": path_params,
+        "requestBody": {"content": {"application/x-www-form-urlencoded": {"schema": {
+            "type": "object", "additionalProperties": false,
+            "properties": properties, "required": required,
+        }}}},
+        "responses": {},
+    })
+}
+
+fn path_param(name: &str, max: u64) -> Value {
+    json!({"in": "path", "name": name, "required": true, "schema": text(max)})
+}
+
+fn query_param(name: &str, schema: Value) -> Value {
+    json!({"in": "query", "name": name, "required": false, "schema": schema})
+}
+
+/// A small OpenAPI description in the shape of Stripe's spec3.json, written for this test:
+/// the idioms the importer must keep (`$ref`, `anyOf` with `""`, maps, arrays of objects,
+/// `x-stripeBypassValidation`, form bodies on DELETE, path parameter lengths) on a few
+/// operations, and a bare stub (path parameters only) for every other listed operation,
+/// since an import needs all of them.
 fn excerpt_spec() -> Value {
-    let text = std::fs::read_to_string(manifest_dir().join("tests/fixtures/spec3_excerpt.json"));
-    let mut spec: Value = serde_json::from_str(&text.unwrap()).unwrap();
+    let expand = json!({"type": "array", "items": text(5000)});
+    let metadata = or_empty(json!({"type": "object", "additionalProperties": {"type": "string"}}));
+    let address = json!({"$ref": "#/components/schemas/optional_fields_customer_address"});
+    let created_range = json!({"type": "object", "properties": {
+        "gt": {"type": "integer"}, "gte": {"type": "integer"},
+        "lt": {"type": "integer"}, "lte": {"type": "integer"},
+    }});
+    let customer_fields = json!({
+        "address": or_empty(address.clone()),
+        "balance": {"type": "integer"},
+        "email": text(512),
+        "expand": expand,
+        "metadata": metadata,
+        "shipping": or_empty(json!({"type": "object", "required": ["address", "name"], "properties": {
+            "address": address, "name": text(5000), "phone": text(5000),
+        }})),
+        "tax_exempt": {"type": "string", "enum": ["", "exempt", "none", "reverse"]},
+        "tax_id_data": {"type": "array", "items": {"type": "object", "required": ["type", "value"], "properties": {
+            "type": {"type": "string", "maxLength": 5000, "enum": ["ad_nrt", "eu_vat", "us_ein"],
+                     "x-stripeBypassValidation": true},
+            "value": {"type": "string"},
+        }}},
+    });
+    let listing = |extra: Value| json!({"parameters": [query_param("expand", expand.clone()), extra], "responses": {}});
+    let mut spec = json!({
+        "openapi": "3.0.0",
+        "info": {"version": "2026-07-29.dahlia"},
+        "components": {"schemas": {"optional_fields_customer_address": {"type": "object", "properties": {
+            "city": text(5000), "country": text(5000), "line1": text(5000), "postal_code": text(5000),
+        }}}},
+        "paths": {
+            "/v1/customers": {
+                "get": listing(query_param("created", json!({"anyOf": [created_range, {"type": "integer"}]}))),
+                "post": form_operation(json!([]), customer_fields, &[]),
+            },
+            "/v1/customers/{customer}": {
+                "get": {"parameters": [path_param("customer", 5000), query_param("expand", expand.clone())], "responses": {}},
+            },
+            "/v1/customers/search": {"get": listing(json!({"in": "query", "name": "query", "required": true, "schema": text(5000)}))},
+            "/v1/invoices/upcoming": {"get": listing(query_param("limit", json!({"type": "integer"})))},
+            "/v1/products/search": {"get": listing(query_param("limit", json!({"type": "integer"})))},
+            "/v1/payment_intents": {"post": form_operation(json!([]), json!({
+                "amount": {"type": "integer"},
+                "currency": {"type": "string", "format": "currency"},
+                "metadata": metadata,
+                "statement_descriptor": text(22),
+            }), &["amount", "currency"])},
+            "/v1/subscriptions/{subscription_exposed_id}": {"delete": form_operation(
+                json!([path_param("subscription_exposed_id", 5000)]),
+                json!({"expand": expand, "invoice_now": {"type": "boolean"}, "prorate": {"type": "boolean"}}),
+                &[],
+            )},
+            "/v1/checkout/sessions/{session}": {"get": {"parameters": [path_param("session", 66)], "responses": {}}},
+        },
+    });
     let paths = spec["paths"].as_object_mut().unwrap();
     for (_, method, path) in LISTED {
-        let item = paths.entry(path).or_insert_with(|| serde_json::json!({}));
+        let item = paths.entry(path).or_insert_with(|| json!({}));
         let method = method.to_ascii_lowercase();
         if item.get(&method).is_some() {
             continue;
@@ -34,12 +120,9 @@ fn excerpt_spec() -> Value {
         let parameters: Vec<Value> = path
             .split('/')
             .filter_map(|segment| segment.strip_prefix('{')?.strip_suffix('}'))
-            .map(|name| {
-                serde_json::json!({"in": "path", "name": name, "required": true,
-                                   "schema": {"type": "string", "maxLength": 5000}})
-            })
+            .map(|name| path_param(name, 5000))
             .collect();
-        item[method] = serde_json::json!({"parameters": parameters, "responses": {}});
+        item[method] = json!({"parameters": parameters, "responses": {}});
     }
     spec
 }
