@@ -99,6 +99,18 @@ async fn fill(client: &Client, css: &str, text: &str) {
         .unwrap();
 }
 
+/// The text of the first element matching `css`, once the page shows one.
+async fn text_of(client: &Client, css: &str) -> String {
+    client
+        .wait()
+        .for_element(Locator::Css(css))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
 async fn click(client: &Client, css: &str) {
     client
         .find(Locator::Css(css))
@@ -218,27 +230,13 @@ async fn an_operator_sets_up_pastes_a_key_hands_out_an_agent_key_and_sees_its_re
     // Second half: mint an endpoint, paste its secret, and watch a signed event arrive
     // on its page without a reload.
     click(&client, "form.card button[type=submit]").await;
-    let url = client
-        .wait()
-        .for_element(Locator::Css("#ingest-url"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let url = text_of(&client, "#ingest-url").await;
     let endpoint = url.trim().rsplit('/').next().unwrap().to_owned();
     assert!(endpoint.starts_with("whe_"), "{url}");
     fill(&client, "#secret", WEBHOOK_SECRET).await;
     click(&client, "form[action$='/secret'] button[type=submit]").await;
     // The page before the post has a `#secret-state.hint` too: wait for the new one.
-    let state = client
-        .wait()
-        .for_element(Locator::Css("#secret-state:not(.hint)"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let state = text_of(&client, "#secret-state:not(.hint)").await;
     assert!(state.contains("configured"), "{state}");
     let source = client.source().await.unwrap();
     assert!(
@@ -293,14 +291,7 @@ async fn an_operator_sets_up_pastes_a_key_hands_out_an_agent_key_and_sees_its_re
     fill(&client, "#destination-url", "http://127.0.0.1:9/agent-hook").await;
     click(&client, "input[name=allow_private]").await;
     click(&client, "form[action$='/destinations'] button[type=submit]").await;
-    let secret = client
-        .wait()
-        .for_element(Locator::Css("#destination-secret"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let secret = text_of(&client, "#destination-secret").await;
     assert!(secret.starts_with("whsec_"), "{secret}");
     screenshot(&client, "webhook-endpoint-destination").await;
     client
@@ -320,14 +311,7 @@ async fn an_operator_sets_up_pastes_a_key_hands_out_an_agent_key_and_sees_its_re
     fill(&client, "#operator-password", "grace hopper compiler 1952").await;
     fill(&client, "#operator-confirm", "grace hopper compiler 1952").await;
     click(&client, "form[action='/operators'] button[type=submit]").await;
-    let notice = client
-        .wait()
-        .for_element(Locator::Css("p.notice"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let notice = text_of(&client, "p.notice").await;
     assert!(notice.contains("Added operator 'grace'"), "{notice}");
     screenshot(&client, "operators").await;
     assert!(app
