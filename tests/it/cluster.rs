@@ -1,6 +1,6 @@
 //! Several instances on one PostgreSQL database behave as one system: a revocation or a
-//! replaced Stripe key on one is in force on the other within a second; an event ingested
-//! on one reaches a stream on the other at once (its store poll set to a minute, so only the
+//! replaced Stripe key made through one instance's management API is in force on the other
+//! within a second; an event ingested on one reaches a stream on the other at once (its store poll set to a minute, so only the
 //! database's notification can carry it); push deliveries are made once each across
 //! instances, and all of them even when one instance is killed mid-run; daily guardrail
 //! totals and per-key rate limits hold across instances.
@@ -14,7 +14,6 @@ use std::time::{Duration, Instant};
 
 use agentgate::crypto::Sealer;
 use agentgate::ids::EndpointId;
-use agentgate::keys::revoke_key;
 use agentgate::policy::{Rate, Scopes};
 use agentgate::webhooks::endpoints::{self, SigningSecret};
 use agentgate::webhooks::push::{self, DestinationSpec};
@@ -129,8 +128,30 @@ async fn a_revocation_and_a_replaced_stripe_key_reach_the_other_instance_within_
     let base_b = b.url("");
     assert_eq!(get_customers(&a.client, &base_b, &a.key).await, 200);
 
+    // Both changes are made through the first instance's management API.
+    let admin = agentgate::keys::create_key(
+        a.store.as_ref(),
+        &a.workspace,
+        agentgate::keys::KeySpec {
+            name: "admin".into(),
+            role: agentgate::policy::Role::Admin,
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap()
+    .key
+    .to_string();
     let replacement = "sk_test_51ReplacementKeyForTheCluster0000000000";
-    a.store_stripe_key(replacement).await;
+    let replaced = a
+        .client
+        .put(a.url("/api/v1/connections/stripe"))
+        .bearer_auth(&admin)
+        .json(&serde_json::json!({"secret_key": replacement}))
+        .send()
+        .await
+        .unwrap();
+    assert!(replaced.status().is_success(), "{}", replaced.status());
     within_a_second(
         "the replaced Stripe key used by the other instance",
         || async {
@@ -141,10 +162,16 @@ async fn a_revocation_and_a_replaced_stripe_key_reach_the_other_instance_within_
     )
     .await;
 
-    let keys = a.store.list_keys(&a.workspace).await.unwrap();
-    revoke_key(a.store.as_ref(), &a.workspace, &keys[0].id)
+    let agent = a.store.list_keys(&a.workspace).await.unwrap();
+    let agent = agent.iter().find(|k| k.name != "admin").unwrap();
+    let revoked = a
+        .client
+        .post(a.url(&format!("/api/v1/keys/{}/revoke", agent.id)))
+        .bearer_auth(&admin)
+        .send()
         .await
         .unwrap();
+    assert!(revoked.status().is_success(), "{}", revoked.status());
     within_a_second("the revocation in force on the other instance", || async {
         get_customers(&a.client, &base_b, &a.key).await == 401
     })
