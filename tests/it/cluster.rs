@@ -2,8 +2,8 @@
 //! replaced Stripe key made through one instance's management API is in force on the other
 //! within a second; an event ingested on one reaches a stream on the other at once (its
 //! store poll set to a minute, so only the database's notification can carry it); push
-//! deliveries are made once each across instances, and all of them even when one instance is killed mid-run; daily guardrail
-//! totals and per-key rate limits hold across instances.
+//! deliveries are made once each across instances, and all of them even when one instance
+//! is killed mid-run; daily guardrail totals and per-key rate limits hold across instances.
 //!
 //! PostgreSQL only: SQLite serves one instance. Skipped, with a line saying so, unless
 //! `AGENTGATE_TEST_POSTGRES` is set.
