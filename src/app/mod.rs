@@ -1,9 +1,11 @@
 //! The application: builds the shared state from a [`Config`], starts one worker thread per
 //! core to serve the bound listeners until shutdown, then drains and flushes the request log.
 
+mod fast_lane;
 mod framing;
 mod listener;
 mod ops;
+mod rewind;
 mod screen;
 mod watcher;
 mod workers;

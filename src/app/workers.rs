@@ -14,11 +14,12 @@ use std::time::Duration;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::server::graceful::GracefulShutdown;
 use tokio::sync::{mpsc, oneshot, watch};
 
+use super::fast_lane::{Lane, Outcome};
 use super::framing::{AmbiguousFraming, Sniffed};
 use super::listener::stopped;
+use super::rewind::Rewind;
 use crate::proxy::{ClientAddr, Entry};
 
 /// Per-worker serving options.
@@ -82,12 +83,7 @@ pub fn spawn(
         .build()?;
     let (tx, rx) = mpsc::unbounded_channel();
     let connections = Arc::new(AtomicUsize::new(0));
-    let state = WorkerState {
-        entries,
-        options,
-        connections: connections.clone(),
-        graceful: GracefulShutdown::new(),
-    };
+    let state = WorkerState::new(entries, options, connections.clone());
     let (done_tx, done) = oneshot::channel();
     std::thread::Builder::new()
         .name(format!("agentgate-worker-{index}"))
@@ -102,20 +98,44 @@ struct WorkerState {
     entries: Vec<Entry>,
     options: ServeOptions,
     connections: Arc<AtomicUsize>,
-    graceful: GracefulShutdown,
+    builder: http1::Builder,
+}
+
+/// What every connection task of a worker holds: the worker's own stop signal (so waiting
+/// connections never contend with other threads for it) and a drain token whose last drop
+/// tells the worker that every connection has ended.
+#[derive(Clone)]
+struct ConnectionTie {
+    stop: watch::Receiver<bool>,
+    _drain: mpsc::Sender<()>,
 }
 
 impl WorkerState {
-    async fn run(self, mut rx: mpsc::UnboundedReceiver<Accepted>, mut stop: watch::Receiver<bool>) {
+    fn new(entries: Vec<Entry>, options: ServeOptions, connections: Arc<AtomicUsize>) -> Self {
         let mut builder = http1::Builder::new();
         builder
             .timer(TokioTimer::new())
-            .header_read_timeout(self.options.header_timeout)
+            .header_read_timeout(options.header_timeout)
             .keep_alive(true);
+        Self {
+            entries,
+            options,
+            connections,
+            builder,
+        }
+    }
+
+    async fn run(self, mut rx: mpsc::UnboundedReceiver<Accepted>, mut stop: watch::Receiver<bool>) {
+        let (stop_connections, connection_stop) = watch::channel(false);
+        let (drain, mut drained) = mpsc::channel(1);
+        let tie = ConnectionTie {
+            stop: connection_stop,
+            _drain: drain,
+        };
         loop {
             tokio::select! {
                 accepted = rx.recv() => match accepted {
-                    Some(accepted) => self.serve(&builder, accepted),
+                    Some(accepted) => self.serve(accepted, tie.clone()),
                     None => break,
                 },
                 _ = stopped(&mut stop) => break,
@@ -124,13 +144,12 @@ impl WorkerState {
         // Connections accepted before the listeners closed are still answered.
         rx.close();
         while let Ok(accepted) = rx.try_recv() {
-            self.serve(&builder, accepted);
+            self.serve(accepted, tie.clone());
         }
+        drop(tie);
+        let _ = stop_connections.send(true);
         let grace = self.options.shutdown_grace;
-        if tokio::time::timeout(grace, self.graceful.shutdown())
-            .await
-            .is_err()
-        {
+        if tokio::time::timeout(grace, drained.recv()).await.is_err() {
             tracing::warn!(
                 ?grace,
                 "in-flight requests did not finish within the grace period"
@@ -138,7 +157,7 @@ impl WorkerState {
         }
     }
 
-    fn serve(&self, builder: &http1::Builder, accepted: Accepted) {
+    fn serve(&self, accepted: Accepted, tie: ConnectionTie) {
         let connections = self.connections.clone();
         let stream = match tokio::net::TcpStream::from_std(accepted.stream) {
             Ok(stream) => stream,
@@ -150,29 +169,59 @@ impl WorkerState {
         };
         let entry = self.entries[accepted.listener].clone();
         let peer = stream.peer_addr().ok().map(ClientAddr);
-        let framing = AmbiguousFraming::default();
-        let seen = framing.clone();
-        let service = service_fn(move |mut request: http::Request<hyper::body::Incoming>| {
-            if let Some(peer) = peer {
-                request.extensions_mut().insert(peer);
-            }
-            let entry = entry.clone();
-            let refused = super::screen::refuse(&request, seen.seen());
-            async move {
-                Ok::<_, Infallible>(match refused {
-                    Some(refusal) => refusal,
-                    None => entry.serve(request).await,
-                })
-            }
-        });
-        let connection = self
-            .graceful
-            .watch(builder.serve_connection(TokioIo::new(Sniffed::new(stream, framing)), service));
+        let header_timeout = self.options.header_timeout;
+        let builder = self.builder.clone();
         tokio::spawn(async move {
-            if let Err(error) = connection.await {
-                tracing::debug!(%error, "connection ended with an error");
+            let mut tie = tie;
+            let lane = Lane {
+                entry: &entry,
+                peer,
+                header_timeout,
+            };
+            if let Outcome::HandOver { stream, buffered } = lane.serve(stream, &mut tie.stop).await
+            {
+                let io = Rewind::new(buffered, stream);
+                serve_with_hyper(&builder, io, entry, peer, &mut tie.stop).await;
             }
             connections.fetch_sub(1, Ordering::Relaxed);
         });
+    }
+}
+
+/// Serves the rest of a connection with hyper: every route, and the requests the fast lane
+/// leaves alone. Once `stop` turns true, hyper finishes the request in flight and closes.
+async fn serve_with_hyper(
+    builder: &http1::Builder,
+    io: Rewind<tokio::net::TcpStream>,
+    entry: Entry,
+    peer: Option<ClientAddr>,
+    stop: &mut watch::Receiver<bool>,
+) {
+    let framing = AmbiguousFraming::default();
+    let seen = framing.clone();
+    let service = service_fn(move |mut request: http::Request<hyper::body::Incoming>| {
+        if let Some(peer) = peer {
+            request.extensions_mut().insert(peer);
+        }
+        let entry = entry.clone();
+        let refused = super::screen::refuse(&request, seen.seen());
+        async move {
+            Ok::<_, Infallible>(match refused {
+                Some(refusal) => refusal,
+                None => entry.serve(request).await,
+            })
+        }
+    });
+    let connection = builder.serve_connection(TokioIo::new(Sniffed::new(io, framing)), service);
+    let mut connection = std::pin::pin!(connection);
+    let result = tokio::select! {
+        result = connection.as_mut() => result,
+        () = stopped(stop) => {
+            connection.as_mut().graceful_shutdown();
+            connection.await
+        }
+    };
+    if let Err(error) = result {
+        tracing::debug!(%error, "connection ended with an error");
     }
 }

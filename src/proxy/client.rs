@@ -1,7 +1,8 @@
 //! The connection to Stripe: pooled keep-alive HTTP/1.1 over rustls, a connect timeout and
-//! a total timeout, a cap on request bodies, and no redirects followed (hyper never follows
-//! them). Requests are never retried once they may have reached Stripe; hyper's pool only
-//! re-sends a request whose pooled connection closed before any byte was written.
+//! a total timeout, a cap on request bodies, and no redirects followed. Bodies already read
+//! whole go through the worker's [`DirectClient`]; streamed ones through hyper. Requests are
+//! never retried once they may have reached Stripe; either pool only re-sends a request
+//! whose pooled connection closed before any byte was written.
 
 use std::error::Error as StdError;
 use std::future::Future;
@@ -21,6 +22,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use tokio::time::{Instant, Sleep};
 
+use super::direct::DirectClient;
 use super::target::StripeTarget;
 use crate::error::GatewayError;
 
@@ -78,9 +80,12 @@ impl std::str::FromStr for StripeBase {
     }
 }
 
-/// The shared client that forwards requests to Stripe.
+/// The client that forwards requests to Stripe (one per worker).
 pub struct Upstream {
+    /// For streamed request bodies.
     client: Client<HttpsConnector<HttpConnector>, UpstreamBody>,
+    /// For request bodies already whole: cheaper per request.
+    direct: DirectClient,
     config: UpstreamConfig,
 }
 
@@ -112,7 +117,13 @@ impl Upstream {
             .pool_idle_timeout(Duration::from_secs(60))
             .pool_max_idle_per_host(512)
             .build(https);
-        Self { client, config }
+        let base = &config.base;
+        let direct = DirectClient::new(&base.scheme, &base.authority, config.connect_timeout);
+        Self {
+            client,
+            direct,
+            config,
+        }
     }
 
     /// The settings this client was built with.
@@ -141,13 +152,43 @@ impl Upstream {
         let mut sleep = Box::pin(tokio::time::sleep_until(
             Instant::now() + self.config.timeout,
         ));
-        let response = tokio::select! {
+        let (parts, body) = request.into_parts();
+        match body {
+            Either::Right(whole) => {
+                let exchange = self.direct.send(Request::from_parts(parts, whole));
+                let response = self.within(&mut sleep, exchange).await?;
+                Ok(response.map(|inner| Body::new(DeadlineBody { inner, sleep })))
+            }
+            Either::Left(streamed) => {
+                let request = Request::from_parts(parts, Either::Left(streamed));
+                let response = self.within(&mut sleep, self.hyper_send(request)).await?;
+                Ok(response.map(|inner| Body::new(DeadlineBody { inner, sleep })))
+            }
+        }
+    }
+
+    /// Runs the exchange until it answers or the deadline passes.
+    async fn within<T>(
+        &self,
+        sleep: &mut Pin<Box<Sleep>>,
+        exchange: impl Future<Output = Result<T, UpstreamFailure>>,
+    ) -> Result<T, UpstreamFailure> {
+        tokio::select! {
             biased;
-            response = self.client.request(request) => response,
-            () = &mut sleep => return Err(self.timeout()),
-        };
-        let response = response.map_err(|error| classify(&error, self.config.max_body_bytes))?;
-        Ok(response.map(|inner| Body::new(DeadlineBody { inner, sleep })))
+            response = exchange => response,
+            () = sleep => Err(self.timeout()),
+        }
+    }
+
+    /// Sends a streamed body through hyper's pool, naming a refused (over-cap) body apart.
+    async fn hyper_send(
+        &self,
+        request: Request<UpstreamBody>,
+    ) -> Result<Response<hyper::body::Incoming>, UpstreamFailure> {
+        self.client
+            .request(request)
+            .await
+            .map_err(|error| classify(&error, self.config.max_body_bytes))
     }
 
     fn timeout(&self) -> UpstreamFailure {
@@ -201,9 +242,9 @@ fn error_chain(error: &dyn StdError) -> String {
 pin_project_lite::pin_project! {
     /// Stripe's response body with the exchange's deadline: past it the stream fails, so the
     /// caller's connection is aborted and a cut body never looks complete.
-    struct DeadlineBody {
+    struct DeadlineBody<B> {
         #[pin]
-        inner: hyper::body::Incoming,
+        inner: B,
         sleep: Pin<Box<Sleep>>,
     }
 }
@@ -213,7 +254,11 @@ pin_project_lite::pin_project! {
 #[error("Stripe's response did not complete before the timeout")]
 struct ResponseDeadline;
 
-impl HttpBody for DeadlineBody {
+impl<B> HttpBody for DeadlineBody<B>
+where
+    B: HttpBody<Data = Bytes>,
+    B::Error: Into<Box<dyn StdError + Send + Sync>>,
+{
     type Data = Bytes;
     type Error = Box<dyn StdError + Send + Sync>;
 

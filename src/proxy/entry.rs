@@ -1,16 +1,20 @@
 //! What a listener serves: data-plane requests go straight to the [`Proxy`]; on the main
 //! listener everything else goes through an axum router.
 
+use std::future::Future;
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use axum::body::Body;
 use axum::response::{IntoResponse, Response};
 use axum::Router;
+use bytes::Bytes;
 use http::{Method, Request};
 use hyper::body::Incoming;
 use tower::ServiceExt;
 
-use super::{target, ClientAddr, Mount, Proxy, CONNECTIONS_PREFIX};
+use super::inbound::Inbound;
+use super::{target, ClientAddr, Mount, Proxy, Via, CONNECTIONS_PREFIX};
 use crate::error::{FailedAuthentication, GatewayError};
 
 /// What a listener serves: the data plane, and for the main listener every other route
@@ -49,15 +53,44 @@ impl Entry {
     /// Answers one request. An address that failed authentication too often is refused
     /// here, before any route; a refusal of an invalid key on any route is counted here.
     pub async fn serve(self, request: Request<Incoming>) -> Response {
-        let address = request
-            .extensions()
-            .get::<ClientAddr>()
-            .map(|addr| addr.0.ip());
+        let address = client_ip(&request);
+        self.counting_failures(address, self.route(request)).await
+    }
+
+    /// Whether a request for `path` belongs to the data plane, which can answer a request
+    /// whose body has been read whole ([`Self::serve_whole`]).
+    pub fn is_data_plane(&self, path: &str) -> bool {
+        match &self.kind {
+            EntryKind::Sdk(_) => true,
+            EntryKind::Main(_) => path.starts_with(CONNECTIONS_PREFIX),
+        }
+    }
+
+    /// Answers a data-plane request (see [`Self::is_data_plane`]) whose body the server
+    /// has already read whole, with the same failure counting as [`Self::serve`].
+    pub async fn serve_whole(&self, request: Request<Bytes>) -> Response {
+        let address = client_ip(&request);
+        let (parts, body) = request.into_parts();
+        let mount = match &self.kind {
+            EntryKind::Sdk(connection) => Mount::Root(connection),
+            EntryKind::Main(_) => Mount::Prefixed,
+        };
+        let answer = self
+            .proxy
+            .respond(parts, Inbound::Whole(body), mount, Via::Http);
+        self.counting_failures(address, answer).await
+    }
+
+    async fn counting_failures(
+        &self,
+        address: Option<IpAddr>,
+        answer: impl Future<Output = Response>,
+    ) -> Response {
         let failures = &self.proxy.shared.auth_failures;
         if let Some(retry_after) = address.and_then(|ip| failures.blocked(ip)) {
             return GatewayError::TooManyFailedAuthentications { retry_after }.into_response();
         }
-        let response = self.route(request).await;
+        let response = answer.await;
         if let Some(ip) = address {
             if response
                 .extensions()
@@ -85,6 +118,14 @@ impl Entry {
             }
         }
     }
+}
+
+/// The address a request came from, when the server recorded it.
+fn client_ip<B>(request: &Request<B>) -> Option<IpAddr> {
+    request
+        .extensions()
+        .get::<ClientAddr>()
+        .map(|addr| addr.0.ip())
 }
 
 /// The 404 for anything no route matches, in Stripe's shape.

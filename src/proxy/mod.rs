@@ -12,6 +12,7 @@
 
 pub mod checks;
 pub mod client;
+mod direct;
 pub mod discovery;
 mod dry_run;
 mod entry;
@@ -416,6 +417,7 @@ impl Proxy {
 
     fn record(&self, exchange: Exchange<'_>, parts: &Parts, status: StatusCode, started: Instant) {
         let elapsed = started.elapsed();
+        tracing::trace!(request_id = %exchange.request_id, status = status.as_u16(), outcome = exchange.outcome, "answered");
         self.shared.metrics.observe_request(
             exchange.resolved.as_ref(),
             status.as_u16(),
