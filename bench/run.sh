@@ -9,6 +9,7 @@
 #
 # Knobs: everything peers.sh takes (DURATION, REPS, CONNS, POST_CONNS, ...), plus
 #   PEERS=path/to/peers.sh   GATEWAY_PORT=18084
+#   GATEWAY_ARGS="--workers 1"   more `agentgate serve` flags (one instance only)
 #   DATABASE=postgres://postgres@127.0.0.1:5432/test   run on PostgreSQL (a throwaway
 #                            schema of that database, dropped afterwards; needs psql)
 #   INSTANCES=2              that many agentgate instances on the one database behind an
@@ -60,7 +61,7 @@ printf 'sk_test_secret' | "$BIN" connections set stripe >/dev/null
 TOKEN="$("$BIN" keys create --name bench 2>/dev/null)"
 
 if [[ "$INSTANCES" == 1 ]]; then
-  GATEWAY_CMD="exec '$BIN' serve --listen 127.0.0.1:\$BENCH_GATEWAY_PORT --stripe-api-base \$BENCH_UPSTREAM_URL"
+  GATEWAY_CMD="exec '$BIN' serve ${GATEWAY_ARGS:-} --listen 127.0.0.1:\$BENCH_GATEWAY_PORT --stripe-api-base \$BENCH_UPSTREAM_URL"
 else
   # N instances in the background, HAProxy (round robin, keep-alive to the instances) in
   # the foreground; peers.sh stops the whole process group at the end.
