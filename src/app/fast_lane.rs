@@ -385,7 +385,7 @@ fn write_head(out: &mut Vec<u8>, status: StatusCode, headers: &HeaderMap, close:
         write_header(out, name.as_str().as_bytes(), value.as_bytes());
     }
     if !headers.contains_key(header::DATE) {
-        write_header(out, b"date", http_date().as_bytes());
+        with_http_date(|date| write_header(out, b"date", date.as_bytes()));
     }
     if close {
         write_header(out, b"connection", b"close");
@@ -410,8 +410,9 @@ fn declared_length(headers: &HeaderMap) -> Option<u64> {
     parse_length(value.as_bytes()).map(|length| length as u64)
 }
 
-/// The `Date` header's value, formatted once a second per thread.
-fn http_date() -> String {
+/// Runs `write` with the `Date` header's value, formatted once a second per thread and
+/// lent, not copied, to each response.
+fn with_http_date(write: impl FnOnce(&str)) {
     thread_local! {
         static CACHED: std::cell::RefCell<(u64, String)> = const { std::cell::RefCell::new((0, String::new())) };
     }
@@ -424,7 +425,7 @@ fn http_date() -> String {
         if cached.0 != second || cached.1.is_empty() {
             *cached = (second, httpdate::fmt_http_date(now));
         }
-        cached.1.clone()
+        write(&cached.1);
     })
 }
 
