@@ -125,9 +125,8 @@ each_backend! {
     }
 
     async fn stripe_unreachable_is_502_in_stripe_shape(backend) {
-        let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let base = format!("http://{}", closed.local_addr().unwrap());
-        drop(closed);
+        let refusing = crate::support::RefusingPort::bind();
+        let base = refusing.base();
         let app = TestApp::spawn_with(backend, TestOptions { stripe_base: Some(base), ..Default::default() }).await;
         let response = app.get("customers").await;
         assert_eq!(response.status(), 502);

@@ -183,10 +183,8 @@ async fn untrusted_tls_server() -> (SocketAddr, Arc<Mutex<(usize, usize)>>) {
 
 each_backend! {
     async fn stripe_refusing_connections_is_502(backend) {
-        let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let base = format!("http://{}", closed.local_addr().unwrap());
-        drop(closed);
-        let app = spawn_against(backend, base).await;
+        let refusing = crate::support::RefusingPort::bind();
+        let app = spawn_against(backend, refusing.base()).await;
         assert_upstream_error(app.get("customers").await, 502, "upstream_unreachable").await;
         app.stop().await;
     }

@@ -309,9 +309,10 @@ async fn garbage_instead_of_a_head_is_reset() {
 
 #[tokio::test]
 async fn a_refused_connection_is_connect() {
-    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let authority: Authority = closed.local_addr().unwrap().to_string().parse().unwrap();
-    drop(closed);
+    // Bound but never listening: connects are refused and no other test can take the port.
+    let refusing = tokio::net::TcpSocket::new_v4().unwrap();
+    refusing.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let authority: Authority = refusing.local_addr().unwrap().to_string().parse().unwrap();
     let client = DirectClient::new(&Scheme::HTTP, &authority, Duration::from_secs(2));
     let failure = client.send(request(Method::GET, "")).await.unwrap_err();
     assert_eq!(failure.kind, "connect");

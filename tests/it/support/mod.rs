@@ -22,6 +22,32 @@ pub fn streamed(bytes: &[u8], chunk: usize) -> reqwest::Body {
     reqwest::Body::wrap_stream(futures_util::stream::iter(chunks))
 }
 
+/// A loopback address whose port refuses connections for as long as the value lives: the
+/// socket is bound but never listens, so the kernel answers every connect with a reset and
+/// no other test can take the port meanwhile (a port freed by dropping a listener can be).
+pub struct RefusingPort {
+    socket: tokio::net::TcpSocket,
+}
+
+impl RefusingPort {
+    /// Binds an ephemeral loopback port without listening on it.
+    pub fn bind() -> Self {
+        let socket = tokio::net::TcpSocket::new_v4().expect("a TCP socket");
+        socket
+            .bind("127.0.0.1:0".parse().unwrap())
+            .expect("a loopback port");
+        Self { socket }
+    }
+
+    /// `http://127.0.0.1:PORT`, for a Stripe base that nothing answers.
+    pub fn base(&self) -> String {
+        format!(
+            "http://{}",
+            self.socket.local_addr().expect("bound address")
+        )
+    }
+}
+
 /// Polls `check` until it returns `Some`, failing the test after `limit`. For waiting on
 /// background work (the request log writer); the limit is a deadline, not a measurement.
 pub async fn eventually<T, F, Fut>(limit: Duration, what: &str, mut check: F) -> T
