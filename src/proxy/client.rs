@@ -153,30 +153,26 @@ impl Upstream {
             Instant::now() + self.config.timeout,
         ));
         let (parts, body) = request.into_parts();
+        // Each exchange is made inside its `select!`, not handed to a helper: a future
+        // passed by value is stored twice in the caller's, and these are kilobytes.
         match body {
             Either::Right(whole) => {
-                let exchange = self.direct.send(Request::from_parts(parts, whole));
-                let response = self.within(&mut sleep, exchange).await?;
+                let response = tokio::select! {
+                    biased;
+                    response = self.direct.send(Request::from_parts(parts, whole)) => response?,
+                    () = &mut sleep => return Err(self.timeout()),
+                };
                 Ok(response.map(|inner| Body::new(DeadlineBody { inner, sleep })))
             }
             Either::Left(streamed) => {
                 let request = Request::from_parts(parts, Either::Left(streamed));
-                let response = self.within(&mut sleep, self.hyper_send(request)).await?;
+                let response = tokio::select! {
+                    biased;
+                    response = self.hyper_send(request) => response?,
+                    () = &mut sleep => return Err(self.timeout()),
+                };
                 Ok(response.map(|inner| Body::new(DeadlineBody { inner, sleep })))
             }
-        }
-    }
-
-    /// Runs the exchange until it answers or the deadline passes.
-    async fn within<T>(
-        &self,
-        sleep: &mut Pin<Box<Sleep>>,
-        exchange: impl Future<Output = Result<T, UpstreamFailure>>,
-    ) -> Result<T, UpstreamFailure> {
-        tokio::select! {
-            biased;
-            response = exchange => response,
-            () = sleep => Err(self.timeout()),
         }
     }
 

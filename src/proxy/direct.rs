@@ -123,7 +123,9 @@ impl DirectClient {
         loop {
             let (mut conn, pooled) = match self.pool.checkout() {
                 Some(conn) => (conn, true),
-                None => (self.connect().await?, false),
+                // Boxed: connecting (TLS included) is the rare path, and its future would
+                // otherwise make every request's future larger.
+                None => (Box::pin(self.connect()).await?, false),
             };
             match write_request(&mut conn.stream, head, body).await {
                 Ok(()) => return Ok(conn),

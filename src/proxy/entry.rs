@@ -1,7 +1,6 @@
 //! What a listener serves: data-plane requests go straight to the [`Proxy`]; on the main
 //! listener everything else goes through an axum router.
 
-use std::future::Future;
 use std::net::IpAddr;
 use std::sync::Arc;
 
@@ -54,7 +53,12 @@ impl Entry {
     /// here, before any route; a refusal of an invalid key on any route is counted here.
     pub async fn serve(self, request: Request<Incoming>) -> Response {
         let address = client_ip(&request);
-        self.counting_failures(address, self.route(request)).await
+        if let Some(refusal) = self.refusal(address) {
+            return refusal;
+        }
+        let response = self.route(request).await;
+        self.count_failure(address, &response);
+        response
     }
 
     /// Whether a request for `path` belongs to the data plane, which can answer a request
@@ -70,37 +74,39 @@ impl Entry {
     /// has already read whole, with the same failure counting as [`Self::serve`].
     pub async fn serve_whole(&self, request: Request<Bytes>) -> Response {
         let address = client_ip(&request);
+        if let Some(refusal) = self.refusal(address) {
+            return refusal;
+        }
         let (parts, body) = request.into_parts();
         let mount = match &self.kind {
             EntryKind::Sdk(connection) => Mount::Root(connection),
             EntryKind::Main(_) => Mount::Prefixed,
         };
-        let answer = self
+        // Awaited where it is made: the data plane's future is several kilobytes, and
+        // handing it to a helper by value would copy it on every request.
+        let response = self
             .proxy
-            .respond(parts, Inbound::Whole(body), mount, Via::Http);
-        self.counting_failures(address, answer).await
+            .respond(parts, Inbound::Whole(body), mount, Via::Http)
+            .await;
+        self.count_failure(address, &response);
+        response
     }
 
-    async fn counting_failures(
-        &self,
-        address: Option<IpAddr>,
-        answer: impl Future<Output = Response>,
-    ) -> Response {
-        let failures = &self.proxy.shared.auth_failures;
-        if let Some(retry_after) = address.and_then(|ip| failures.blocked(ip)) {
-            return GatewayError::TooManyFailedAuthentications { retry_after }.into_response();
+    /// The answer for an address that failed authentication too often, if it is blocked.
+    fn refusal(&self, address: Option<IpAddr>) -> Option<Response> {
+        let retry_after = address.and_then(|ip| self.proxy.shared.auth_failures.blocked(ip))?;
+        Some(GatewayError::TooManyFailedAuthentications { retry_after }.into_response())
+    }
+
+    /// Counts a refusal of an invalid key against the address it came from.
+    fn count_failure(&self, address: Option<IpAddr>, response: &Response) {
+        let failed = response
+            .extensions()
+            .get::<FailedAuthentication>()
+            .is_some();
+        if let (Some(ip), true) = (address, failed) {
+            self.proxy.shared.auth_failures.failed(ip);
         }
-        let response = answer.await;
-        if let Some(ip) = address {
-            if response
-                .extensions()
-                .get::<FailedAuthentication>()
-                .is_some()
-            {
-                failures.failed(ip);
-            }
-        }
-        response
     }
 
     async fn route(&self, request: Request<Incoming>) -> Response {

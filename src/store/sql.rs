@@ -796,26 +796,29 @@ macro_rules! impl_store {
                 workspace: &WorkspaceId,
                 id: &$crate::ids::EndpointId,
             ) -> Result<(), StoreError> {
+                // Writes first, so the transaction takes SQLite's write lock at its first
+                // statement (waiting out other writers); a read first would fail at once
+                // with SQLITE_BUSY if another connection committed in between.
                 let mut tx = self.pool.begin().await?;
-                let owned = sqlx::query_as::<_, (String,)>(
-                    "SELECT id FROM webhook_endpoints WHERE workspace_id = $1 AND id = $2",
+                sqlx::query(
+                    "DELETE FROM webhook_secrets WHERE endpoint_id IN \
+                     (SELECT id FROM webhook_endpoints WHERE workspace_id = $1 AND id = $2)",
                 )
                 .bind(workspace.as_str())
                 .bind(id.as_str())
-                .fetch_optional(&mut *tx)
+                .execute(&mut *tx)
                 .await?;
-                if owned.is_none() {
+                let deleted = sqlx::query(
+                    "DELETE FROM webhook_endpoints WHERE workspace_id = $1 AND id = $2",
+                )
+                .bind(workspace.as_str())
+                .bind(id.as_str())
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+                if deleted == 0 {
                     return Err(StoreError::NotFound);
                 }
-                sqlx::query("DELETE FROM webhook_secrets WHERE endpoint_id = $1")
-                    .bind(id.as_str())
-                    .execute(&mut *tx)
-                    .await?;
-                sqlx::query("DELETE FROM webhook_endpoints WHERE workspace_id = $1 AND id = $2")
-                    .bind(workspace.as_str())
-                    .bind(id.as_str())
-                    .execute(&mut *tx)
-                    .await?;
                 tx.commit().await?;
                 Ok(())
             }
