@@ -42,6 +42,11 @@ macro_rules! prefixed_id {
             pub fn as_str(&self) -> &str {
                 &self.0
             }
+
+            /// The id as owned text, for handing it on without a copy.
+            pub fn into_string(self) -> String {
+                self.0
+            }
         }
 
         impl std::borrow::Borrow<str> for $name {

@@ -114,20 +114,21 @@ impl Writer {
 
     async fn write(&mut self, batch: &mut Vec<RequestLogEntry>) {
         let uses = self.key_uses(batch);
-        match self.store.insert_request_logs(batch, &uses).await {
+        let entries = std::mem::take(batch);
+        let count = entries.len();
+        match self.store.insert_request_logs(entries, &uses).await {
             Ok(()) => {
-                self.metrics.log_written.inc_by(batch.len() as u64);
+                self.metrics.log_written.inc_by(count as u64);
             }
             Err(e) => {
                 self.metrics.log_write_failures.inc();
-                self.metrics.log_dropped.inc_by(batch.len() as u64);
+                self.metrics.log_dropped.inc_by(count as u64);
                 for (key, _) in &uses {
                     self.last_used.remove(key);
                 }
-                tracing::warn!(error = %e, entries = batch.len(), "could not store request log entries");
+                tracing::warn!(error = %e, entries = count, "could not store request log entries");
             }
         }
-        batch.clear();
     }
 
     /// The keys whose last use moved by at least the resolution since last written. A

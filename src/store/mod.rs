@@ -204,10 +204,11 @@ pub trait Store:
         at: i64,
     ) -> Result<(), StoreError>;
     /// Appends entries to the request log and moves each listed key's `last_used_at`
-    /// forward (never backwards), in one transaction.
+    /// forward (never backwards), in one transaction. The entries are taken by value so
+    /// their text is handed to the driver as it is, not copied.
     async fn insert_request_logs(
         &self,
-        entries: &[RequestLogEntry],
+        entries: Vec<RequestLogEntry>,
         key_uses: &[(KeyId, i64)],
     ) -> Result<(), StoreError>;
     /// Reads the entries of the workspace's request log that `query` selects, oldest first.

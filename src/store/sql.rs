@@ -9,12 +9,14 @@ use super::Backend;
 
 pub(super) use super::sql_rows::{ConnectionRow, KeyRow, RequestLogRow, WorkspaceRow};
 
-/// Largest number of rows in one multi-row INSERT of the request log (15 parameters
-/// each, well under both backends' parameter limits).
-pub(super) const LOG_INSERT_CHUNK: usize = 512;
+/// Largest number of rows in one multi-row INSERT of the request log. Each statement is
+/// one uninterrupted run of SQLite's thread (about 3-4 µs a row); kept short, so a request
+/// the kernel queues behind that thread on a busy core waits a fraction of a millisecond,
+/// not the several milliseconds a 512-row statement took (`docs/performance.md`).
+pub(super) const LOG_INSERT_CHUNK: usize = 32;
 
-/// Splits `len` rows into chunks whose sizes are powers of two (512, 256, ... 1), so the
-/// backends' statement caches see at most ten distinct INSERT statements instead of one
+/// Splits `len` rows into chunks whose sizes are powers of two (32, 16, ... 1), so the
+/// backends' statement caches see at most six distinct INSERT statements instead of one
 /// per batch size.
 pub(super) fn log_chunk_sizes(mut len: usize) -> impl Iterator<Item = usize> {
     std::iter::from_fn(move || {
@@ -564,32 +566,30 @@ macro_rules! impl_store {
 
             async fn insert_request_logs(
                 &self,
-                entries: &[RequestLogEntry],
+                entries: Vec<RequestLogEntry>,
                 key_uses: &[(KeyId, i64)],
             ) -> Result<(), StoreError> {
                 let mut tx = self.pool.begin().await?;
-                let mut rest = entries;
-                for size in sql::log_chunk_sizes(entries.len()) {
-                    let (chunk, tail) = rest.split_at(size);
-                    rest = tail;
+                let mut rows = entries.into_iter();
+                for size in sql::log_chunk_sizes(rows.len()) {
                     let mut query = sqlx::query(sql::log_insert_sql(size, $backend));
-                    for e in chunk {
+                    for e in rows.by_ref().take(size) {
                         query = query
                             .bind(e.created_at)
-                            .bind(e.workspace_id.as_str())
-                            .bind(e.request_id.as_str())
-                            .bind(e.key_id.as_str())
-                            .bind(e.connection.as_str())
-                            .bind(e.method.as_str())
-                            .bind(e.path.as_str())
+                            .bind(e.workspace_id.into_string())
+                            .bind(e.request_id)
+                            .bind(e.key_id.into_string())
+                            .bind(e.connection)
+                            .bind(e.method)
+                            .bind(e.path)
                             .bind(i32::from(e.status))
                             .bind(e.latency_us)
-                            .bind(e.stripe_request_id.as_deref())
-                            .bind(e.idempotency_key.as_deref())
-                            .bind(e.outcome.as_str())
-                            .bind(e.operation.as_deref())
-                            .bind(e.reason.as_deref())
-                            .bind(e.via.as_str());
+                            .bind(e.stripe_request_id)
+                            .bind(e.idempotency_key)
+                            .bind(e.outcome)
+                            .bind(e.operation)
+                            .bind(e.reason)
+                            .bind(e.via);
                     }
                     query.execute(&mut *tx).await?;
                 }
@@ -953,8 +953,8 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_insert_for_n_rows_has_n_times_twelve_parameters() {
-        for rows in [1, 2, 64, 512] {
+    fn the_insert_for_n_rows_has_a_parameter_per_column_and_row() {
+        for rows in [1, 2, 16, LOG_INSERT_CHUNK] {
             let numbered = log_insert_sql(rows, Backend::Postgres);
             assert_eq!(numbered.matches('$').count(), rows * LOG_COLUMNS, "{rows}");
             assert!(numbered.ends_with(&format!("${})", rows * LOG_COLUMNS)));
