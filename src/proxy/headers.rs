@@ -48,11 +48,10 @@ pub static STRIPE_REQUEST_ID: HeaderName = HeaderName::from_static("request-id")
 pub fn upstream_request_headers(incoming: &HeaderMap, authorization: &HeaderValue) -> HeaderMap {
     let listed = named_in_connection(incoming);
     let mut out = HeaderMap::with_capacity(FORWARDED_REQUEST_HEADERS.len() + 1);
-    for name in &FORWARDED_REQUEST_HEADERS {
-        if listed.contains(name) {
-            continue;
-        }
-        for value in incoming.get_all(name) {
+    // One pass over what the caller sent (a handful of headers) rather than a lookup per
+    // allow-listed name.
+    for (name, value) in incoming {
+        if FORWARDED_REQUEST_HEADERS.contains(name) && !listed.contains(name) {
             out.append(name.clone(), value.clone());
         }
     }
@@ -62,6 +61,13 @@ pub fn upstream_request_headers(incoming: &HeaderMap, authorization: &HeaderValu
 
 /// Removes hop-by-hop headers from Stripe's response, keeping everything else.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    // Stripe's answers normally carry none: one pass over the names settles that without
+    // a removal (a hash lookup) per hop-by-hop name. A name `Connection` lists matters only
+    // when `Connection` itself is present, which this pass finds.
+    let hop_by_hop = |name: &HeaderName| HOP_BY_HOP.contains(name) || name == header::UPGRADE;
+    if !headers.keys().any(hop_by_hop) {
+        return;
+    }
     let listed = named_in_connection(headers);
     for name in HOP_BY_HOP.iter().chain(&listed) {
         headers.remove(name);
