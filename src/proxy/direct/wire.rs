@@ -4,6 +4,7 @@
 
 use std::io;
 
+use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, StatusCode};
 
@@ -100,11 +101,17 @@ pub(super) fn parse_head(bytes: &[u8]) -> io::Result<Option<(usize, Head)>> {
         .code
         .and_then(|code| StatusCode::from_u16(code).ok())
         .ok_or_else(|| invalid("bad status code"))?;
+    // The head is copied out of the connection's buffer once, and each value shares that
+    // copy, instead of an allocation per value.
+    let shared = Bytes::copy_from_slice(&bytes[..len]);
     let mut headers = HeaderMap::with_capacity(response.headers.len());
     for slot in response.headers.iter() {
         let name = HeaderName::from_bytes(slot.name.as_bytes()).map_err(invalid)?;
-        let value = HeaderValue::from_bytes(slot.value).map_err(invalid)?;
-        headers.append(name, value);
+        let value = match range_in(&bytes[..len], slot.value) {
+            Some(range) => HeaderValue::from_maybe_shared(shared.slice(range)),
+            None => HeaderValue::from_bytes(slot.value),
+        };
+        headers.append(name, value.map_err(invalid)?);
     }
     let http10 = response.version == Some(0);
     Ok(Some((
@@ -115,6 +122,14 @@ pub(super) fn parse_head(bytes: &[u8]) -> io::Result<Option<(usize, Head)>> {
             http10,
         },
     )))
+}
+
+/// Where `part` lies in `whole`, when it is a slice of it (httparse's values are, but an
+/// empty one need not point into the buffer).
+fn range_in(whole: &[u8], part: &[u8]) -> Option<std::ops::Range<usize>> {
+    let from = (part.as_ptr() as usize).checked_sub(whole.as_ptr() as usize)?;
+    let to = from.checked_add(part.len())?;
+    (to <= whole.len()).then_some(from..to)
 }
 
 /// How the body of a response to `method` is delimited (RFC 9112 §6.3).
@@ -248,6 +263,38 @@ mod tests {
             &HeaderMap::new(),
             &head("HTTP/1.0 200 OK\r\n\r\n")
         ));
+    }
+
+    #[test]
+    fn header_values_come_back_as_sent_empty_ones_included() {
+        let parsed = head(
+            "HTTP/1.1 200 OK\r\nrequest-id: req_1\r\nx-empty:\r\nx-blank: \r\n\
+             stripe-version: 2026-07-29.dahlia\r\nrequest-id: req_2\r\n\r\nbody",
+        );
+        let values = |name: &str| -> Vec<&[u8]> {
+            parsed
+                .headers
+                .get_all(name)
+                .iter()
+                .map(HeaderValue::as_bytes)
+                .collect()
+        };
+        assert_eq!(values("request-id"), [b"req_1".as_slice(), b"req_2"]);
+        assert_eq!(values("x-empty"), [b"".as_slice()]);
+        assert_eq!(values("x-blank"), [b"".as_slice()]);
+        assert_eq!(values("stripe-version"), [b"2026-07-29.dahlia".as_slice()]);
+        let whole = b"abcdef";
+        assert_eq!(range_in(whole, &whole[2..4]), Some(2..4));
+        assert_eq!(
+            range_in(&whole[..3], &whole[2..5]),
+            None,
+            "runs past the end"
+        );
+        assert_eq!(
+            range_in(&whole[3..], &whole[..2]),
+            None,
+            "lies before the start"
+        );
     }
 
     #[test]
