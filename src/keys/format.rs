@@ -61,8 +61,7 @@ pub fn generate() -> GeneratedKey {
 pub fn compose(random: &str) -> Zeroizing<String> {
     let body = format!("{KEY_PREFIX}{random}");
     let sum = checksum(&body);
-    let sum = std::str::from_utf8(&sum).expect("base62 digits are ASCII");
-    Zeroizing::new(format!("{body}{sum}"))
+    Zeroizing::new(format!("{body}{}", String::from_utf8_lossy(&sum)))
 }
 
 /// Checks the form and checksum of a presented key and returns its hash.
