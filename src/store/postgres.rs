@@ -38,6 +38,12 @@ impl PgStore {
         &self.pool
     }
 
+    /// The request log shares the pool: PostgreSQL's buffer cache is the server's, shared
+    /// by every connection.
+    fn log_pool(&self) -> &Pool<Postgres> {
+        &self.pool
+    }
+
     /// `synchronous_commit` is not `off`.
     async fn durable_event_commits(&self) -> Result<bool, StoreError> {
         let (setting,): (String,) = sqlx::query_as("SHOW synchronous_commit")

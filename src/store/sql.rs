@@ -569,7 +569,7 @@ macro_rules! impl_store {
                 entries: Vec<RequestLogEntry>,
                 key_uses: &[(KeyId, i64)],
             ) -> Result<(), StoreError> {
-                let mut tx = self.pool.begin().await?;
+                let mut tx = self.log_pool().begin().await?;
                 let mut rows = entries.into_iter();
                 for size in sql::log_chunk_sizes(rows.len()) {
                     let mut query = sqlx::query(sql::log_insert_sql(size, $backend));

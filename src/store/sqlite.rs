@@ -26,6 +26,10 @@ pub struct SqliteStore {
     /// loss, while other writes keep the cheaper NORMAL. Opened on first use (the CLI never
     /// needs it).
     events: Pool<Sqlite>,
+    /// One connection on which the request log is written. Every batch then finds the log's
+    /// pages in the same page cache: the pool's connections are handed out in turn, and
+    /// each had to read those pages back from the file after the others' writes.
+    log: Pool<Sqlite>,
 }
 
 impl SqliteStore {
@@ -43,6 +47,9 @@ impl SqliteStore {
         let events = SqlitePoolOptions::new()
             .max_connections(1)
             .connect_lazy_with(options.clone().synchronous(SqliteSynchronous::Full));
+        let log = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_lazy_with(options.clone());
         let pool = SqlitePoolOptions::new()
             .max_connections(4)
             .connect_with(options)
@@ -51,12 +58,17 @@ impl SqliteStore {
             .run(&pool)
             .await
             .map_err(StoreError::Migration)?;
-        Ok(Self { pool, events })
+        Ok(Self { pool, events, log })
     }
 
     /// Where events are written (see the `events` field).
     fn events_pool(&self) -> &Pool<Sqlite> {
         &self.events
+    }
+
+    /// Where the request log is written (see the `log` field).
+    fn log_pool(&self) -> &Pool<Sqlite> {
+        &self.log
     }
 
     /// WAL and `synchronous` FULL (2) or EXTRA (3) on the events connection.
