@@ -23,7 +23,7 @@ use futures_util::FutureExt;
 use http::{header, HeaderMap, HeaderName, HeaderValue, Method, Request, StatusCode, Uri};
 use http_body::Body as _;
 use http_body_util::BodyExt;
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio::time::Instant;
@@ -152,15 +152,15 @@ impl Lane<'_> {
             if buffer.capacity() - buffer.len() < 4 * 1024 {
                 buffer.reserve(8 * 1024);
             }
-            match stream.try_read_buf(buffer) {
-                Ok(0) => return Next::Closed,
-                Ok(_) => continue,
-                Err(error) if error.kind() == io::ErrorKind::WouldBlock => {}
-                Err(_) => return Next::Closed,
-            }
+            // A read that leaves room in the buffer tells tokio the socket is drained, so
+            // the next request's read waits for readiness instead of first trying a read
+            // that fails with EAGAIN (`try_read_buf` left that one syscall per request).
             tokio::select! {
                 biased;
-                ready = stream.readable() => if ready.is_err() { return Next::Closed },
+                read = stream.read_buf(buffer) => match read {
+                    Ok(0) | Err(_) => return Next::Closed,
+                    Ok(_) => {}
+                },
                 () = idle.expired(waiting_since) => return Next::Closed,
                 () = stopped(stop), if buffer.is_empty() => return Next::Closed,
             }
