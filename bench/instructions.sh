@@ -1,0 +1,142 @@
+#!/usr/bin/env bash
+# bench/instructions.sh - user-space instructions per proxied request, agentgate against nginx.
+#
+#   bench/instructions.sh            # needs valgrind, nginx, wrk, curl
+#
+# Wall-clock benchmarks on a shared 2-core machine move by 10-20 % from run to run (see
+# docs/performance.md), too much to judge a change worth a few per cent. Instructions
+# counted by valgrind's callgrind do not depend on what else the machine is doing, so this
+# script is the A/B measure for user-space work: it runs agentgate (release build, SQLite,
+# request log on, as deployed) and then nginx doing the same job (the peer benchmark's
+# configuration) under callgrind against the fixed-answer Stripe stand-in, warms each up,
+# counts only while wrk sends GET and then POST requests, and prints instructions per
+# request for every thread of the process together (agentgate's request log included).
+#
+# What it does not count: the kernel's side of each request (system calls, wake-ups, context
+# switches; see `strace -c` and `perf sched` in docs/performance.md), and valgrind hides
+# the SHA extensions from the CPU, so the key check's SHA-256 runs in software here (about
+# 3,500 instructions a request that the real CPU does in a few hundred). The request log's
+# share depends a little on its batch sizes, which follow the request rate under valgrind.
+#
+# Knobs: SECONDS_PER_RUN=5, CONNS=8, INSTR_PORT=18093 (agentgate; nginx the next port),
+#   INSTR_UPSTREAM_PORT=18092, UPSTREAM_CONF=..., PEER_CONF=..., BUILD=0 (use the release
+#   binary already built)
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+SECONDS_PER_RUN="${SECONDS_PER_RUN:-5}"
+CONNS="${CONNS:-8}"
+PORT="${INSTR_PORT:-18093}"
+PEER_PORT=$((PORT + 1))
+UPSTREAM_PORT="${INSTR_UPSTREAM_PORT:-18092}"
+CONF="${UPSTREAM_CONF:-$ROOT/../shared/bench/conf/upstream.nginx.conf}"
+PEER="${PEER_CONF:-$ROOT/../shared/bench/conf/peer-nginx.conf}"
+POST_LUA="$(dirname "$CONF")/post.lua"
+
+for tool in valgrind callgrind_control nginx wrk curl; do
+  command -v "$tool" >/dev/null || { echo "missing $tool: apt-get install -y valgrind nginx wrk curl" >&2; exit 2; }
+done
+for file in "$CONF" "$PEER" "$POST_LUA"; do
+  [[ -f "$file" ]] || { echo "not found: $file (set UPSTREAM_CONF= / PEER_CONF=)" >&2; exit 2; }
+done
+for port in "$PORT" "$PEER_PORT" "$UPSTREAM_PORT"; do
+  if ss -Htln "sport = :$port" | grep -q .; then
+    echo "port $port is busy; set INSTR_PORT= / INSTR_UPSTREAM_PORT=" >&2
+    exit 2
+  fi
+done
+
+if [[ "${BUILD:-1}" != 0 ]]; then
+  cargo build --release --manifest-path "$ROOT/Cargo.toml" --quiet --bin agentgate
+fi
+BIN="${CARGO_TARGET_DIR:-$ROOT/target}/release/agentgate"
+
+RUN="$(mktemp -d)"
+PIDS=()
+cleanup() {
+  for pid in "${PIDS[@]}"; do
+    kill -TERM "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+  done
+  rm -rf "$RUN"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# The stand-in and the nginx peer, moved to this script's loopback ports.
+mkdir -p "$RUN/up/tmp" "$RUN/peer/tmp"
+sed "s/listen 127\.0\.0\.1:18081/listen 127.0.0.1:$UPSTREAM_PORT/" "$CONF" >"$RUN/up/nginx.conf"
+sed -e "s/listen 127\.0\.0\.1:18082/listen 127.0.0.1:$PEER_PORT/" \
+  -e "s/server 127\.0\.0\.1:18081/server 127.0.0.1:$UPSTREAM_PORT/" "$PEER" >"$RUN/peer/nginx.conf"
+grep -q "listen 127.0.0.1:$UPSTREAM_PORT " "$RUN/up/nginx.conf" || { echo "could not move the stand-in" >&2; exit 2; }
+grep -q "server 127.0.0.1:$UPSTREAM_PORT;" "$RUN/peer/nginx.conf" || { echo "could not point the peer at the stand-in" >&2; exit 2; }
+nginx -p "$RUN/up/" -c "$RUN/up/nginx.conf" -e "$RUN/up/error.log" \
+  -g "daemon off; worker_processes 1;" >"$RUN/up/out.log" 2>&1 &
+PIDS+=($!)
+
+wait_for() {
+  for _ in $(seq 600); do
+    curl -s -o /dev/null "$1" && return 0
+    sleep 0.1
+  done
+  echo "$2 did not start" >&2
+  exit 1
+}
+
+# Counts instructions of the callgrind process $1 while wrk runs against $2 with token $3;
+# prints "requests instructions".
+measure() {
+  local pid=$1 url=$2 token=$3 script=${4:-}
+  local args=(-t1 "-c$CONNS" -H "Authorization: Bearer $token")
+  [[ -n "$script" ]] && args+=(-s "$script")
+  wrk "${args[@]}" -d2s "$url" >/dev/null
+  callgrind_control -z "$pid" >/dev/null 2>&1
+  local out
+  out="$(wrk "${args[@]}" "-d${SECONDS_PER_RUN}s" "$url")"
+  callgrind_control -d "$pid" >/dev/null 2>&1
+  local dump
+  dump="$(ls -t "$RUN"/callgrind.out."$pid".* | head -1)"
+  local requests instructions
+  requests="$(awk '/requests in/{print $1}' <<<"$out")"
+  instructions="$(awk '/^(summary|totals):/{print $2; exit}' "$dump")"
+  echo "$requests $instructions"
+}
+
+report() {
+  local name=$1 scenario=$2 requests=$3 instructions=$4
+  printf '%-10s %-5s %8d requests  %8d instructions/request\n' \
+    "$name" "$scenario" "$requests" $((instructions / requests))
+}
+
+# agentgate: a throwaway SQLite database with the stand-in's key and one agent key.
+export AGENTGATE_DATABASE="sqlite://$RUN/agentgate.db"
+AGENTGATE_MASTER_KEY="$(head -c 32 /dev/urandom | base64)"
+export AGENTGATE_MASTER_KEY
+export AGENTGATE_LOG=warn
+export AGENTGATE_CONNECTION_RATE_TEST=1000000000
+printf 'sk_test_secret' | "$BIN" connections set stripe >/dev/null
+TOKEN="$("$BIN" keys create --name instructions 2>/dev/null)"
+valgrind --tool=callgrind --callgrind-out-file="$RUN/callgrind.out.%p" \
+  "$BIN" serve --listen "127.0.0.1:$PORT" --stripe-api-base "http://127.0.0.1:$UPSTREAM_PORT" \
+  >"$RUN/agentgate.log" 2>&1 &
+AGENTGATE=$!
+PIDS+=("$AGENTGATE")
+wait_for "http://127.0.0.1:$PORT/healthz" agentgate
+URL="http://127.0.0.1:$PORT/v1/connections/stripe/customers"
+read -r requests instructions < <(measure "$AGENTGATE" "$URL" "$TOKEN")
+report agentgate GET "$requests" "$instructions"
+read -r requests instructions < <(measure "$AGENTGATE" "$URL" "$TOKEN" "$POST_LUA")
+report agentgate POST "$requests" "$instructions"
+
+# nginx doing the same job, as one process (no master) so callgrind sees the worker.
+valgrind --tool=callgrind --callgrind-out-file="$RUN/callgrind.out.%p" \
+  nginx -p "$RUN/peer/" -c "$RUN/peer/nginx.conf" -e "$RUN/peer/error.log" \
+  -g "daemon off; master_process off; worker_processes 1;" >"$RUN/peer/out.log" 2>&1 &
+NGINX=$!
+PIDS+=("$NGINX")
+wait_for "http://127.0.0.1:$PEER_PORT/" nginx
+URL="http://127.0.0.1:$PEER_PORT/v1/connections/stripe/customers"
+read -r requests instructions < <(measure "$NGINX" "$URL" gw_test_123)
+report nginx GET "$requests" "$instructions"
+read -r requests instructions < <(measure "$NGINX" "$URL" gw_test_123 "$POST_LUA")
+report nginx POST "$requests" "$instructions"
