@@ -61,29 +61,49 @@ pub fn upstream_request_headers(incoming: &HeaderMap, authorization: &HeaderValu
 
 /// Removes hop-by-hop headers from Stripe's response, keeping everything else.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    // Stripe's answers normally carry none: one pass over the names settles that without
-    // a removal (a hash lookup) per hop-by-hop name. A name `Connection` lists matters only
-    // when `Connection` itself is present, which this pass finds.
-    let hop_by_hop = |name: &HeaderName| HOP_BY_HOP.contains(name) || name == header::UPGRADE;
-    if !headers.keys().any(hop_by_hop) {
+    // One pass over the names finds which hop-by-hop headers are there (Stripe's answers
+    // carry `Connection: keep-alive` and no other), so only those cost a removal, a hash
+    // lookup each, instead of every name on the list.
+    let mut present = [false; HOP_BY_HOP.len()];
+    let mut upgrade = false;
+    for name in headers.keys() {
+        match HOP_BY_HOP.iter().position(|hop| hop == name) {
+            Some(index) => present[index] = true,
+            None => upgrade |= name == header::UPGRADE,
+        }
+    }
+    if !present.contains(&true) && !upgrade {
         return;
     }
     let listed = named_in_connection(headers);
-    for name in HOP_BY_HOP.iter().chain(&listed) {
+    for (name, _) in HOP_BY_HOP.iter().zip(present).filter(|(_, there)| *there) {
         headers.remove(name);
     }
-    headers.remove(header::UPGRADE);
+    for name in &listed {
+        headers.remove(name);
+    }
+    if upgrade {
+        headers.remove(header::UPGRADE);
+    }
 }
 
-/// The header names a `Connection` header lists (empty, without allocating, when there is
-/// none).
+/// The header names a `Connection` header lists, other than those already hop-by-hop
+/// (`keep-alive`, `close`'s connection option, ...): empty, without allocating, for the
+/// `Connection: keep-alive` or `close` that clients and Stripe send.
 fn named_in_connection(headers: &HeaderMap) -> Vec<HeaderName> {
     headers
         .get_all(header::CONNECTION)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
-        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
+        .map(str::trim)
+        .filter(|token| {
+            !token.eq_ignore_ascii_case("close")
+                && !HOP_BY_HOP
+                    .iter()
+                    .any(|hop| token.eq_ignore_ascii_case(hop.as_str()))
+        })
+        .filter_map(|name| HeaderName::from_bytes(name.as_bytes()).ok())
         .collect()
 }
 
@@ -134,6 +154,30 @@ mod tests {
             upstream_request_headers(&incoming, &HeaderValue::from_static("Bearer sk_test_x"));
         assert!(!out.contains_key("stripe-account"));
         assert_eq!(out[header::AUTHORIZATION], "Bearer sk_test_x");
+    }
+
+    #[test]
+    fn connection_keep_alive_alone_leaves_everything_else() {
+        let mut headers = map(&[
+            ("connection", "keep-alive"),
+            ("request-id", "req_1"),
+            ("content-type", "application/json"),
+        ]);
+        strip_hop_by_hop(&mut headers);
+        let mut left: Vec<&str> = headers.keys().map(HeaderName::as_str).collect();
+        left.sort_unstable();
+        assert_eq!(left, ["content-type", "request-id"]);
+        assert!(named_in_connection(&map(&[("connection", "Keep-Alive, close")])).is_empty());
+    }
+
+    #[test]
+    fn upgrade_is_dropped_with_or_without_connection() {
+        let mut headers = map(&[("upgrade", "h2c"), ("request-id", "req_1")]);
+        strip_hop_by_hop(&mut headers);
+        assert_eq!(
+            headers.keys().map(HeaderName::as_str).collect::<Vec<_>>(),
+            ["request-id"]
+        );
     }
 
     #[test]
