@@ -3,10 +3,12 @@
 //! each key's `last_used_at`. If the writer falls behind and the queue fills, entries are
 //! dropped and counted in `agentgate_request_log_dropped_total` rather than slowing traffic.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use http::Method;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
@@ -22,6 +24,26 @@ const MAX_BATCH: usize = 4_096;
 const BATCH_WINDOW: Duration = Duration::from_millis(20);
 /// `last_used_at` is moved at most this often per key.
 const LAST_USED_RESOLUTION_MS: i64 = 1_000;
+
+/// A method's name for a log entry: the standard ones as static text, so recording a
+/// request allocates nothing for it.
+pub fn method_name(method: &Method) -> Cow<'static, str> {
+    const STANDARD: [(Method, &str); 9] = [
+        (Method::GET, "GET"),
+        (Method::POST, "POST"),
+        (Method::DELETE, "DELETE"),
+        (Method::PUT, "PUT"),
+        (Method::PATCH, "PATCH"),
+        (Method::HEAD, "HEAD"),
+        (Method::OPTIONS, "OPTIONS"),
+        (Method::CONNECT, "CONNECT"),
+        (Method::TRACE, "TRACE"),
+    ];
+    match STANDARD.iter().find(|(standard, _)| standard == method) {
+        Some((_, name)) => Cow::Borrowed(name),
+        None => Cow::Owned(method.as_str().to_owned()),
+    }
+}
 
 /// The sending side, shared by every request.
 #[derive(Clone)]
@@ -163,5 +185,21 @@ fn fill(rx: &mut mpsc::Receiver<RequestLogEntry>, batch: &mut Vec<RequestLogEntr
             Ok(entry) => batch.push(entry),
             Err(_) => break,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn standard_methods_are_static_text_and_others_keep_their_name() {
+        for method in [Method::GET, Method::POST, Method::DELETE, Method::PATCH] {
+            let name = method_name(&method);
+            assert!(matches!(name, Cow::Borrowed(_)), "{method}");
+            assert_eq!(name, method.as_str());
+        }
+        let custom = Method::from_bytes(b"PURGE").unwrap();
+        assert_eq!(method_name(&custom), Cow::<str>::Owned("PURGE".into()));
     }
 }

@@ -122,16 +122,16 @@ fn record(state: &ApiState, key: &AuthenticatedKey, audited: &Audited, response:
         request_id: audited.request_id.clone(),
         key_id: key.id.clone(),
         connection: connection.to_owned(),
-        method: audited.method.as_str().to_owned(),
+        method: crate::request_log::method_name(&audited.method),
         path: target::loggable_raw_path(&audited.path),
         status: status.as_u16(),
         latency_us: i64::try_from(audited.started.elapsed().as_micros()).unwrap_or(i64::MAX),
         stripe_request_id: None,
         idempotency_key: None,
-        outcome: outcome(refusal, status).to_owned(),
+        outcome: outcome(refusal, status).into(),
         operation: audited.operation.clone(),
         reason: refusal.map(|r| r.reason.clone()),
-        via: crate::proxy::Via::Http.as_str().to_owned(),
+        via: crate::proxy::Via::Http.as_str().into(),
     });
 }
 

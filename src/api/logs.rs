@@ -93,16 +93,16 @@ impl From<RequestLogRecord> for LogEntryOut {
             request_id: entry.request_id,
             key_id: entry.key_id.to_string(),
             connection: entry.connection,
-            method: entry.method,
+            method: entry.method.into_owned(),
             path: entry.path,
             status: entry.status,
             latency_us: entry.latency_us,
             stripe_request_id: entry.stripe_request_id,
             idempotency_key: entry.idempotency_key,
-            outcome: entry.outcome,
+            outcome: entry.outcome.into_owned(),
             operation: entry.operation,
             reason: entry.reason,
-            via: entry.via,
+            via: entry.via.into_owned(),
         }
     }
 }

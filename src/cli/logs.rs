@@ -74,11 +74,11 @@ fn row(record: &RequestLogRecord) -> Vec<String> {
     vec![
         crate::time::rfc3339(e.created_at),
         e.key_id.to_string(),
-        e.method.clone(),
+        e.method.to_string(),
         format!("{}{}", e.connection, e.path),
         e.status.to_string(),
         format!("{:.1}", e.latency_us as f64 / 1000.0),
-        e.outcome.clone(),
+        e.outcome.to_string(),
         e.stripe_request_id.clone().unwrap_or_else(|| "-".into()),
         e.request_id.clone(),
     ]

@@ -437,7 +437,7 @@ impl Proxy {
             request_id: exchange.request_id,
             key_id: key.id.clone(),
             connection: target::loggable_raw_path(exchange.connection),
-            method: parts.method.as_str().to_owned(),
+            method: crate::request_log::method_name(&parts.method),
             path,
             status: status.as_u16(),
             latency_us: i64::try_from(elapsed.as_micros()).unwrap_or(i64::MAX),
@@ -449,10 +449,10 @@ impl Proxy {
                     .and_then(|v| v.to_str().ok())
                     .map(|v| v.chars().take(255).collect())
             }),
-            outcome: exchange.outcome.to_owned(),
+            outcome: exchange.outcome.into(),
             operation: exchange.operation,
             reason: exchange.reason,
-            via: exchange.via.as_str().to_owned(),
+            via: exchange.via.as_str().into(),
         });
     }
 

@@ -1,6 +1,8 @@
 //! What the store reads and writes, as plain domain records. Secrets appear only as
 //! [`Sealed`] ciphertext and agentgate keys only as their SHA-256 hash.
 
+use std::borrow::Cow;
+
 use crate::crypto::Sealed;
 use crate::ids::{ConnectionId, EndpointId, KeyId, WorkspaceId};
 use crate::policy::{Role, Scopes};
@@ -84,8 +86,9 @@ pub struct RequestLogEntry {
     pub key_id: KeyId,
     /// Connection name from the URL.
     pub connection: String,
-    /// HTTP method.
-    pub method: String,
+    /// HTTP method (`Cow`, like `outcome` and `via`: the gateway's own entries name them
+    /// with static text and allocate nothing for them).
+    pub method: Cow<'static, str>,
     /// Stripe path with the query's parameter names but none of its values.
     pub path: String,
     /// Status sent to the caller.
@@ -97,14 +100,14 @@ pub struct RequestLogEntry {
     /// The caller's `Idempotency-Key`, when sent.
     pub idempotency_key: Option<String>,
     /// `forwarded`, or who was at fault when agentgate answered itself.
-    pub outcome: String,
+    pub outcome: Cow<'static, str>,
     /// The catalog operation (`customers.create`), when the request was a listed one.
     pub operation: Option<String>,
     /// Why agentgate refused, for the audit (`parameter_missing amount`,
     /// `agentgate_scope_denied operation`); `None` when it did not.
     pub reason: Option<String>,
     /// How the request arrived: `http`, or `mcp` for a tool call over MCP.
-    pub via: String,
+    pub via: Cow<'static, str>,
 }
 
 /// A request log entry read back, with its position in the log.

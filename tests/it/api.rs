@@ -305,7 +305,7 @@ each_backend! {
                 .unwrap_or_else(|| panic!("no {operation} {status} entry in {records:#?}")).entry.clone()
         };
         let set = entry("api.connections.set", 200);
-        assert_eq!((set.outcome.as_str(), set.connection.as_str(), set.key_id.as_str()), ("applied", "stripe", admin_id.as_str()));
+        assert_eq!((&*set.outcome, set.connection.as_str(), set.key_id.as_str()), ("applied", "stripe", admin_id.as_str()));
         assert_eq!(set.path, "/api/v1/connections/stripe");
         assert_eq!(entry("api.keys.create", 200).outcome, "applied");
         let bad = entry("api.connections.set", 400);
