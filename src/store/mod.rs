@@ -13,6 +13,7 @@ pub mod sealed;
 mod sql;
 mod sql_rows;
 mod sqlite;
+mod sqlite_log;
 
 use std::sync::Arc;
 
@@ -77,6 +78,9 @@ pub enum StoreError {
     /// Anything else the database reported.
     #[error("database error: {0}")]
     Backend(#[source] sqlx::Error),
+    /// SQLite reported an error on the request log's own connection.
+    #[error("database error: {0}")]
+    SqliteLog(#[source] rusqlite::Error),
     /// Applying migrations failed.
     #[error("database migration failed: {0}")]
     Migration(#[source] sqlx::migrate::MigrateError),

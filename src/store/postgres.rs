@@ -38,10 +38,9 @@ impl PgStore {
         &self.pool
     }
 
-    /// The request log shares the pool: PostgreSQL's buffer cache is the server's, shared
-    /// by every connection.
-    fn log_pool(&self) -> &Pool<Postgres> {
-        &self.pool
+    /// None: on PostgreSQL the request log goes through the pool like every other write.
+    fn direct_log_writer(&self) -> Option<&super::sqlite_log::SqliteLogWriter> {
+        None
     }
 
     /// `synchronous_commit` is not `off`.

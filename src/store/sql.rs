@@ -71,7 +71,7 @@ pub(super) fn log_insert_sql(rows: usize, backend: Backend) -> &'static str {
 }
 
 /// Columns bound per request log row.
-const LOG_COLUMNS: usize = 15;
+pub(super) const LOG_COLUMNS: usize = 15;
 
 /// The columns of a webhook endpoint, in the order of [`EndpointRow`].
 pub(super) const SELECT_WEBHOOK_ENDPOINT: &str = "SELECT id, workspace_id, connection, \
@@ -569,7 +569,10 @@ macro_rules! impl_store {
                 entries: Vec<RequestLogEntry>,
                 key_uses: &[(KeyId, i64)],
             ) -> Result<(), StoreError> {
-                let mut tx = self.log_pool().begin().await?;
+                if let Some(writer) = self.direct_log_writer() {
+                    return writer.insert(entries, key_uses.to_vec()).await;
+                }
+                let mut tx = self.pool.begin().await?;
                 let mut rows = entries.into_iter();
                 for size in sql::log_chunk_sizes(rows.len()) {
                     let mut query = sqlx::query(sql::log_insert_sql(size, $backend));

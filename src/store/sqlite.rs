@@ -11,6 +11,7 @@ use super::rows::{
     AgentKeyRecord, ConnectionRecord, LogQuery, RequestLogEntry, RequestLogRecord, Workspace,
 };
 use super::sql::{self, impl_store};
+use super::sqlite_log::SqliteLogWriter;
 use super::{Backend, StoreError};
 use crate::ids::{KeyId, WorkspaceId};
 
@@ -26,17 +27,17 @@ pub struct SqliteStore {
     /// loss, while other writes keep the cheaper NORMAL. Opened on first use (the CLI never
     /// needs it).
     events: Pool<Sqlite>,
-    /// One connection on which the request log is written. Every batch then finds the log's
-    /// pages in the same page cache: the pool's connections are handed out in turn, and
-    /// each had to read those pages back from the file after the others' writes.
-    log: Pool<Sqlite>,
+    /// The request log's own connection (see [`SqliteLogWriter`]); `None` for an
+    /// in-memory database, whose log goes through the pool.
+    log: Option<SqliteLogWriter>,
 }
 
 impl SqliteStore {
     /// Opens the file a `sqlite://PATH` URL names, creating and migrating it if needed.
     pub async fn open(url: &str) -> Result<Self, StoreError> {
-        if let Some(path) = sqlite_file_path(url) {
-            create_owner_only(&path).map_err(|e| StoreError::Backend(sqlx::Error::Io(e)))?;
+        let path = sqlite_file_path(url);
+        if let Some(path) = &path {
+            create_owner_only(path).map_err(|e| StoreError::Backend(sqlx::Error::Io(e)))?;
         }
         let options = SqliteConnectOptions::from_str(url)?
             .create_if_missing(true)
@@ -47,9 +48,6 @@ impl SqliteStore {
         let events = SqlitePoolOptions::new()
             .max_connections(1)
             .connect_lazy_with(options.clone().synchronous(SqliteSynchronous::Full));
-        let log = SqlitePoolOptions::new()
-            .max_connections(1)
-            .connect_lazy_with(options.clone());
         let pool = SqlitePoolOptions::new()
             .max_connections(4)
             .connect_with(options)
@@ -58,6 +56,7 @@ impl SqliteStore {
             .run(&pool)
             .await
             .map_err(StoreError::Migration)?;
+        let log = path.map(|path| SqliteLogWriter::new(path, BUSY_TIMEOUT));
         Ok(Self { pool, events, log })
     }
 
@@ -66,9 +65,9 @@ impl SqliteStore {
         &self.events
     }
 
-    /// Where the request log is written (see the `log` field).
-    fn log_pool(&self) -> &Pool<Sqlite> {
-        &self.log
+    /// The request log's own connection, for a database in a file.
+    fn direct_log_writer(&self) -> Option<&SqliteLogWriter> {
+        self.log.as_ref()
     }
 
     /// WAL and `synchronous` FULL (2) or EXTRA (3) on the events connection.
