@@ -13,7 +13,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use rusqlite::{CachedStatement, Connection};
+use rusqlite::{CachedStatement, Connection, OpenFlags};
 
 use super::sql::{self, log_chunk_sizes};
 use super::{Backend, RequestLogEntry, StoreError};
@@ -69,7 +69,10 @@ impl SqliteLogWriter {
 /// The log's connection, with the settings the sqlx pool's connections have (the file is
 /// already in WAL mode, which the pool set when the store opened it).
 fn open(path: &std::path::Path, busy_timeout: Duration) -> Result<Connection, rusqlite::Error> {
-    let conn = Connection::open(path)?;
+    // Never created here: a database file that has gone is an error to report, not an
+    // empty file to fill with rows no migration made a table for.
+    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let conn = Connection::open_with_flags(path, flags)?;
     conn.busy_timeout(busy_timeout)?;
     conn.pragma_update(None, "synchronous", "NORMAL")?;
     conn.pragma_update(None, "foreign_keys", true)?;
@@ -130,4 +133,43 @@ fn bind_row(
     insert.raw_bind_parameter(at(14), e.reason.as_deref())?;
     insert.raw_bind_parameter(at(15), &*e.via)?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ids::WorkspaceId;
+
+    fn entry() -> RequestLogEntry {
+        RequestLogEntry {
+            created_at: 1,
+            workspace_id: WorkspaceId::from_stored("ws_1".into()),
+            request_id: "agr_1".into(),
+            key_id: KeyId::from_stored("key_1".into()),
+            connection: "stripe".into(),
+            method: "GET".into(),
+            path: "/v1/customers".into(),
+            status: 200,
+            latency_us: 1,
+            stripe_request_id: None,
+            idempotency_key: None,
+            outcome: "forwarded".into(),
+            operation: None,
+            reason: None,
+            via: "http".into(),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_missing_database_file_is_an_error_and_is_not_created() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("gone.db");
+        let writer = SqliteLogWriter::new(path.clone(), Duration::from_millis(10));
+        let written = writer.insert(vec![entry()], Vec::new()).await;
+        assert!(
+            matches!(written, Err(StoreError::SqliteLog(_))),
+            "{written:?}"
+        );
+        assert!(!path.exists());
+    }
 }
