@@ -24,6 +24,8 @@
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+# shellcheck source=bench/lib.sh
+source "$ROOT/bench/lib.sh"
 SECONDS_PER_RUN="${SECONDS_PER_RUN:-5}"
 CONNS="${CONNS:-8}"
 PORT="${INSTR_PORT:-18093}"
@@ -110,12 +112,7 @@ report() {
 
 # agentgate: a throwaway SQLite database with the stand-in's key and one agent key.
 export AGENTGATE_DATABASE="sqlite://$RUN/agentgate.db"
-AGENTGATE_MASTER_KEY="$(head -c 32 /dev/urandom | base64)"
-export AGENTGATE_MASTER_KEY
-export AGENTGATE_LOG=warn
-export AGENTGATE_CONNECTION_RATE_TEST=1000000000
-printf 'sk_test_secret' | "$BIN" connections set stripe >/dev/null
-TOKEN="$("$BIN" keys create --name instructions 2>/dev/null)"
+prepare_agentgate "$BIN" instructions
 valgrind --tool=callgrind --callgrind-out-file="$RUN/callgrind.out.%p" \
   "$BIN" serve --listen "127.0.0.1:$PORT" --stripe-api-base "http://127.0.0.1:$UPSTREAM_PORT" \
   >"$RUN/agentgate.log" 2>&1 &

@@ -18,6 +18,8 @@
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+# shellcheck source=bench/lib.sh
+source "$ROOT/bench/lib.sh"
 PEERS="${PEERS:-$ROOT/../shared/bench/peers.sh}"
 GATEWAY_PORT="${GATEWAY_PORT:-18084}"
 export RUN_DIR="${RUN_DIR:-/tmp/agentgate-bench}"
@@ -50,15 +52,7 @@ elif [[ "$INSTANCES" != 1 ]]; then
 else
   export AGENTGATE_DATABASE="sqlite://$STATE/agentgate.db"
 fi
-AGENTGATE_MASTER_KEY="$(head -c 32 /dev/urandom | base64)"
-export AGENTGATE_MASTER_KEY
-export AGENTGATE_LOG=warn
-# The stand-in holds a test-mode key, whose connection limit (Stripe's 25/s) would cap the
-# run; a limit no run reaches keeps the limiter's cost in the measurement.
-export AGENTGATE_CONNECTION_RATE_TEST=1000000000
-# The stand-in accepts exactly this key, as peers.sh documents.
-printf 'sk_test_secret' | "$BIN" connections set stripe >/dev/null
-TOKEN="$("$BIN" keys create --name bench 2>/dev/null)"
+prepare_agentgate "$BIN" bench
 
 if [[ "$INSTANCES" == 1 ]]; then
   GATEWAY_CMD="exec '$BIN' serve ${GATEWAY_ARGS:-} --listen 127.0.0.1:\$BENCH_GATEWAY_PORT --stripe-api-base \$BENCH_UPSTREAM_URL"
