@@ -15,6 +15,7 @@
 //! agentgate's checks; see `docs/performance.md`.
 
 use std::io;
+use std::mem::MaybeUninit;
 use std::time::{Duration, SystemTime};
 
 use axum::response::Response;
@@ -173,9 +174,9 @@ impl Lane<'_> {
 /// its whole body buffered; then the head's bytes are taken out of the buffer and the body
 /// stays in it.
 fn parse(buffer: &mut BytesMut, served: impl Fn(&str) -> bool) -> Parsed {
-    let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
-    let mut parsed = httparse::Request::new(&mut slots);
-    let head_len = match parsed.parse(buffer) {
+    let mut slots = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
+    let mut parsed = httparse::Request::new(&mut []);
+    let head_len = match parsed.parse_with_uninit_headers(buffer, &mut slots) {
         Ok(httparse::Status::Complete(len)) => len,
         Ok(httparse::Status::Partial) => return Parsed::Partial,
         Err(_) => return Parsed::Unsupported,

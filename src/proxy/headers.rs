@@ -24,16 +24,29 @@ static FORWARDED_REQUEST_HEADERS: [HeaderName; 11] = [
     HeaderName::from_static("x-stripe-client-telemetry"),
 ];
 
-/// Hop-by-hop headers (RFC 9110 §7.6.1, plus the de-facto `keep-alive`/`proxy-connection`).
+/// Hop-by-hop header names (RFC 9110 §7.6.1, plus the de-facto `keep-alive` and
+/// `proxy-connection`), as text for heads read as bytes.
+const HOP_BY_HOP_NAMES: [&str; 8] = [
+    "connection",
+    "keep-alive",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "transfer-encoding",
+];
+
+/// The same names, for header maps.
 static HOP_BY_HOP: [HeaderName; 8] = [
-    header::CONNECTION,
-    HeaderName::from_static("keep-alive"),
-    header::PROXY_AUTHENTICATE,
-    header::PROXY_AUTHORIZATION,
-    HeaderName::from_static("proxy-connection"),
-    header::TE,
-    header::TRAILER,
-    header::TRANSFER_ENCODING,
+    HeaderName::from_static(HOP_BY_HOP_NAMES[0]),
+    HeaderName::from_static(HOP_BY_HOP_NAMES[1]),
+    HeaderName::from_static(HOP_BY_HOP_NAMES[2]),
+    HeaderName::from_static(HOP_BY_HOP_NAMES[3]),
+    HeaderName::from_static(HOP_BY_HOP_NAMES[4]),
+    HeaderName::from_static(HOP_BY_HOP_NAMES[5]),
+    HeaderName::from_static(HOP_BY_HOP_NAMES[6]),
+    HeaderName::from_static(HOP_BY_HOP_NAMES[7]),
 ];
 
 /// The caller's `Idempotency-Key`, for the request log.
@@ -85,6 +98,16 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     if upgrade {
         headers.remove(header::UPGRADE);
     }
+}
+
+/// Whether a header is hop-by-hop by its name alone: one of the list above, or `Upgrade`
+/// (which a proxy that does not upgrade never passes on). For heads read as bytes, before
+/// any `HeaderMap` is built.
+pub(crate) fn is_hop_by_hop(name: &[u8]) -> bool {
+    name.eq_ignore_ascii_case(b"upgrade")
+        || HOP_BY_HOP_NAMES
+            .iter()
+            .any(|hop| name.eq_ignore_ascii_case(hop.as_bytes()))
 }
 
 /// The header names a `Connection` header lists, other than those already hop-by-hop

@@ -3,10 +3,13 @@
 //! bytes; no I/O here.
 
 use std::io;
+use std::mem::MaybeUninit;
 
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, StatusCode};
+
+use crate::proxy::headers;
 
 /// The most response headers accepted, as hyper's default.
 const MAX_HEADERS: usize = 100;
@@ -29,10 +32,69 @@ pub(super) enum Framing {
 pub(super) struct Head {
     /// The status code.
     pub(super) status: StatusCode,
-    /// The headers, as sent.
+    /// The end-to-end headers, as sent: hop-by-hop ones (RFC 9110 §7.6.1), those the
+    /// `Connection` header names included, are read for framing here and never kept, so
+    /// the proxy has nothing to strip.
     pub(super) headers: HeaderMap,
     /// Whether the server answered with HTTP/1.0 (whose connections are not kept).
     pub(super) http10: bool,
+    /// `Transfer-Encoding` was sent; `Some(true)` when `chunked` is its final coding.
+    transfer_encoding: Option<bool>,
+    /// What the `Content-Length` headers say.
+    content_length: ContentLength,
+    /// Whether `Connection` lists `close`.
+    close: bool,
+}
+
+/// The `Content-Length` of a response head.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum ContentLength {
+    Absent,
+    Valid(u64),
+    /// Unparsable or conflicting values: an error once the body's framing depends on them.
+    Invalid,
+}
+
+/// What one pass over a head's header lines learns for framing, before any is kept.
+struct Facts<'a> {
+    transfer_encoding: Option<bool>,
+    content_length: ContentLength,
+    close: bool,
+    /// Names the `Connection` header lists beyond the standard hop-by-hop ones.
+    listed: Vec<&'a [u8]>,
+}
+
+impl<'a> Facts<'a> {
+    fn read(lines: &[httparse::Header<'a>]) -> Self {
+        let mut facts = Facts {
+            transfer_encoding: None,
+            content_length: ContentLength::Absent,
+            close: false,
+            listed: Vec::new(),
+        };
+        for line in lines {
+            let name = line.name.as_bytes();
+            if name.eq_ignore_ascii_case(b"transfer-encoding") {
+                facts.transfer_encoding = Some(chunked_last(line.value));
+            } else if name.eq_ignore_ascii_case(b"content-length") {
+                facts.content_length = content_length(facts.content_length, line.value);
+            } else if name.eq_ignore_ascii_case(b"connection") {
+                for token in line.value.split(|&b| b == b',').map(<[u8]>::trim_ascii) {
+                    if token.eq_ignore_ascii_case(b"close") {
+                        facts.close = true;
+                    } else if !token.is_empty() && !headers::is_hop_by_hop(token) {
+                        facts.listed.push(token);
+                    }
+                }
+            }
+        }
+        facts
+    }
+
+    /// Whether a header with this name goes no further than this hop.
+    fn hop_by_hop(&self, name: &[u8]) -> bool {
+        headers::is_hop_by_hop(name) || self.listed.iter().any(|t| t.eq_ignore_ascii_case(name))
+    }
 }
 
 /// The request head: request line, `host`, the given headers, then the body's length.
@@ -91,9 +153,12 @@ fn payload_expected(method: &Method) -> bool {
 /// Parses a response head from the start of `bytes`: `None` while it is incomplete, else
 /// its length and content. Malformed heads and invalid names or values are errors.
 pub(super) fn parse_head(bytes: &[u8]) -> io::Result<Option<(usize, Head)>> {
-    let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
-    let mut response = httparse::Response::new(&mut slots);
-    let len = match response.parse(bytes).map_err(invalid)? {
+    let mut slots = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
+    let mut response = httparse::Response::new(&mut []);
+    let parsed = httparse::ParserConfig::default()
+        .parse_response_with_uninit_headers(&mut response, bytes, &mut slots)
+        .map_err(invalid)?;
+    let len = match parsed {
         httparse::Status::Partial => return Ok(None),
         httparse::Status::Complete(len) => len,
     };
@@ -101,11 +166,15 @@ pub(super) fn parse_head(bytes: &[u8]) -> io::Result<Option<(usize, Head)>> {
         .code
         .and_then(|code| StatusCode::from_u16(code).ok())
         .ok_or_else(|| invalid("bad status code"))?;
+    let facts = Facts::read(response.headers);
     // The head is copied out of the connection's buffer once, and each value shares that
     // copy, instead of an allocation per value.
     let shared = Bytes::copy_from_slice(&bytes[..len]);
     let mut headers = HeaderMap::with_capacity(response.headers.len());
     for slot in response.headers.iter() {
+        if facts.hop_by_hop(slot.name.as_bytes()) {
+            continue;
+        }
         let name = HeaderName::from_bytes(slot.name.as_bytes()).map_err(invalid)?;
         let value = match range_in(&bytes[..len], slot.value) {
             Some(range) => HeaderValue::from_maybe_shared(shared.slice(range)),
@@ -120,6 +189,9 @@ pub(super) fn parse_head(bytes: &[u8]) -> io::Result<Option<(usize, Head)>> {
             status,
             headers,
             http10,
+            transfer_encoding: facts.transfer_encoding,
+            content_length: facts.content_length,
+            close: facts.close,
         },
     )))
 }
@@ -142,17 +214,18 @@ pub(super) fn framing(method: &Method, head: &Head) -> io::Result<Framing> {
     {
         return Ok(Framing::Empty);
     }
-    if head.headers.contains_key(header::TRANSFER_ENCODING) {
-        return Ok(if chunked_last(&head.headers) {
+    if let Some(chunked) = head.transfer_encoding {
+        return Ok(if chunked {
             Framing::Chunked
         } else {
             Framing::Close
         });
     }
-    match content_length(&head.headers)? {
-        Some(0) => Ok(Framing::Empty),
-        Some(len) => Ok(Framing::Length(len)),
-        None => Ok(Framing::Close),
+    match head.content_length {
+        ContentLength::Valid(0) => Ok(Framing::Empty),
+        ContentLength::Valid(len) => Ok(Framing::Length(len)),
+        ContentLength::Absent => Ok(Framing::Close),
+        ContentLength::Invalid => Err(invalid("invalid or conflicting content-length")),
     }
 }
 
@@ -160,40 +233,36 @@ pub(super) fn framing(method: &Method, head: &Head) -> io::Result<Framing> {
 /// `Connection: close` either way, and no `Transfer-Encoding` beside a `Content-Length`
 /// (RFC 9112 §6.3 asks to close after such a response).
 pub(super) fn reusable(request: &HeaderMap, head: &Head) -> bool {
-    let both_lengths = head.headers.contains_key(header::TRANSFER_ENCODING)
-        && head.headers.contains_key(header::CONTENT_LENGTH);
-    !(head.http10 || both_lengths || says_close(request) || says_close(&head.headers))
+    let both_lengths =
+        head.transfer_encoding.is_some() && head.content_length != ContentLength::Absent;
+    !(head.http10 || both_lengths || head.close || says_close(request))
 }
 
-/// Whether `chunked` is the final transfer coding.
-fn chunked_last(headers: &HeaderMap) -> bool {
-    headers
-        .get_all(header::TRANSFER_ENCODING)
-        .iter()
-        .next_back()
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.rsplit(',').next())
-        .is_some_and(|coding| coding.trim().eq_ignore_ascii_case("chunked"))
+/// Whether `chunked` is the final coding of a `Transfer-Encoding` value.
+fn chunked_last(value: &[u8]) -> bool {
+    value
+        .rsplit(|&b| b == b',')
+        .next()
+        .is_some_and(|coding| coding.trim_ascii().eq_ignore_ascii_case(b"chunked"))
 }
 
-/// The `Content-Length`, if any; differing or unparsable values are an error.
-fn content_length(headers: &HeaderMap) -> io::Result<Option<u64>> {
-    let mut length = None;
-    for value in headers.get_all(header::CONTENT_LENGTH) {
-        let text = value.to_str().map_err(invalid)?;
-        for item in text.split(',') {
-            let item = item.trim();
-            if item.is_empty() || !item.bytes().all(|b| b.is_ascii_digit()) {
-                return Err(invalid("invalid content-length"));
+/// `seen` updated with one `Content-Length` line: a comma-separated list of digits that
+/// must all agree (RFC 9110 §8.6).
+fn content_length(seen: ContentLength, value: &[u8]) -> ContentLength {
+    let mut length = seen;
+    for item in value.split(|&b| b == b',').map(<[u8]>::trim_ascii) {
+        let parsed = (!item.is_empty() && item.iter().all(u8::is_ascii_digit))
+            .then(|| std::str::from_utf8(item).ok()?.parse::<u64>().ok())
+            .flatten();
+        length = match (length, parsed) {
+            (ContentLength::Invalid, _) | (_, None) => return ContentLength::Invalid,
+            (ContentLength::Valid(before), Some(now)) if before != now => {
+                return ContentLength::Invalid
             }
-            let parsed: u64 = item.parse().map_err(invalid)?;
-            if length.is_some_and(|seen| seen != parsed) {
-                return Err(invalid("conflicting content-length values"));
-            }
-            length = Some(parsed);
-        }
+            (_, Some(now)) => ContentLength::Valid(now),
+        };
     }
-    Ok(length)
+    length
 }
 
 /// Whether a `Connection` header lists `close`.
@@ -295,6 +364,23 @@ mod tests {
             None,
             "lies before the start"
         );
+    }
+
+    #[test]
+    fn hop_by_hop_headers_are_read_for_framing_and_not_kept() {
+        let parsed = head(
+            "HTTP/1.1 200 OK\r\nConnection: keep-alive, X-Internal, close\r\nX-Internal: 1\r\n\
+             Keep-Alive: timeout=5\r\nUpgrade: h2c\r\nTransfer-Encoding: chunked\r\n\
+             Request-Id: req_1\r\nStripe-Should-Retry: false\r\n\r\n",
+        );
+        let mut kept: Vec<&str> = parsed.headers.keys().map(HeaderName::as_str).collect();
+        kept.sort_unstable();
+        assert_eq!(kept, ["request-id", "stripe-should-retry"]);
+        assert_eq!(framing(&Method::GET, &parsed).unwrap(), Framing::Chunked);
+        assert!(!reusable(&HeaderMap::new(), &parsed), "Connection: close");
+        let plain = head("HTTP/1.1 200 OK\r\nConnection: keep-alive\r\ncontent-length: 2\r\n\r\n");
+        assert!(reusable(&HeaderMap::new(), &plain));
+        assert_eq!(plain.headers.len(), 1, "content-length is end-to-end");
     }
 
     #[test]
