@@ -583,12 +583,12 @@ fn check_body_size(parts: &Parts, limit: u64) -> Result<(), GatewayError> {
 fn new_request_id() -> String {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     let value: u128 = rand::rng().random();
-    let mut id = String::with_capacity(28);
-    id.push_str("agr_");
-    for shift in (32..128).step_by(4).rev() {
-        id.push(char::from(HEX[((value >> shift) & 0xf) as usize]));
+    let mut id = *b"agr_000000000000000000000000";
+    for (index, digit) in id[4..].iter_mut().enumerate() {
+        let shift = 124 - 4 * index;
+        *digit = HEX[((value >> shift) & 0xf) as usize];
     }
-    id
+    String::from_utf8_lossy(&id).into_owned()
 }
 
 #[cfg(test)]
