@@ -588,7 +588,7 @@ fn new_request_id() -> String {
         let shift = 124 - 4 * index;
         *digit = HEX[((value >> shift) & 0xf) as usize];
     }
-    String::from_utf8_lossy(&id).into_owned()
+    String::from_utf8(id.to_vec()).unwrap_or_default()
 }
 
 #[cfg(test)]
