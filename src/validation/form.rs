@@ -56,41 +56,75 @@ pub fn decode_into<'a>(
 
 /// The pairs of `application/x-www-form-urlencoded` input, decoded exactly as
 /// `form_urlencoded::parse` decodes them (pairs split at `&`, empty ones skipped, the key
-/// ending at the first `=`, `+` a space, `%XX` a byte, invalid UTF-8 replaced). A component
-/// with no `+` or `%` that is valid UTF-8, as most parts of an SDK's request are, is borrowed
-/// after one scan instead of the crate's three; the others take the crate's path.
+/// ending at the first `=`, `+` a space, `%XX` a byte, invalid UTF-8 replaced). The input's
+/// UTF-8 is checked once, so a component with no `+` or `%` (most parts of an SDK's request)
+/// is borrowed as it is; only the others are decoded into a string of their own.
 fn pairs(input: &[u8]) -> impl Iterator<Item = (Cow<'_, str>, Cow<'_, str>)> {
-    input
-        .split(|&b| b == b'&')
-        .filter(|sequence| !sequence.is_empty())
-        .map(|sequence| {
-            let (key, value) = match sequence.iter().position(|&b| b == b'=') {
-                Some(at) => (&sequence[..at], &sequence[at + 1..]),
-                None => (sequence, &sequence[sequence.len()..]),
-            };
-            (decode_component(key), decode_component(value))
-        })
+    let text = std::str::from_utf8(input).ok();
+    let component = move |range: Range<usize>, plain: bool| -> Cow<'_, str> {
+        match text {
+            // `&` and `=` are ASCII, so the range's ends are character boundaries.
+            Some(text) if plain => Cow::Borrowed(&text[range]),
+            _ => Cow::Owned(decode_component(&input[range])),
+        }
+    };
+    let mut start = 0;
+    std::iter::from_fn(move || loop {
+        if start >= input.len() {
+            return None;
+        }
+        // One scan of the pair finds its end, its `=`, and whether either side needs
+        // decoding.
+        let mut equals = None;
+        let mut plain = [true, true];
+        let mut end = input.len();
+        for (at, &byte) in input.iter().enumerate().skip(start) {
+            match byte {
+                b'&' => {
+                    end = at;
+                    break;
+                }
+                b'=' if equals.is_none() => equals = Some(at),
+                b'+' | b'%' => plain[usize::from(equals.is_some())] = false,
+                _ => {}
+            }
+        }
+        let sequence = start..end;
+        start = end + 1;
+        if sequence.is_empty() {
+            continue;
+        }
+        let (key, value) = match equals {
+            Some(at) => (sequence.start..at, at + 1..end),
+            None => (sequence, end..end),
+        };
+        return Some((component(key, plain[0]), component(value, plain[1])));
+    })
 }
 
-/// One key or value of a form pair, decoded.
-fn decode_component(raw: &[u8]) -> Cow<'_, str> {
-    if !raw.iter().any(|&b| b == b'+' || b == b'%') {
-        if let Ok(text) = std::str::from_utf8(raw) {
-            return Cow::Borrowed(text);
+/// One key or value of a form pair with `+` or `%` in it (or invalid UTF-8), decoded:
+/// `+` is a space, `%` and two hex digits a byte, any other `%` stays as it is.
+fn decode_component(raw: &[u8]) -> String {
+    let hex = |at: usize| raw.get(at).and_then(|&b| char::from(b).to_digit(16));
+    let mut bytes = Vec::with_capacity(raw.len());
+    let mut at = 0;
+    while at < raw.len() {
+        match raw[at] {
+            b'+' => bytes.push(b' '),
+            b'%' => match (hex(at + 1), hex(at + 2)) {
+                (Some(high), Some(low)) => {
+                    bytes.extend(u8::try_from(high * 16 + low).ok());
+                    at += 2;
+                }
+                _ => bytes.push(b'%'),
+            },
+            byte => bytes.push(byte),
         }
+        at += 1;
     }
-    let spaced: Cow<'_, [u8]> = match raw.contains(&b'+') {
-        true => Cow::Owned(
-            raw.iter()
-                .map(|&b| if b == b'+' { b' ' } else { b })
-                .collect(),
-        ),
-        false => Cow::Borrowed(raw),
-    };
-    let decoded: Vec<u8> = percent_encoding::percent_decode(&spaced).collect();
-    match String::from_utf8(decoded) {
-        Ok(text) => Cow::Owned(text),
-        Err(invalid) => Cow::Owned(String::from_utf8_lossy(invalid.as_bytes()).into_owned()),
+    match String::from_utf8(bytes) {
+        Ok(text) => text,
+        Err(invalid) => String::from_utf8_lossy(invalid.as_bytes()).into_owned(),
     }
 }
 
@@ -220,7 +254,12 @@ mod tests {
 
     #[test]
     fn pairs_decode_exactly_as_form_urlencoded_does() {
-        let inputs: [&[u8]; 18] = [
+        let inputs: [&[u8]; 23] = [
+            b"a=%2B&%2b=%+1",
+            b"a=%4+&b=%%41",
+            b"&a=1&",
+            b"a=%e2%82%ac+%E2%82",
+            b"\xff=%41",
             b"",
             b"&&",
             b"a=1&b=2",

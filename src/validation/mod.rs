@@ -30,8 +30,15 @@ pub type Params<'a> = Vec<(Cow<'a, str>, Node<'a>)>;
 
 /// Decodes the query string and (for form bodies) the body into one parameter tree.
 pub fn decode<'a>(query: Option<&'a str>, body: Option<&'a [u8]>) -> Result<Params<'a>, Violation> {
-    let mut params = Vec::new();
-    for source in [query.map(str::as_bytes), body].into_iter().flatten() {
+    let sources = [query.map(str::as_bytes), body];
+    // At most one top-level parameter per pair: the list is sized once, not grown.
+    let most = sources
+        .iter()
+        .flatten()
+        .map(|source| memchr::memchr_iter(b'&', source).count() + 1)
+        .sum();
+    let mut params = Vec::with_capacity(most);
+    for source in sources.into_iter().flatten() {
         form::decode_into(source, &mut params).map_err(|conflict| Violation {
             code: None,
             param: Some(conflict.key.clone()),
