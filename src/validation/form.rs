@@ -286,6 +286,22 @@ mod tests {
         }
     }
 
+    proptest::proptest! {
+        /// Any input made of the bytes the decoder treats specially (and some that are
+        /// not UTF-8 on their own) decodes to `form_urlencoded`'s pairs.
+        #[test]
+        fn pairs_decode_as_form_urlencoded_does_on_any_input(
+            input in proptest::collection::vec(
+                proptest::sample::select(b"a=&+%2Bf[]\xc3\xa9\xff ".to_vec()),
+                0..40,
+            )
+        ) {
+            let ours: Vec<(Cow<'_, str>, Cow<'_, str>)> = pairs(&input).collect();
+            let oracle: Vec<(Cow<'_, str>, Cow<'_, str>)> = form_urlencoded::parse(&input).collect();
+            proptest::prop_assert_eq!(ours, oracle);
+        }
+    }
+
     #[test]
     fn plain_components_are_borrowed_and_encoded_ones_decoded() {
         let decoded: Vec<_> = pairs(b"email=jenny%40example.com&expand[]=customer").collect();
