@@ -10,7 +10,6 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use axum::body::Body;
 use bytes::Bytes;
 use http::uri::{Authority, Scheme};
 use http::{Request, Response, Uri};
@@ -25,6 +24,9 @@ use tokio::time::{Instant, Sleep};
 use super::direct::DirectClient;
 use super::target::StripeTarget;
 use crate::error::GatewayError;
+
+/// The error a response body from Stripe ends with.
+type BoxError = Box<dyn StdError + Send + Sync>;
 
 /// The request body type sent upstream: the caller's stream, capped, or a body already read
 /// whole (to validate it).
@@ -142,11 +144,15 @@ impl Upstream {
     }
 
     /// Sends the request and returns Stripe's response, whose body keeps streaming under the
-    /// same deadline.
+    /// same deadline. The body is not boxed here: the data plane wraps it once more (to hold
+    /// its upstream slot) and boxes the result once.
     pub async fn send(
         &self,
         request: Request<UpstreamBody>,
-    ) -> Result<Response<Body>, UpstreamFailure> {
+    ) -> Result<
+        Response<impl HttpBody<Data = Bytes, Error = BoxError> + Send + 'static>,
+        UpstreamFailure,
+    > {
         // One timer for the whole exchange: it bounds the wait for the response headers,
         // then travels with the body.
         let mut sleep = Box::pin(tokio::time::sleep_until(
@@ -162,7 +168,10 @@ impl Upstream {
                     response = self.direct.send(Request::from_parts(parts, whole)) => response?,
                     () = &mut sleep => return Err(self.timeout()),
                 };
-                Ok(response.map(|inner| Body::new(DeadlineBody { inner, sleep })))
+                Ok(response.map(|direct| DeadlineBody {
+                    inner: Either::Left(direct),
+                    sleep,
+                }))
             }
             Either::Left(streamed) => {
                 let request = Request::from_parts(parts, Either::Left(streamed));
@@ -171,7 +180,10 @@ impl Upstream {
                     response = self.hyper_send(request) => response?,
                     () = &mut sleep => return Err(self.timeout()),
                 };
-                Ok(response.map(|inner| Body::new(DeadlineBody { inner, sleep })))
+                Ok(response.map(|incoming| DeadlineBody {
+                    inner: Either::Right(incoming),
+                    sleep,
+                }))
             }
         }
     }
@@ -256,7 +268,7 @@ where
     B::Error: Into<Box<dyn StdError + Send + Sync>>,
 {
     type Data = Bytes;
-    type Error = Box<dyn StdError + Send + Sync>;
+    type Error = BoxError;
 
     fn poll_frame(
         self: Pin<&mut Self>,

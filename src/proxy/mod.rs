@@ -388,8 +388,8 @@ impl Proxy {
             });
         };
         match self.upstream.send(request).await {
-            Ok(mut response) => {
-                response = response
+            Ok(response) => {
+                let mut response = response
                     .map(|body| axum::body::Body::new(in_flight::SlotBody::new(body, slot)));
                 headers::strip_hop_by_hop(response.headers_mut());
                 if response.status().is_client_error() || response.status().is_server_error() {

@@ -364,10 +364,9 @@ async fn a_head_that_never_comes_is_a_timeout() {
         read_request(&mut stream).await.unwrap();
         tokio::time::sleep(Duration::from_secs(30)).await;
     });
-    let failure = upstream(&listener)
-        .send(whole_request("a=1"))
-        .await
-        .unwrap_err();
+    let Err(failure) = upstream(&listener).send(whole_request("a=1")).await else {
+        panic!("an answer came");
+    };
     assert_eq!(failure.kind, "timeout");
     assert!(matches!(
         failure.error,
