@@ -80,6 +80,10 @@ impl StripeTarget {
 
 /// A printable, bounded form of a path that was refused, for the request log.
 pub fn loggable_raw_path(raw: &str) -> String {
+    // The common case (a connection name, a plain path) is copied whole, not char by char.
+    if raw.len() <= MAX_LOGGED_PATH && raw.bytes().all(|b| b.is_ascii_graphic()) {
+        return raw.to_owned();
+    }
     raw.chars()
         .filter(|c| c.is_ascii_graphic())
         .take(MAX_LOGGED_PATH)
@@ -182,6 +186,17 @@ fn decode_escape(bytes: &[u8], at: usize) -> Result<u8, GatewayError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn logged_raw_paths_are_printable_and_bounded() {
+        assert_eq!(loggable_raw_path("stripe"), "stripe");
+        assert_eq!(loggable_raw_path("a b\r\nc\u{e9}d"), "abcd");
+        assert_eq!(loggable_raw_path(&"x".repeat(300)).len(), MAX_LOGGED_PATH);
+        assert_eq!(
+            loggable_raw_path(&"x".repeat(MAX_LOGGED_PATH)).len(),
+            MAX_LOGGED_PATH
+        );
+    }
 
     fn target(rest: &str, query: Option<&str>) -> String {
         StripeTarget::parse(rest, query)
