@@ -22,6 +22,7 @@ use hyper_util::rt::TokioExecutor;
 use tokio::time::{Instant, Sleep};
 
 use super::direct::DirectClient;
+use super::headers;
 use super::target::StripeTarget;
 use crate::error::GatewayError;
 
@@ -144,7 +145,8 @@ impl Upstream {
     }
 
     /// Sends the request and returns Stripe's response, whose body keeps streaming under the
-    /// same deadline. The body is not boxed here: the data plane wraps it once more (to hold
+    /// same deadline. Either way the response carries only end-to-end headers: the direct
+    /// client never stores hop-by-hop ones, and hyper's are stripped here. The body is not boxed here: the data plane wraps it once more (to hold
     /// its upstream slot) and boxes the result once.
     pub async fn send(
         &self,
@@ -175,11 +177,12 @@ impl Upstream {
             }
             Either::Left(streamed) => {
                 let request = Request::from_parts(parts, Either::Left(streamed));
-                let response = tokio::select! {
+                let mut response = tokio::select! {
                     biased;
                     response = self.hyper_send(request) => response?,
                     () = &mut sleep => return Err(self.timeout()),
                 };
+                headers::strip_hop_by_hop(response.headers_mut());
                 Ok(response.map(|incoming| DeadlineBody {
                     inner: Either::Right(incoming),
                     sleep,

@@ -25,8 +25,8 @@ static FORWARDED_REQUEST_HEADERS: [HeaderName; 11] = [
 ];
 
 /// Hop-by-hop header names (RFC 9110 §7.6.1, plus the de-facto `keep-alive` and
-/// `proxy-connection`), as text for heads read as bytes.
-const HOP_BY_HOP_NAMES: [&str; 8] = [
+/// `proxy-connection`, and `upgrade`, which a proxy that does not upgrade never passes on).
+const HOP_BY_HOP: [&str; 9] = [
     "connection",
     "keep-alive",
     "proxy-authenticate",
@@ -35,18 +35,7 @@ const HOP_BY_HOP_NAMES: [&str; 8] = [
     "te",
     "trailer",
     "transfer-encoding",
-];
-
-/// The same names, for header maps.
-static HOP_BY_HOP: [HeaderName; 8] = [
-    HeaderName::from_static(HOP_BY_HOP_NAMES[0]),
-    HeaderName::from_static(HOP_BY_HOP_NAMES[1]),
-    HeaderName::from_static(HOP_BY_HOP_NAMES[2]),
-    HeaderName::from_static(HOP_BY_HOP_NAMES[3]),
-    HeaderName::from_static(HOP_BY_HOP_NAMES[4]),
-    HeaderName::from_static(HOP_BY_HOP_NAMES[5]),
-    HeaderName::from_static(HOP_BY_HOP_NAMES[6]),
-    HeaderName::from_static(HOP_BY_HOP_NAMES[7]),
+    "upgrade",
 ];
 
 /// The caller's `Idempotency-Key`, for the request log.
@@ -72,61 +61,49 @@ pub fn upstream_request_headers(incoming: &HeaderMap, authorization: &HeaderValu
     out
 }
 
-/// Removes hop-by-hop headers from Stripe's response, keeping everything else.
+/// Removes hop-by-hop headers from a response hyper parsed, keeping everything else. (The
+/// direct client never stores them; see `direct::wire`.)
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    // One pass over the names finds which hop-by-hop headers are there (Stripe's answers
-    // carry `Connection: keep-alive` and no other), so only those cost a removal, a hash
-    // lookup each, instead of every name on the list.
-    let mut present = [false; HOP_BY_HOP.len()];
-    let mut upgrade = false;
-    for name in headers.keys() {
-        match HOP_BY_HOP.iter().position(|hop| hop == name) {
-            Some(index) => present[index] = true,
-            None => upgrade |= name == header::UPGRADE,
-        }
-    }
-    if !present.contains(&true) && !upgrade {
-        return;
-    }
     let listed = named_in_connection(headers);
-    for (name, _) in HOP_BY_HOP.iter().zip(present).filter(|(_, there)| *there) {
+    // Collected first (nothing is allocated when none is there), removed after.
+    let hop_by_hop: Vec<HeaderName> = headers
+        .keys()
+        .filter(|name| is_hop_by_hop(name.as_str().as_bytes()) || listed.contains(name))
+        .cloned()
+        .collect();
+    for name in hop_by_hop {
         headers.remove(name);
-    }
-    for name in &listed {
-        headers.remove(name);
-    }
-    if upgrade {
-        headers.remove(header::UPGRADE);
     }
 }
 
-/// Whether a header is hop-by-hop by its name alone: one of the list above, or `Upgrade`
-/// (which a proxy that does not upgrade never passes on). For heads read as bytes, before
-/// any `HeaderMap` is built.
+/// Whether a header is hop-by-hop by its name alone, for heads read as bytes as well as for
+/// header maps.
 pub(crate) fn is_hop_by_hop(name: &[u8]) -> bool {
-    name.eq_ignore_ascii_case(b"upgrade")
-        || HOP_BY_HOP_NAMES
-            .iter()
-            .any(|hop| name.eq_ignore_ascii_case(hop.as_bytes()))
+    HOP_BY_HOP
+        .iter()
+        .any(|hop| name.eq_ignore_ascii_case(hop.as_bytes()))
 }
 
-/// The header names a `Connection` header lists, other than those already hop-by-hop
-/// (`keep-alive`, `close`'s connection option, ...): empty, without allocating, for the
-/// `Connection: keep-alive` or `close` that clients and Stripe send.
+/// The names one `Connection` value lists for removal beyond the fixed hop-by-hop ones
+/// (`close` is a connection option, not a header name).
+pub(crate) fn listed_in_connection(value: &[u8]) -> impl Iterator<Item = &[u8]> {
+    value
+        .split(|&b| b == b',')
+        .map(<[u8]>::trim_ascii)
+        .filter(|token| {
+            !token.is_empty() && !token.eq_ignore_ascii_case(b"close") && !is_hop_by_hop(token)
+        })
+}
+
+/// The header names the `Connection` headers of a map list (see [`listed_in_connection`]):
+/// empty, without allocating, for the `Connection: keep-alive` or `close` that clients and
+/// Stripe send.
 fn named_in_connection(headers: &HeaderMap) -> Vec<HeaderName> {
     headers
         .get_all(header::CONNECTION)
         .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .map(str::trim)
-        .filter(|token| {
-            !token.eq_ignore_ascii_case("close")
-                && !HOP_BY_HOP
-                    .iter()
-                    .any(|hop| token.eq_ignore_ascii_case(hop.as_str()))
-        })
-        .filter_map(|name| HeaderName::from_bytes(name.as_bytes()).ok())
+        .flat_map(|value| listed_in_connection(value.as_bytes()))
+        .filter_map(|name| HeaderName::from_bytes(name).ok())
         .collect()
 }
 

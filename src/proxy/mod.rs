@@ -391,7 +391,6 @@ impl Proxy {
             Ok(response) => {
                 let mut response = response
                     .map(|body| axum::body::Body::new(in_flight::SlotBody::new(body, slot)));
-                headers::strip_hop_by_hop(response.headers_mut());
                 if response.status().is_client_error() || response.status().is_server_error() {
                     response = mask_key(response, connection);
                 }
@@ -588,7 +587,7 @@ fn new_request_id() -> String {
         let shift = 124 - 4 * index;
         *digit = HEX[((value >> shift) & 0xf) as usize];
     }
-    String::from_utf8(id.to_vec()).unwrap_or_default()
+    id.iter().copied().map(char::from).collect()
 }
 
 #[cfg(test)]

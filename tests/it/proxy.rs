@@ -156,6 +156,22 @@ each_backend! {
         assert!(!headers.contains_key("agentgate-error"), "a Stripe error is not a gateway error");
         assert!(headers["agentgate-request-id"].to_str().unwrap().starts_with("agr_"));
         assert_eq!(response.text().await.unwrap(), r#"{"error":{"type":"card_error","code":"card_declined"}}"#);
+        // A chunked body is streamed to Stripe through hyper's client rather than the direct
+        // one: the same headers come back and the hop-by-hop one does not.
+        let chunks: Vec<Result<&'static str, std::io::Error>> = vec![Ok("amount=100"), Ok("&currency=usd")];
+        let streamed = app
+            .client
+            .post(app.url("/v1/connections/stripe/payment_intents"))
+            .bearer_auth(&app.key)
+            .header("Content-Type", "application/x-www-form-urlencoded")
+            .header("Agentgate-Validation", "off")
+            .body(reqwest::Body::wrap_stream(futures_util::stream::iter(chunks)))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(streamed.status(), 402);
+        assert_eq!(streamed.headers()["request-id"], "req_card");
+        assert!(!streamed.headers().contains_key("keep-alive"));
         app.stop().await;
     }
 

@@ -79,13 +79,13 @@ impl<'a> Facts<'a> {
             } else if name.eq_ignore_ascii_case(b"content-length") {
                 facts.content_length = content_length(facts.content_length, line.value);
             } else if name.eq_ignore_ascii_case(b"connection") {
-                for token in line.value.split(|&b| b == b',').map(<[u8]>::trim_ascii) {
-                    if token.eq_ignore_ascii_case(b"close") {
-                        facts.close = true;
-                    } else if !token.is_empty() && !headers::is_hop_by_hop(token) {
-                        facts.listed.push(token);
-                    }
-                }
+                facts.close |= line
+                    .value
+                    .split(|&b| b == b',')
+                    .any(|token| token.trim_ascii().eq_ignore_ascii_case(b"close"));
+                facts
+                    .listed
+                    .extend(headers::listed_in_connection(line.value));
             }
         }
         facts
