@@ -14,11 +14,10 @@
 //! Why: on a busy gateway most CPU per request went to the HTTP machinery, not to
 //! agentgate's checks; see `docs/performance.md`.
 
-use std::io;
+use std::io::{self, Write as _};
 use std::mem::MaybeUninit;
 use std::time::{Duration, SystemTime};
 
-use axum::response::Response;
 use bytes::{Bytes, BytesMut};
 use futures_util::FutureExt;
 use http::{header, HeaderMap, HeaderName, HeaderValue, Method, Request, StatusCode, Uri};
@@ -30,7 +29,8 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use super::listener::stopped;
-use crate::proxy::{ClientAddr, Entry};
+use crate::proxy::raw_headers::RawHeaders;
+use crate::proxy::{Answer, ClientAddr, Entry};
 
 /// Longest request head the lane reads before leaving the connection to hyper, which
 /// answers 431 to heads over its own limit.
@@ -54,7 +54,7 @@ pub enum Outcome {
 pub struct Lane<'a> {
     /// What the listener serves.
     pub entry: &'a Entry,
-    /// The client's address, put into each request's extensions.
+    /// The client's address, handed to the data plane with each request.
     pub peer: Option<ClientAddr>,
     /// How long a client may take to send a request head, idle time included.
     pub header_timeout: Duration,
@@ -111,17 +111,13 @@ impl Lane<'_> {
                 }
             };
             let body = buffer.split_to(head.body_len).freeze();
-            let (mut parts, ()) = head.request.into_parts();
-            if let Some(peer) = self.peer {
-                parts.extensions.insert(peer);
-            }
-            let request = Request::from_parts(parts, body);
-            let response = match super::screen::refuse(&request, false) {
-                Some(refusal) => refusal,
-                None => self.entry.serve_whole(request).await,
+            let request = head.request.map(|()| body);
+            let answer = match super::screen::refuse(&request, false) {
+                Some(refusal) => Answer::from(refusal),
+                None => self.entry.serve_whole(request, self.peer).await,
             };
             let close = head.close || *stop.borrow();
-            match write_response(&mut stream, &mut out, response, close).await {
+            match write_response(&mut stream, &mut out, answer, close).await {
                 Ok(true) => {}
                 Ok(false) => {
                     let _ = stream.shutdown().await;
@@ -275,17 +271,22 @@ fn connection_closes(value: &[u8]) -> Option<bool> {
     Some(closes)
 }
 
-/// Writes `response`; whether the connection stays open for another request. A body that
-/// fails part-way returns an error, so the caller drops the connection and the client
-/// sees a cut response, never a complete-looking one.
+/// Writes `answer`, Stripe's header lines copied out as they are; whether the connection
+/// stays open for another request. A body that fails part-way returns an error, so the
+/// caller drops the connection and the client sees a cut response, never a
+/// complete-looking one.
 async fn write_response(
     stream: &mut TcpStream,
     out: &mut Vec<u8>,
-    response: Response,
+    answer: Answer,
     close: bool,
 ) -> io::Result<bool> {
+    let Answer {
+        response,
+        stripe_headers,
+    } = answer;
     let (parts, mut body) = response.into_parts();
-    let close = close || connection_closes(connection_value(&parts.headers)) != Some(false);
+    let close = close || response_closes(&parts.headers);
     let bodiless = parts.status.is_informational()
         || parts.status == StatusCode::NO_CONTENT
         || parts.status == StatusCode::NOT_MODIFIED;
@@ -297,10 +298,13 @@ async fn write_response(
             .or_else(|| declared_length(&parts.headers)),
     };
     out.clear();
-    write_head(out, parts.status, &parts.headers, close);
+    write_head(out, parts.status, &parts.headers, &stripe_headers, close);
     if !bodiless {
         match length {
-            Some(length) => write_header(out, b"content-length", length.to_string().as_bytes()),
+            Some(length) => {
+                // Formatted straight into the buffer: writing into a Vec cannot fail.
+                let _ = write!(out, "content-length: {length}\r\n");
+            }
             None => write_header(out, b"transfer-encoding", b"chunked"),
         }
     }
@@ -338,7 +342,7 @@ async fn write_response(
             .checked_sub(data.len() as u64)
             .ok_or_else(|| io::Error::other("the body is longer than its length"))?;
         if chunked {
-            out.extend_from_slice(format!("{:x}\r\n", data.len()).as_bytes());
+            let _ = write!(out, "{:x}\r\n", data.len());
         }
         if data.len() <= COALESCE {
             out.extend_from_slice(&data);
@@ -369,13 +373,21 @@ async fn write_response(
     Ok(!close)
 }
 
-/// The status line and the response's own headers; framing headers are the writer's.
-fn write_head(out: &mut Vec<u8>, status: StatusCode, headers: &HeaderMap, close: bool) {
+/// The status line, Stripe's lines and the response's own headers; framing headers are
+/// the writer's.
+fn write_head(
+    out: &mut Vec<u8>,
+    status: StatusCode,
+    headers: &HeaderMap,
+    stripe_headers: &RawHeaders,
+    close: bool,
+) {
     out.extend_from_slice(b"HTTP/1.1 ");
     out.extend_from_slice(status.as_str().as_bytes());
     out.push(b' ');
     out.extend_from_slice(status.canonical_reason().unwrap_or("").as_bytes());
     out.extend_from_slice(b"\r\n");
+    out.extend_from_slice(stripe_headers.lines());
     for (name, value) in headers {
         if name == header::CONNECTION
             || name == header::TRANSFER_ENCODING
@@ -385,7 +397,7 @@ fn write_head(out: &mut Vec<u8>, status: StatusCode, headers: &HeaderMap, close:
         }
         write_header(out, name.as_str().as_bytes(), value.as_bytes());
     }
-    if !headers.contains_key(header::DATE) {
+    if !headers.contains_key(header::DATE) && !stripe_headers.has_date() {
         with_http_date(|date| write_header(out, b"date", date.as_bytes()));
     }
     if close {
@@ -400,10 +412,12 @@ fn write_header(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
     out.extend_from_slice(b"\r\n");
 }
 
-fn connection_value(headers: &HeaderMap) -> &[u8] {
+/// Whether the response's own `Connection` header (agentgate's answers set none; a
+/// refusal may say `close`) ends the connection; anything but `keep-alive` does.
+fn response_closes(headers: &HeaderMap) -> bool {
     headers
         .get(header::CONNECTION)
-        .map_or(b"keep-alive".as_slice(), HeaderValue::as_bytes)
+        .is_some_and(|value| connection_closes(value.as_bytes()) != Some(false))
 }
 
 fn declared_length(headers: &HeaderMap) -> Option<u64> {

@@ -11,8 +11,8 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::uri::{Authority, Scheme};
-use http::{Request, Response, Uri};
+use http::uri::{Authority, PathAndQuery, Scheme};
+use http::{HeaderMap, HeaderValue, Method, Request, Response, Uri};
 use http_body::{Body as HttpBody, Frame, SizeHint};
 use http_body_util::{Either, Full, LengthLimitError, Limited};
 use hyper_rustls::HttpsConnector;
@@ -21,8 +21,9 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use tokio::time::{Instant, Sleep};
 
-use super::direct::DirectClient;
+use super::direct::{DirectBody, DirectClient, HeaderSource};
 use super::headers;
+use super::raw_headers::RawHeaders;
 use super::target::StripeTarget;
 use crate::error::GatewayError;
 
@@ -92,6 +93,47 @@ pub struct Upstream {
     config: UpstreamConfig,
 }
 
+/// The head of a data-plane request for Stripe: what the caller sent and what agentgate
+/// adds. Its headers go through the allow-list of [`headers::forwarded_request_headers`]
+/// as the request is written.
+pub struct Outgoing<'a> {
+    /// The caller's method.
+    pub method: Method,
+    /// Stripe's path and query.
+    pub target: PathAndQuery,
+    /// The caller's headers, before the allow-list.
+    pub caller_headers: &'a HeaderMap,
+    /// The connection's credential, injected.
+    pub authorization: &'a HeaderValue,
+    /// An `Idempotency-Key` agentgate derived, sent instead of the caller's.
+    pub idempotency_key: Option<HeaderValue>,
+}
+
+impl Outgoing<'_> {
+    /// The headers as Stripe receives them, as a map (for hyper and for dry runs).
+    pub fn headers(&self) -> HeaderMap {
+        let mut headers =
+            headers::upstream_request_headers(self.caller_headers, self.authorization);
+        if let Some(key) = &self.idempotency_key {
+            headers.insert(headers::IDEMPOTENCY_KEY.clone(), key.clone());
+        }
+        headers
+    }
+}
+
+/// What one exchange with Stripe sends, and through which client.
+enum Exchange<'a> {
+    /// A whole body, through the direct client.
+    Direct {
+        method: &'a Method,
+        target: &'a str,
+        headers: HeaderSource<'a>,
+        body: Full<Bytes>,
+    },
+    /// A streamed body, through hyper's pool.
+    Hyper(Request<UpstreamBody>),
+}
+
 /// How a forward failed, for metrics.
 #[derive(Debug)]
 pub struct UpstreamFailure {
@@ -136,57 +178,137 @@ impl Upstream {
 
     /// The absolute URI of a target at Stripe.
     pub fn uri(&self, target: &StripeTarget) -> Uri {
+        self.uri_of(target.path_and_query())
+    }
+
+    fn uri_of(&self, path_and_query: &PathAndQuery) -> Uri {
         Uri::builder()
             .scheme(self.config.base.scheme.clone())
             .authority(self.config.base.authority.clone())
-            .path_and_query(target.path_and_query().clone())
+            .path_and_query(path_and_query.clone())
             .build()
             .expect("scheme, authority and a checked path form a valid URI")
     }
 
     /// Sends the request and returns Stripe's response, whose body keeps streaming under the
-    /// same deadline. Either way the response carries only end-to-end headers: the direct
-    /// client never stores hop-by-hop ones, and hyper's are stripped here. The body is not boxed here: the data plane wraps it once more (to hold
-    /// its upstream slot) and boxes the result once.
+    /// same deadline, and Stripe's headers. Either way only end-to-end headers come back:
+    /// the direct client never keeps hop-by-hop ones and hands its headers back as the
+    /// lines Stripe sent (the map stays empty), while hyper's response keeps them in its
+    /// map, stripped here (the lines are then empty). The body is not boxed here: the data
+    /// plane wraps it once more (to hold its upstream slot) and boxes the result once.
     pub async fn send(
         &self,
         request: Request<UpstreamBody>,
     ) -> Result<
-        Response<impl HttpBody<Data = Bytes, Error = BoxError> + Send + 'static>,
+        (
+            Response<impl HttpBody<Data = Bytes, Error = BoxError> + Send + 'static>,
+            RawHeaders,
+        ),
         UpstreamFailure,
     > {
-        // One timer for the whole exchange: it bounds the wait for the response headers,
-        // then travels with the body.
-        let mut sleep = Box::pin(tokio::time::sleep_until(
-            Instant::now() + self.config.timeout,
-        ));
         let (parts, body) = request.into_parts();
-        // Each exchange is made inside its `select!`, not handed to a helper: a future
-        // passed by value is stored twice in the caller's, and these are kilobytes.
         match body {
             Either::Right(whole) => {
-                let response = tokio::select! {
-                    biased;
-                    response = self.direct.send(Request::from_parts(parts, whole)) => response?,
-                    () = &mut sleep => return Err(self.timeout()),
+                let direct = Exchange::Direct {
+                    method: &parts.method,
+                    target: parts.uri.path_and_query().map_or("/", |p| p.as_str()),
+                    headers: HeaderSource::Map(&parts.headers),
+                    body: whole,
                 };
-                Ok(response.map(|direct| DeadlineBody {
-                    inner: Either::Left(direct),
-                    sleep,
-                }))
+                self.exchange(direct).await
             }
             Either::Left(streamed) => {
                 let request = Request::from_parts(parts, Either::Left(streamed));
+                self.exchange(Exchange::Hyper(request)).await
+            }
+        }
+    }
+
+    /// Like [`Self::send`], for a data-plane request: the caller's headers pass the
+    /// allow-list as the request is written, so a whole body's request (the common case)
+    /// builds no second header map and no absolute URI.
+    pub async fn forward(
+        &self,
+        outgoing: &Outgoing<'_>,
+        body: UpstreamBody,
+    ) -> Result<
+        (
+            Response<impl HttpBody<Data = Bytes, Error = BoxError> + Send + 'static>,
+            RawHeaders,
+        ),
+        UpstreamFailure,
+    > {
+        match body {
+            Either::Right(whole) => {
+                let direct = Exchange::Direct {
+                    method: &outgoing.method,
+                    target: outgoing.target.as_str(),
+                    headers: HeaderSource::Caller {
+                        headers: outgoing.caller_headers,
+                        authorization: outgoing.authorization,
+                        idempotency_key: outgoing.idempotency_key.as_ref(),
+                    },
+                    body: whole,
+                };
+                self.exchange(direct).await
+            }
+            Either::Left(streamed) => {
+                let mut request = Request::new(Either::Left(streamed));
+                *request.method_mut() = outgoing.method.clone();
+                *request.uri_mut() = self.uri_of(&outgoing.target);
+                *request.headers_mut() = outgoing.headers();
+                self.exchange(Exchange::Hyper(request)).await
+            }
+        }
+    }
+
+    /// One exchange under one timer for all of it: the timer bounds the wait for the
+    /// response head, then travels with the body.
+    async fn exchange(
+        &self,
+        exchange: Exchange<'_>,
+    ) -> Result<
+        (
+            Response<DeadlineBody<Either<DirectBody, hyper::body::Incoming>>>,
+            RawHeaders,
+        ),
+        UpstreamFailure,
+    > {
+        let mut sleep = Box::pin(tokio::time::sleep_until(
+            Instant::now() + self.config.timeout,
+        ));
+        // Each exchange is made inside its `select!`, not handed to a helper: a future
+        // passed by value is stored twice in the caller's, and these are kilobytes.
+        match exchange {
+            Exchange::Direct {
+                method,
+                target,
+                headers,
+                body,
+            } => {
+                let (response, lines) = tokio::select! {
+                    biased;
+                    response = self.direct.exchange(method, target, &headers, body) => response?,
+                    () = &mut sleep => return Err(self.timeout()),
+                };
+                let response = response.map(|direct| DeadlineBody {
+                    inner: Either::Left(direct),
+                    sleep,
+                });
+                Ok((response, lines))
+            }
+            Exchange::Hyper(request) => {
                 let mut response = tokio::select! {
                     biased;
                     response = self.hyper_send(request) => response?,
                     () = &mut sleep => return Err(self.timeout()),
                 };
                 headers::strip_hop_by_hop(response.headers_mut());
-                Ok(response.map(|incoming| DeadlineBody {
+                let response = response.map(|incoming| DeadlineBody {
                     inner: Either::Right(incoming),
                     sleep,
-                }))
+                });
+                Ok((response, RawHeaders::default()))
             }
         }
     }

@@ -21,7 +21,7 @@ use std::time::Duration;
 
 use bytes::{Buf, Bytes};
 use http::uri::{Authority, Scheme};
-use http::{Request, Response, Version};
+use http::{Method, Response, Version};
 use http_body_util::{BodyExt, Full};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
@@ -29,10 +29,12 @@ use tokio_rustls::rustls::pki_types::ServerName;
 use tokio_rustls::TlsConnector;
 
 use super::client::UpstreamFailure;
+use super::raw_headers::RawHeaders;
 use crate::error::GatewayError;
 pub(super) use body::DirectBody;
 use conn::{Conn, Pool, Stream, MAX_HEAD};
 use wire::Head;
+pub(super) use wire::HeaderSource;
 
 /// The worker's direct client to one Stripe base, with its idle connections.
 pub(super) struct DirectClient {
@@ -89,31 +91,27 @@ impl DirectClient {
         }
     }
 
-    /// Sends the request and returns the response once its head has arrived; the body
-    /// streams from the connection. The caller bounds the whole exchange with its deadline.
-    pub(super) async fn send(
+    /// Sends a request and returns the response once its head has arrived, its headers as
+    /// the lines Stripe sent (the response's own map is empty); the body streams from the
+    /// connection. `target` is the path and query, `headers` where the head's header lines
+    /// come from. The caller bounds the whole exchange with its deadline.
+    pub(super) async fn exchange(
         &self,
-        request: Request<Full<Bytes>>,
-    ) -> Result<Response<DirectBody>, UpstreamFailure> {
-        let (parts, body) = request.into_parts();
+        method: &Method,
+        target: &str,
+        headers: &HeaderSource<'_>,
+        body: Full<Bytes>,
+    ) -> Result<(Response<DirectBody>, RawHeaders), UpstreamFailure> {
         let body = whole(body).await;
-        let target = parts.uri.path_and_query().map_or("/", |p| p.as_str());
-        let head = wire::encode_head(
-            &parts.method,
-            target,
-            &self.host_header,
-            &parts.headers,
-            body.len(),
-        );
+        let head = wire::encode_head(method, target, &self.host_header, headers, body.len());
         let mut conn = self.deliver(&head, &body).await?;
         let answer = read_head(&mut conn).await.map_err(reset)?;
-        let framing = wire::framing(&parts.method, &answer).map_err(reset)?;
-        let reuse = wire::reusable(&parts.headers, &answer).then(|| self.pool.clone());
+        let framing = wire::framing(method, &answer).map_err(reset)?;
+        let reuse = wire::reusable(headers, &answer).then(|| self.pool.clone());
         let mut response = Response::new(DirectBody::new(conn, framing, reuse));
         *response.status_mut() = answer.status;
         *response.version_mut() = Version::HTTP_11;
-        *response.headers_mut() = answer.headers;
-        Ok(response)
+        Ok((response, answer.headers))
     }
 
     /// Writes the request on an idle connection, or a new one. A pooled connection that
@@ -191,7 +189,12 @@ async fn write_request(stream: &mut Stream, head: &[u8], body: &[u8]) -> Result<
 /// Reads the final response head, skipping interim (1xx) ones.
 async fn read_head(conn: &mut Conn) -> io::Result<Head> {
     loop {
-        let Some((len, head)) = wire::parse_head(conn.buf.filled())? else {
+        let filled = conn.buf.filled();
+        let parsed = match filled.is_empty() {
+            true => None,
+            false => wire::parse_head(filled)?,
+        };
+        let Some((len, head)) = parsed else {
             if conn.buf.filled().len() >= MAX_HEAD {
                 return Err(wire::invalid("response head exceeds 64 KiB"));
             }

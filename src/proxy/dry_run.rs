@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
-use http::{header, HeaderMap, HeaderValue, Request, Uri};
+use http::{header, HeaderMap, HeaderValue, Uri};
 use serde::Serialize;
 
 use super::checks::DRY_RUN_HEADER;
@@ -39,11 +39,13 @@ pub struct DryRunRequest {
 }
 
 impl<'a> DryRun<'a> {
-    /// The report for `request`, as it would have been sent; `masked_key` stands in for
+    /// The report for the request that would have been sent; `masked_key` stands in for
     /// the injected key.
-    pub fn describe<B>(
+    pub fn describe(
         matched: Option<&'a Matched<'_, '_>>,
-        request: &Request<B>,
+        method: &http::Method,
+        uri: &Uri,
+        headers: &HeaderMap,
         masked_key: &str,
         body: &Bytes,
     ) -> Self {
@@ -51,13 +53,7 @@ impl<'a> DryRun<'a> {
             object: "dry_run",
             operation: matched.map(|m| m.operation.id.as_str()),
             validated: matched.is_some(),
-            request: DryRunRequest::new(
-                request.method(),
-                request.uri(),
-                request.headers(),
-                masked_key,
-                body,
-            ),
+            request: DryRunRequest::new(method, uri, headers, masked_key, body),
         }
     }
 }

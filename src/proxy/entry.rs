@@ -13,7 +13,7 @@ use hyper::body::Incoming;
 use tower::ServiceExt;
 
 use super::inbound::Inbound;
-use super::{target, ClientAddr, Mount, Proxy, Via, CONNECTIONS_PREFIX};
+use super::{client_ip, target, Answer, ClientAddr, Mount, Proxy, Via, CONNECTIONS_PREFIX};
 use crate::error::{FailedAuthentication, GatewayError};
 
 /// What a listener serves: the data plane, and for the main listener every other route
@@ -71,11 +71,13 @@ impl Entry {
     }
 
     /// Answers a data-plane request (see [`Self::is_data_plane`]) whose body the server
-    /// has already read whole, with the same failure counting as [`Self::serve`].
-    pub async fn serve_whole(&self, request: Request<Bytes>) -> Response {
-        let address = client_ip(&request);
+    /// has already read whole, from `peer`, with the same failure counting as
+    /// [`Self::serve`]. Stripe's headers may come back as the lines it sent, beside the
+    /// response (see [`Answer`]).
+    pub async fn serve_whole(&self, request: Request<Bytes>, peer: Option<ClientAddr>) -> Answer {
+        let address = peer.map(|peer| peer.0.ip());
         if let Some(refusal) = self.refusal(address) {
-            return refusal;
+            return Answer::from(refusal);
         }
         let (parts, body) = request.into_parts();
         let mount = match &self.kind {
@@ -84,12 +86,12 @@ impl Entry {
         };
         // Awaited where it is made: the data plane's future is several kilobytes, and
         // handing it to a helper by value would copy it on every request.
-        let response = self
+        let answer = self
             .proxy
-            .respond(parts, Inbound::Whole(body), mount, Via::Http)
+            .respond(parts, Inbound::Whole(body), mount, Via::Http, address)
             .await;
-        self.count_failure(address, &response);
-        response
+        self.count_failure(address, &answer.response);
+        answer
     }
 
     /// The answer for an address that failed authentication too often, if it is blocked.
@@ -124,14 +126,6 @@ impl Entry {
             }
         }
     }
-}
-
-/// The address a request came from, when the server recorded it.
-fn client_ip<B>(request: &Request<B>) -> Option<IpAddr> {
-    request
-        .extensions()
-        .get::<ClientAddr>()
-        .map(|addr| addr.0.ip())
 }
 
 /// The 404 for anything no route matches, in Stripe's shape.

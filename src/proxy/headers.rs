@@ -44,21 +44,30 @@ pub static IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-ke
 pub static STRIPE_ACCOUNT: HeaderName = HeaderName::from_static("stripe-account");
 /// Stripe's id of the request, for the request log.
 pub static STRIPE_REQUEST_ID: HeaderName = HeaderName::from_static("request-id");
+/// Stripe's mark on an answer replayed from its idempotency cache.
+pub static IDEMPOTENT_REPLAYED: HeaderName = HeaderName::from_static("idempotent-replayed");
 
 /// The headers to send to Stripe: the allow-listed ones the caller sent, then the
 /// injected credential.
 pub fn upstream_request_headers(incoming: &HeaderMap, authorization: &HeaderValue) -> HeaderMap {
-    let listed = named_in_connection(incoming);
     let mut out = HeaderMap::with_capacity(FORWARDED_REQUEST_HEADERS.len() + 1);
-    // One pass over what the caller sent (a handful of headers) rather than a lookup per
-    // allow-listed name.
-    for (name, value) in incoming {
-        if FORWARDED_REQUEST_HEADERS.contains(name) && !listed.contains(name) {
-            out.append(name.clone(), value.clone());
-        }
+    for (name, value) in forwarded_request_headers(incoming) {
+        out.append(name.clone(), value.clone());
     }
     out.insert(header::AUTHORIZATION, authorization.clone());
     out
+}
+
+/// The caller's headers that go to Stripe as sent, in the caller's order: the allow-listed
+/// ones, except any the caller's `Connection` header names. One pass over what the caller
+/// sent (a handful of headers) rather than a lookup per allow-listed name.
+pub fn forwarded_request_headers(
+    incoming: &HeaderMap,
+) -> impl Iterator<Item = (&HeaderName, &HeaderValue)> {
+    let listed = named_in_connection(incoming);
+    incoming
+        .iter()
+        .filter(move |(name, _)| FORWARDED_REQUEST_HEADERS.contains(name) && !listed.contains(name))
 }
 
 /// Removes hop-by-hop headers from a response hyper parsed, keeping everything else. (The

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use http::Request;
 use hyper::body::Incoming;
@@ -57,8 +57,10 @@ impl Proxy {
     /// HTTP at `/v1/connections/{connection}/...`: authentication from its headers, scopes,
     /// validation, guardrails, idempotency, rate limits, forwarding and the request log.
     pub async fn call(&self, request: Request<Bytes>, via: Via) -> Response {
+        let client = super::client_ip(&request);
         let (parts, body) = request.into_parts();
-        self.respond(parts, Inbound::Whole(body), Mount::Prefixed, via)
+        self.respond(parts, Inbound::Whole(body), Mount::Prefixed, via, client)
             .await
+            .into_response()
     }
 }

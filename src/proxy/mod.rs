@@ -20,8 +20,10 @@ pub mod headers;
 pub mod in_flight;
 mod inbound;
 mod mask;
+pub mod raw_headers;
 pub mod target;
 
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -47,11 +49,12 @@ use crate::store::RequestLogEntry;
 use crate::validation;
 use crate::webhooks::EventBus;
 use checks::Controls;
-use client::{Upstream, UpstreamBody};
+use client::{Outgoing, Upstream, UpstreamBody};
 use dry_run::DryRun;
 pub use entry::{unknown_route, Entry};
 use inbound::Inbound;
 pub use inbound::Via;
+use raw_headers::RawHeaders;
 use target::StripeTarget;
 
 /// Where the main listener's data plane starts.
@@ -173,6 +176,8 @@ struct Exchange<'a> {
     /// operators can match the entry with Stripe's dashboard.
     derived_idempotency_key: Option<String>,
     via: Via,
+    /// The address the request came from, for scopes that name addresses.
+    client: Option<IpAddr>,
 }
 
 impl Proxy {
@@ -185,12 +190,22 @@ impl Proxy {
     }
 
     async fn handle(&self, request: Request<Incoming>, mount: Mount<'_>) -> Response {
+        let client = client_ip(&request);
         let (parts, body) = request.into_parts();
-        self.respond(parts, Inbound::Stream(body), mount, Via::Http)
+        self.respond(parts, Inbound::Stream(body), mount, Via::Http, client)
             .await
+            .into_response()
     }
 
-    async fn respond(&self, parts: Parts, body: Inbound, mount: Mount<'_>, via: Via) -> Response {
+    /// Answers one data-plane request; `client` is the address it came from, when known.
+    async fn respond(
+        &self,
+        parts: Parts,
+        body: Inbound,
+        mount: Mount<'_>,
+        via: Via,
+        client: Option<IpAddr>,
+    ) -> Answer {
         let started = Instant::now();
         let mut exchange = Exchange {
             request_id: new_request_id(),
@@ -206,22 +221,24 @@ impl Proxy {
             reason: None,
             derived_idempotency_key: None,
             via,
+            client,
         };
-        let mut response = match self.run(&parts, body, mount, &mut exchange).await {
-            Ok(response) => response,
+        let mut answer = match self.run(&parts, body, mount, &mut exchange).await {
+            Ok(answer) => answer,
             Err(error) => {
                 exchange.outcome = error.blame().as_str();
                 exchange.reason = Some(error.reason());
-                error.into_response()
+                Answer::from(error.into_response())
             }
         };
         if let Ok(value) = HeaderValue::from_str(&exchange.request_id) {
-            response
+            answer
+                .response
                 .headers_mut()
                 .insert(headers::REQUEST_ID_HEADER.clone(), value);
         }
-        self.record(exchange, &parts, response.status(), started);
-        response
+        self.record(exchange, &parts, answer.response.status(), started);
+        answer
     }
 
     async fn run<'a>(
@@ -230,7 +247,7 @@ impl Proxy {
         body: Inbound,
         mount: Mount<'a>,
         exchange: &mut Exchange<'a>,
-    ) -> Result<Response, GatewayError> {
+    ) -> Result<Answer, GatewayError> {
         check_request_line(parts)?;
         let key = match self.shared.authenticate_identified(&parts.headers).await {
             Ok(key) => key,
@@ -254,7 +271,7 @@ impl Proxy {
         let listed = self.shared.catalog.find(&parts.method, target.path());
         let operation = listed.as_ref().map(|m| m.operation.id.as_str());
         exchange.operation = operation.map(str::to_owned);
-        authorize(&key, parts, &connection, listed.as_ref())?;
+        authorize(&key, parts, exchange.client, &connection, listed.as_ref())?;
         let mode = key.scopes.idempotency;
         idempotency::require(mode, &parts.method, &parts.headers).map_err(GatewayError::Invalid)?;
         self.shared.rate_limits.prime(&key, &connection).await;
@@ -274,8 +291,10 @@ impl Proxy {
                 Inbound::Stream(body) => Either::Left(Limited::new(body, self.body_limit())),
                 Inbound::Whole(bytes) => Either::Right(Full::new(bytes)),
             };
-            let request = self.upstream_request(parts, streamed, target, &connection);
-            return self.forward(request, &connection, exchange).await;
+            let outgoing = outgoing(parts, target, &connection);
+            return self
+                .forward(&outgoing, streamed, &connection, exchange)
+                .await;
         }
         let config = self.upstream.config();
         let bytes = body.read(config.max_body_bytes, config.timeout).await?;
@@ -296,12 +315,10 @@ impl Proxy {
             &bytes,
         );
         let read = Either::Right(Full::new(bytes.clone()));
-        let mut request = self.upstream_request(parts, read, target, &connection);
+        let mut outgoing = outgoing(parts, target, &connection);
         if let Some(value) = derived {
             exchange.derived_idempotency_key = value.to_str().ok().map(str::to_owned);
-            request
-                .headers_mut()
-                .insert(headers::IDEMPOTENCY_KEY.clone(), value);
+            outgoing.idempotency_key = Some(value);
         }
         let reservation = match (&params, guarded) {
             (Some(params), true) => self.reserve(&key, operation, params).await?,
@@ -315,13 +332,15 @@ impl Proxy {
             exchange.outcome = "dry_run";
             let report = DryRun::describe(
                 validated.as_ref(),
-                &request,
+                &parts.method,
+                &self.upstream.uri(target),
+                &outgoing.headers(),
                 &connection.secret_hint,
                 &bytes,
             );
-            return Ok(report.into_response());
+            return Ok(Answer::from(report.into_response()));
         }
-        let result = self.forward(request, &connection, exchange).await;
+        let result = self.forward(&outgoing, read, &connection, exchange).await;
         if let Some(reservation) = reservation {
             self.shared
                 .guardrails
@@ -361,45 +380,35 @@ impl Proxy {
         Ok(connection)
     }
 
-    fn upstream_request(
-        &self,
-        parts: &Parts,
-        body: UpstreamBody,
-        target: &StripeTarget,
-        connection: &ResolvedConnection,
-    ) -> Request<UpstreamBody> {
-        let mut request = Request::new(body);
-        *request.method_mut() = parts.method.clone();
-        *request.uri_mut() = self.upstream.uri(target);
-        *request.headers_mut() =
-            headers::upstream_request_headers(&parts.headers, &connection.authorization);
-        request
-    }
-
     async fn forward(
         &self,
-        request: Request<UpstreamBody>,
+        outgoing: &Outgoing<'_>,
+        body: UpstreamBody,
         connection: &ResolvedConnection,
         exchange: &mut Exchange<'_>,
-    ) -> Result<Response, GatewayError> {
+    ) -> Result<Answer, GatewayError> {
         let Some(slot) = self.shared.upstream_slots.try_take() else {
             return Err(GatewayError::UpstreamBusy {
                 retry_after: in_flight::RETRY_AFTER_SECONDS,
             });
         };
-        match self.upstream.send(request).await {
-            Ok(response) => {
-                let mut response = response
+        match self.upstream.forward(outgoing, body).await {
+            Ok((response, stripe_headers)) => {
+                let response = response
                     .map(|body| axum::body::Body::new(in_flight::SlotBody::new(body, slot)));
-                if response.status().is_client_error() || response.status().is_server_error() {
-                    response = mask_key(response, connection);
+                let mut answer = Answer {
+                    response,
+                    stripe_headers,
+                };
+                let status = answer.response.status();
+                if status.is_client_error() || status.is_server_error() {
+                    answer = mask_key(answer, connection);
                 }
-                exchange.stripe_request_id = response
-                    .headers()
-                    .get(&headers::STRIPE_REQUEST_ID)
-                    .and_then(|v| v.to_str().ok())
+                exchange.stripe_request_id = answer
+                    .stripe_request_id()
+                    .and_then(|v| std::str::from_utf8(v).ok())
                     .map(str::to_owned);
-                Ok(response)
+                Ok(answer)
             }
             Err(failure) => {
                 if failure.kind != "body" {
@@ -460,9 +469,57 @@ impl Proxy {
     }
 }
 
+/// A data-plane answer: the response, and Stripe's headers as the lines it sent when they
+/// are not in the response's map (see [`RawHeaders`]). Only the fast lane writes the lines
+/// out as they are; everything else takes [`Answer::into_response`].
+pub struct Answer {
+    /// The response, with agentgate's own headers (and hyper's responses' headers).
+    pub response: Response,
+    /// Stripe's headers from the direct client; empty for every other answer.
+    pub stripe_headers: RawHeaders,
+}
+
+impl Answer {
+    /// The value of one of Stripe's headers, wherever the answer keeps it.
+    fn stripe_header(&self, name: &http::HeaderName) -> Option<&[u8]> {
+        match self.response.headers().get(name) {
+            Some(value) => Some(value.as_bytes()),
+            None => self.stripe_headers.get(name),
+        }
+    }
+}
+
+impl Answer {
+    /// Stripe's `Request-Id`, wherever the answer keeps it.
+    fn stripe_request_id(&self) -> Option<&[u8]> {
+        match self.response.headers().get(&headers::STRIPE_REQUEST_ID) {
+            Some(value) => Some(value.as_bytes()),
+            None => self.stripe_headers.request_id(),
+        }
+    }
+}
+
+impl From<Response> for Answer {
+    fn from(response: Response) -> Self {
+        Self {
+            response,
+            stripe_headers: RawHeaders::default(),
+        }
+    }
+}
+
+impl IntoResponse for Answer {
+    /// The response with Stripe's lines added to its map.
+    fn into_response(self) -> Response {
+        let mut response = self.response;
+        self.stripe_headers.append_to(response.headers_mut());
+        response
+    }
+}
+
 /// Stripe's error body with the connection's key masked (see [`mask`]); the length
 /// header goes, since masking changes the length.
-fn mask_key(response: Response, connection: &ResolvedConnection) -> Response {
+fn mask_key(answer: Answer, connection: &ResolvedConnection) -> Answer {
     let secret = connection
         .authorization
         .as_bytes()
@@ -470,13 +527,37 @@ fn mask_key(response: Response, connection: &ResolvedConnection) -> Response {
         .filter(|secret| !secret.is_empty())
         .map(bytes::Bytes::copy_from_slice);
     let Some(secret) = secret else {
-        return response;
+        return answer;
     };
     let replacement = bytes::Bytes::copy_from_slice(connection.secret_hint.as_bytes());
+    let Answer {
+        response,
+        mut stripe_headers,
+    } = answer;
     let (mut parts, body) = response.into_parts();
     parts.headers.remove(header::CONTENT_LENGTH);
+    stripe_headers.forget_length();
     let body = axum::body::Body::new(mask::MaskedBody::new(body, secret, replacement));
-    Response::from_parts(parts, body)
+    Answer {
+        response: Response::from_parts(parts, body),
+        stripe_headers,
+    }
+}
+
+/// The request for Stripe: the caller's method, Stripe's path and query, the caller's
+/// headers (filtered as they are written) and the connection's credential.
+fn outgoing<'a>(
+    parts: &'a Parts,
+    target: &StripeTarget,
+    connection: &'a ResolvedConnection,
+) -> Outgoing<'a> {
+    Outgoing {
+        method: parts.method.clone(),
+        target: target.path_and_query().clone(),
+        caller_headers: &parts.headers,
+        authorization: &connection.authorization,
+        idempotency_key: None,
+    }
 }
 
 /// Refuses absolute-form and authority-form targets (RFC 9112 §3.2): the upstream is
@@ -497,21 +578,21 @@ fn check_request_line(parts: &Parts) -> Result<(), GatewayError> {
 /// Whether a guarded request's reservation is to be released: Stripe refused it (4xx), or
 /// answered from its idempotency cache (`Idempotent-Replayed: true`), so the amount was
 /// counted by the first request. Timeouts and 5xx stay counted: Stripe may have acted.
-fn not_counted(result: &Result<Response, GatewayError>) -> bool {
-    let Ok(response) = result else {
+fn not_counted(result: &Result<Answer, GatewayError>) -> bool {
+    let Ok(answer) = result else {
         return false;
     };
-    let replayed = response
-        .headers()
-        .get("idempotent-replayed")
-        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"true"));
-    response.status().is_client_error() || replayed
+    let replayed = answer
+        .stripe_header(&headers::IDEMPOTENT_REPLAYED)
+        .is_some_and(|v| v.eq_ignore_ascii_case(b"true"));
+    answer.response.status().is_client_error() || replayed
 }
 
 /// The scope check: the key's role and scopes against what the request would do.
 fn authorize(
     key: &AuthenticatedKey,
     parts: &Parts,
+    client_ip: Option<IpAddr>,
     connection: &ResolvedConnection,
     matched: Option<&Matched<'_, '_>>,
 ) -> Result<(), GatewayError> {
@@ -524,9 +605,18 @@ fn authorize(
             .headers
             .get(&headers::STRIPE_ACCOUNT)
             .and_then(|v| v.to_str().ok()),
-        client_ip: parts.extensions.get::<ClientAddr>().map(|addr| addr.0.ip()),
+        client_ip,
     };
     policy::authorize(key.role, &key.scopes, &facts).map_err(GatewayError::Forbidden)
+}
+
+/// The address a request came from, when the server put it into its extensions (hyper's
+/// connections and MCP calls; the fast lane passes it along itself).
+pub(crate) fn client_ip<B>(request: &Request<B>) -> Option<IpAddr> {
+    request
+        .extensions()
+        .get::<ClientAddr>()
+        .map(|addr| addr.0.ip())
 }
 
 /// The address of the client a request came from, put into the request's extensions by the

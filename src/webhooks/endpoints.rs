@@ -244,7 +244,8 @@ pub async fn register(
         )
         .body(Either::Right(Full::new(Bytes::from(form))))
         .map_err(|e| WebhookError::Stripe(e.to_string()))?;
-    let response = upstream
+    // Only the status and the body are read here.
+    let (response, _headers) = upstream
         .send(request)
         .await
         .map_err(|failure| WebhookError::Stripe(failure.error.to_string()))?;

@@ -94,7 +94,8 @@ pub async fn check_account(
         )
         .body(Either::Right(Full::new(Bytes::new())))
         .map_err(|e| AccountCheckError::Unavailable(e.to_string()))?;
-    let response = upstream
+    // Only the status and the body are read here.
+    let (response, _headers) = upstream
         .send(request)
         .await
         .map_err(|failure| AccountCheckError::Unavailable(failure.cause))?;

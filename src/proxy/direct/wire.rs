@@ -5,11 +5,11 @@
 use std::io;
 use std::mem::MaybeUninit;
 
-use bytes::Bytes;
-use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::header::{self, HeaderMap, HeaderValue};
 use http::{Method, StatusCode};
 
 use crate::proxy::headers;
+use crate::proxy::raw_headers::{RawHeaders, RawHeadersBuilder};
 
 /// The most response headers accepted, as hyper's default.
 const MAX_HEADERS: usize = 100;
@@ -34,8 +34,9 @@ pub(super) struct Head {
     pub(super) status: StatusCode,
     /// The end-to-end headers, as sent: hop-by-hop ones (RFC 9110 §7.6.1), those the
     /// `Connection` header names included, are read for framing here and never kept, so
-    /// the proxy has nothing to strip.
-    pub(super) headers: HeaderMap,
+    /// the proxy has nothing to strip. Nor is an `agentgate-request-id`: the data plane
+    /// sets its own.
+    pub(super) headers: RawHeaders,
     /// Whether the server answered with HTTP/1.0 (whose connections are not kept).
     pub(super) http10: bool,
     /// `Transfer-Encoding` was sent; `Some(true)` when `chunked` is its final coding.
@@ -97,13 +98,39 @@ impl<'a> Facts<'a> {
     }
 }
 
-/// The request head: request line, `host`, the given headers, then the body's length.
+/// Where a request head's header lines come from.
+pub(in crate::proxy) enum HeaderSource<'a> {
+    /// A request's own map, sent as it is but for `host` and the framing headers, which
+    /// the writer sets.
+    Map(&'a HeaderMap),
+    /// A caller's headers through the allow-list ([`headers::forwarded_request_headers`]),
+    /// then the credential agentgate injects and the `Idempotency-Key` it derived, which
+    /// replaces the caller's. Written straight from the caller's map: no second map.
+    Caller {
+        headers: &'a HeaderMap,
+        authorization: &'a HeaderValue,
+        idempotency_key: Option<&'a HeaderValue>,
+    },
+}
+
+impl HeaderSource<'_> {
+    /// Whether the request asks for its connection to be closed after the answer. The
+    /// caller's own `Connection` is about the caller's connection and never crosses.
+    fn closes(&self) -> bool {
+        match self {
+            HeaderSource::Map(headers) => says_close(headers),
+            HeaderSource::Caller { .. } => false,
+        }
+    }
+}
+
+/// The request head: request line, `host`, the headers, then the body's length.
 /// The caller's `host`, `content-length` and `transfer-encoding` are replaced, never passed.
 pub(super) fn encode_head(
     method: &Method,
     target: &str,
     host: &str,
-    headers: &HeaderMap,
+    headers: &HeaderSource<'_>,
     body_len: usize,
 ) -> Vec<u8> {
     let mut head = Vec::with_capacity(512);
@@ -117,14 +144,35 @@ pub(super) fn encode_head(
     ] {
         head.extend_from_slice(part.as_bytes());
     }
-    for (name, value) in headers {
-        if name == header::HOST
-            || name == header::CONTENT_LENGTH
-            || name == header::TRANSFER_ENCODING
-        {
-            continue;
+    match *headers {
+        HeaderSource::Map(map) => {
+            for (name, value) in map {
+                if name == header::HOST
+                    || name == header::CONTENT_LENGTH
+                    || name == header::TRANSFER_ENCODING
+                {
+                    continue;
+                }
+                push_header(&mut head, name.as_str(), value.as_bytes());
+            }
         }
-        push_header(&mut head, name.as_str(), value.as_bytes());
+        HeaderSource::Caller {
+            headers: caller,
+            authorization,
+            idempotency_key,
+        } => {
+            for (name, value) in headers::forwarded_request_headers(caller) {
+                let replaced = idempotency_key.is_some() && name == headers::IDEMPOTENCY_KEY;
+                if name == header::CONTENT_LENGTH || replaced {
+                    continue;
+                }
+                push_header(&mut head, name.as_str(), value.as_bytes());
+            }
+            push_header(&mut head, "authorization", authorization.as_bytes());
+            if let Some(key) = idempotency_key {
+                push_header(&mut head, "idempotency-key", key.as_bytes());
+            }
+        }
     }
     if body_len > 0 || payload_expected(method) {
         push_header(&mut head, "content-length", body_len.to_string().as_bytes());
@@ -167,41 +215,31 @@ pub(super) fn parse_head(bytes: &[u8]) -> io::Result<Option<(usize, Head)>> {
         .and_then(|code| StatusCode::from_u16(code).ok())
         .ok_or_else(|| invalid("bad status code"))?;
     let facts = Facts::read(response.headers);
-    // The head is copied out of the connection's buffer once, and each value shares that
-    // copy, instead of an allocation per value.
-    let shared = Bytes::copy_from_slice(&bytes[..len]);
-    let mut headers = HeaderMap::with_capacity(response.headers.len());
+    let mut kept = RawHeadersBuilder::with_capacity(len);
     for slot in response.headers.iter() {
-        if facts.hop_by_hop(slot.name.as_bytes()) {
-            continue;
+        let name = slot.name.as_bytes();
+        let own = name.eq_ignore_ascii_case(b"content-length")
+            || name.eq_ignore_ascii_case(headers::REQUEST_ID_HEADER.as_str().as_bytes());
+        if !own && !facts.hop_by_hop(name) {
+            kept.push(name, slot.value);
         }
-        let name = HeaderName::from_bytes(slot.name.as_bytes()).map_err(invalid)?;
-        let value = match range_in(&bytes[..len], slot.value) {
-            Some(range) => HeaderValue::from_maybe_shared(shared.slice(range)),
-            None => HeaderValue::from_bytes(slot.value),
-        };
-        headers.append(name, value.map_err(invalid)?);
     }
+    let content_length = match facts.content_length {
+        ContentLength::Valid(length) => Some(length),
+        ContentLength::Absent | ContentLength::Invalid => None,
+    };
     let http10 = response.version == Some(0);
     Ok(Some((
         len,
         Head {
             status,
-            headers,
+            headers: kept.finish(content_length),
             http10,
             transfer_encoding: facts.transfer_encoding,
             content_length: facts.content_length,
             close: facts.close,
         },
     )))
-}
-
-/// Where `part` lies in `whole`, when it is a slice of it (httparse's values are, but an
-/// empty one need not point into the buffer).
-fn range_in(whole: &[u8], part: &[u8]) -> Option<std::ops::Range<usize>> {
-    let from = (part.as_ptr() as usize).checked_sub(whole.as_ptr() as usize)?;
-    let to = from.checked_add(part.len())?;
-    (to <= whole.len()).then_some(from..to)
 }
 
 /// How the body of a response to `method` is delimited (RFC 9112 §6.3).
@@ -232,10 +270,10 @@ pub(super) fn framing(method: &Method, head: &Head) -> io::Result<Framing> {
 /// Whether the connection may carry another exchange after this response: HTTP/1.1, no
 /// `Connection: close` either way, and no `Transfer-Encoding` beside a `Content-Length`
 /// (RFC 9112 §6.3 asks to close after such a response).
-pub(super) fn reusable(request: &HeaderMap, head: &Head) -> bool {
+pub(super) fn reusable(request: &HeaderSource<'_>, head: &Head) -> bool {
     let both_lengths =
         head.transfer_encoding.is_some() && head.content_length != ContentLength::Absent;
-    !(head.http10 || both_lengths || head.close || says_close(request))
+    !(head.http10 || both_lengths || head.close || request.closes())
 }
 
 /// Whether `chunked` is the final coding of a `Transfer-Encoding` value.
@@ -295,12 +333,63 @@ mod tests {
     #[test]
     fn only_methods_with_a_payload_announce_an_empty_body() {
         let none = HeaderMap::new();
+        let none = HeaderSource::Map(&none);
         let get = encode_head(&Method::GET, "/v1/x", "h", &none, 0);
         assert_eq!(get, b"GET /v1/x HTTP/1.1\r\nhost: h\r\n\r\n");
         let post = encode_head(&Method::POST, "/v1/x", "h", &none, 0);
         assert_eq!(
             post,
             b"POST /v1/x HTTP/1.1\r\nhost: h\r\ncontent-length: 0\r\n\r\n"
+        );
+    }
+
+    #[test]
+    fn a_callers_headers_pass_the_allow_list_and_the_injected_ones_come_last() {
+        let mut caller = HeaderMap::new();
+        for (name, value) in [
+            ("host", "gateway"),
+            ("authorization", "Bearer agk_caller"),
+            ("content-type", "application/x-www-form-urlencoded"),
+            ("cookie", "a=b"),
+            ("connection", "stripe-version"),
+            ("stripe-version", "2026-07-29.dahlia"),
+            ("content-length", "99"),
+            ("idempotency-key", "caller-key"),
+            ("user-agent", "Stripe/v1 PythonBindings"),
+        ] {
+            caller.append(name, HeaderValue::from_static(value));
+        }
+        let authorization = HeaderValue::from_static("Bearer sk_test_x");
+        let source = |idempotency_key| HeaderSource::Caller {
+            headers: &caller,
+            authorization: &authorization,
+            idempotency_key,
+        };
+        let head = encode_head(&Method::POST, "/v1/customers", "h", &source(None), 3);
+        assert_eq!(
+            String::from_utf8(head).unwrap(),
+            "POST /v1/customers HTTP/1.1\r\nhost: h\r\n\
+             content-type: application/x-www-form-urlencoded\r\nidempotency-key: caller-key\r\n\
+             user-agent: Stripe/v1 PythonBindings\r\nauthorization: Bearer sk_test_x\r\n\
+             content-length: 3\r\n\r\n"
+        );
+        let derived = HeaderValue::from_static("agentgate-derived");
+        let head = encode_head(
+            &Method::POST,
+            "/v1/customers",
+            "h",
+            &source(Some(&derived)),
+            3,
+        );
+        let head = String::from_utf8(head).unwrap();
+        assert!(!head.contains("caller-key"), "{head}");
+        assert!(
+            head.ends_with("authorization: Bearer sk_test_x\r\nidempotency-key: agentgate-derived\r\ncontent-length: 3\r\n\r\n"),
+            "{head}"
+        );
+        assert!(
+            !source(None).closes(),
+            "the caller's Connection is not Stripe's"
         );
     }
 
@@ -312,7 +401,7 @@ mod tests {
         );
         assert_eq!(framing(&get, &chunked).unwrap(), Framing::Chunked);
         assert!(
-            !reusable(&HeaderMap::new(), &chunked),
+            !reusable(&HeaderSource::Map(&HeaderMap::new()), &chunked),
             "TE beside CL closes"
         );
         let same = head("HTTP/1.1 200 OK\r\ncontent-length: 5, 5\r\ncontent-length: 5\r\n\r\n");
@@ -325,11 +414,11 @@ mod tests {
         let not_modified = head("HTTP/1.1 304 Not Modified\r\ncontent-length: 5\r\n\r\n");
         assert_eq!(framing(&get, &not_modified).unwrap(), Framing::Empty);
         assert!(!reusable(
-            &HeaderMap::new(),
+            &HeaderSource::Map(&HeaderMap::new()),
             &head("HTTP/1.1 200 OK\r\nConnection: Close\r\n\r\n")
         ));
         assert!(!reusable(
-            &HeaderMap::new(),
+            &HeaderSource::Map(&HeaderMap::new()),
             &head("HTTP/1.0 200 OK\r\n\r\n")
         ));
     }
@@ -338,31 +427,20 @@ mod tests {
     fn header_values_come_back_as_sent_empty_ones_included() {
         let parsed = head(
             "HTTP/1.1 200 OK\r\nrequest-id: req_1\r\nx-empty:\r\nx-blank: \r\n\
-             stripe-version: 2026-07-29.dahlia\r\nrequest-id: req_2\r\n\r\nbody",
+             Stripe-Version: 2026-07-29.dahlia\r\nrequest-id: req_2\r\n\
+             Agentgate-Request-Id: agr_forged\r\n\r\nbody",
         );
-        let values = |name: &str| -> Vec<&[u8]> {
-            parsed
-                .headers
-                .get_all(name)
-                .iter()
-                .map(HeaderValue::as_bytes)
-                .collect()
-        };
-        assert_eq!(values("request-id"), [b"req_1".as_slice(), b"req_2"]);
-        assert_eq!(values("x-empty"), [b"".as_slice()]);
-        assert_eq!(values("x-blank"), [b"".as_slice()]);
-        assert_eq!(values("stripe-version"), [b"2026-07-29.dahlia".as_slice()]);
-        let whole = b"abcdef";
-        assert_eq!(range_in(whole, &whole[2..4]), Some(2..4));
+        let kept: Vec<_> = parsed.headers.iter().collect();
         assert_eq!(
-            range_in(&whole[..3], &whole[2..5]),
-            None,
-            "runs past the end"
-        );
-        assert_eq!(
-            range_in(&whole[3..], &whole[..2]),
-            None,
-            "lies before the start"
+            kept,
+            [
+                (b"request-id".as_slice(), b"req_1".as_slice()),
+                (b"x-empty", b""),
+                (b"x-blank", b""),
+                (b"Stripe-Version", b"2026-07-29.dahlia"),
+                (b"request-id", b"req_2"),
+            ],
+            "the data plane sets its own agentgate-request-id"
         );
     }
 
@@ -373,14 +451,21 @@ mod tests {
              Keep-Alive: timeout=5\r\nUpgrade: h2c\r\nTransfer-Encoding: chunked\r\n\
              Request-Id: req_1\r\nStripe-Should-Retry: false\r\n\r\n",
         );
-        let mut kept: Vec<&str> = parsed.headers.keys().map(HeaderName::as_str).collect();
-        kept.sort_unstable();
-        assert_eq!(kept, ["request-id", "stripe-should-retry"]);
+        let kept: Vec<_> = parsed.headers.iter().map(|(name, _)| name).collect();
+        assert_eq!(kept, [b"Request-Id".as_slice(), b"Stripe-Should-Retry"]);
         assert_eq!(framing(&Method::GET, &parsed).unwrap(), Framing::Chunked);
-        assert!(!reusable(&HeaderMap::new(), &parsed), "Connection: close");
+        assert!(
+            !reusable(&HeaderSource::Map(&HeaderMap::new()), &parsed),
+            "Connection: close"
+        );
         let plain = head("HTTP/1.1 200 OK\r\nConnection: keep-alive\r\ncontent-length: 2\r\n\r\n");
-        assert!(reusable(&HeaderMap::new(), &plain));
-        assert_eq!(plain.headers.len(), 1, "content-length is end-to-end");
+        assert!(reusable(&HeaderSource::Map(&HeaderMap::new()), &plain));
+        assert_eq!(plain.headers.iter().count(), 0);
+        assert_eq!(
+            plain.headers.content_length(),
+            Some(2),
+            "content-length is end-to-end, kept apart"
+        );
     }
 
     #[test]
@@ -391,5 +476,14 @@ mod tests {
         assert!(parse_head(b"HTTP/1.1 2000 OK\r\n\r\n").is_err());
         let many = format!("HTTP/1.1 200 OK\r\n{}\r\n", "x: y\r\n".repeat(101));
         assert!(parse_head(many.as_bytes()).is_err());
+        // What a `HeaderValue` or `HeaderName` refuses never reaches the kept lines.
+        for bad in [
+            "HTTP/1.1 200 OK\r\nx: a\x7fb\r\n\r\n",
+            "HTTP/1.1 200 OK\r\nx: a\x00b\r\n\r\n",
+            "HTTP/1.1 200 OK\r\nx y: a\r\n\r\n",
+            "HTTP/1.1 200 OK\r\nx\x01: a\r\n\r\n",
+        ] {
+            assert!(parse_head(bad.as_bytes()).is_err(), "{bad:?}");
+        }
     }
 }

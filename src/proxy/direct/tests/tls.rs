@@ -104,7 +104,7 @@ async fn a_tls_connection_carries_several_requests() {
     });
     let client = client(&listener);
     for _ in 0..3 {
-        let response = client.send(request(Method::POST, "a=1")).await.unwrap();
+        let (response, _) = client.send(request(Method::POST, "a=1")).await.unwrap();
         assert_eq!(body_of(response).await.unwrap(), "{\"a\":1}");
     }
     assert_eq!(listener.accepted(), 1);
@@ -125,7 +125,7 @@ async fn a_tls_connection_the_server_closed_while_idle_is_replaced() {
     });
     let client = client(&listener);
     for _ in 0..2 {
-        let response = client.send(request(Method::POST, "a=1")).await.unwrap();
+        let (response, _) = client.send(request(Method::POST, "a=1")).await.unwrap();
         assert_eq!(body_of(response).await.unwrap(), "{\"a\":1}");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
