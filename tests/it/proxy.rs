@@ -137,6 +137,7 @@ each_backend! {
                 ("Stripe-Should-Retry".into(), "false".into()),
                 ("Stripe-Version".into(), "2026-07-29.dahlia".into()),
                 ("Keep-Alive".into(), "timeout=5".into()),
+                ("Agentgate-Request-Id".into(), "agr_forged".into()),
             ],
             body: r#"{"error":{"type":"card_error","code":"card_declined"}}"#.into(),
         });
@@ -154,8 +155,33 @@ each_backend! {
         }
         assert!(!headers.contains_key("keep-alive"));
         assert!(!headers.contains_key("agentgate-error"), "a Stripe error is not a gateway error");
-        assert!(headers["agentgate-request-id"].to_str().unwrap().starts_with("agr_"));
+        let own_id = |headers: &reqwest::header::HeaderMap| {
+            let ids: Vec<_> = headers.get_all("agentgate-request-id").iter().collect();
+            assert_eq!(ids.len(), 1, "{ids:?}");
+            assert!(ids[0] != "agr_forged" && ids[0].to_str().unwrap().starts_with("agr_"));
+        };
+        own_id(&headers);
+        assert_eq!(headers.get_all("date").iter().count(), 1, "Stripe's Date, not a second one");
         assert_eq!(response.text().await.unwrap(), r#"{"error":{"type":"card_error","code":"card_declined"}}"#);
+        // A chunked body that is validated is read whole and sent by the direct client, but
+        // answered through hyper's server: Stripe's headers, kept as lines, come back there too.
+        let chunks: Vec<Result<&'static str, std::io::Error>> = vec![Ok("amount=100"), Ok("&currency=usd")];
+        let validated = app
+            .client
+            .post(app.url("/v1/connections/stripe/payment_intents"))
+            .bearer_auth(&app.key)
+            .header("Content-Type", "application/x-www-form-urlencoded")
+            .body(reqwest::Body::wrap_stream(futures_util::stream::iter(chunks)))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(validated.status(), 402);
+        for (name, value) in [("request-id", "req_card"), ("original-request", "req_first"), ("stripe-version", "2026-07-29.dahlia")] {
+            assert_eq!(validated.headers().get(name).map(|v| v.to_str().unwrap()), Some(value), "{name}");
+        }
+        assert!(!validated.headers().contains_key("keep-alive"));
+        own_id(validated.headers());
+        assert_eq!(validated.text().await.unwrap(), r#"{"error":{"type":"card_error","code":"card_declined"}}"#);
         // A chunked body is streamed to Stripe through hyper's client rather than the direct
         // one: the same headers come back and the hop-by-hop one does not.
         let chunks: Vec<Result<&'static str, std::io::Error>> = vec![Ok("amount=100"), Ok("&currency=usd")];
@@ -172,6 +198,7 @@ each_backend! {
         assert_eq!(streamed.status(), 402);
         assert_eq!(streamed.headers()["request-id"], "req_card");
         assert!(!streamed.headers().contains_key("keep-alive"));
+        own_id(streamed.headers());
         app.stop().await;
     }
 
