@@ -189,10 +189,12 @@ async fn write_request(stream: &mut Stream, head: &[u8], body: &[u8]) -> Result<
 /// Reads the final response head, skipping interim (1xx) ones.
 async fn read_head(conn: &mut Conn) -> io::Result<Head> {
     loop {
+        // Nothing to parse before the first read.
         let filled = conn.buf.filled();
-        let parsed = match filled.is_empty() {
-            true => None,
-            false => wire::parse_head(filled)?,
+        let parsed = if filled.is_empty() {
+            None
+        } else {
+            wire::parse_head(filled)?
         };
         let Some((len, head)) = parsed else {
             if conn.buf.filled().len() >= MAX_HEAD {

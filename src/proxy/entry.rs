@@ -56,7 +56,7 @@ impl Entry {
         if let Some(refusal) = self.refusal(address) {
             return refusal;
         }
-        let response = self.route(request).await;
+        let response = self.route(request, address).await;
         self.count_failure(address, &response);
         response
     }
@@ -111,11 +111,14 @@ impl Entry {
         }
     }
 
-    async fn route(&self, request: Request<Incoming>) -> Response {
+    async fn route(&self, request: Request<Incoming>, address: Option<IpAddr>) -> Response {
         match &self.kind {
-            EntryKind::Sdk(connection) => self.proxy.handle(request, Mount::Root(connection)).await,
+            EntryKind::Sdk(connection) => {
+                let mount = Mount::Root(connection);
+                self.proxy.handle(request, mount, address).await
+            }
             EntryKind::Main(_) if request.uri().path().starts_with(CONNECTIONS_PREFIX) => {
-                self.proxy.handle(request, Mount::Prefixed).await
+                self.proxy.handle(request, Mount::Prefixed, address).await
             }
             EntryKind::Main(routes) => {
                 let routes = routes.clone();

@@ -189,8 +189,13 @@ impl Proxy {
         }
     }
 
-    async fn handle(&self, request: Request<Incoming>, mount: Mount<'_>) -> Response {
-        let client = client_ip(&request);
+    /// Answers a request hyper read; `client` is the address it came from, when known.
+    async fn handle(
+        &self,
+        request: Request<Incoming>,
+        mount: Mount<'_>,
+        client: Option<IpAddr>,
+    ) -> Response {
         let (parts, body) = request.into_parts();
         self.respond(parts, Inbound::Stream(body), mount, Via::Http, client)
             .await
@@ -487,9 +492,7 @@ impl Answer {
             None => self.stripe_headers.get(name),
         }
     }
-}
 
-impl Answer {
     /// Stripe's `Request-Id`, wherever the answer keeps it.
     fn stripe_request_id(&self) -> Option<&[u8]> {
         match self.response.headers().get(&headers::STRIPE_REQUEST_ID) {

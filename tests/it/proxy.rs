@@ -165,16 +165,7 @@ each_backend! {
         assert_eq!(response.text().await.unwrap(), r#"{"error":{"type":"card_error","code":"card_declined"}}"#);
         // A chunked body that is validated is read whole and sent by the direct client, but
         // answered through hyper's server: Stripe's headers, kept as lines, come back there too.
-        let chunks: Vec<Result<&'static str, std::io::Error>> = vec![Ok("amount=100"), Ok("&currency=usd")];
-        let validated = app
-            .client
-            .post(app.url("/v1/connections/stripe/payment_intents"))
-            .bearer_auth(&app.key)
-            .header("Content-Type", "application/x-www-form-urlencoded")
-            .body(reqwest::Body::wrap_stream(futures_util::stream::iter(chunks)))
-            .send()
-            .await
-            .unwrap();
+        let validated = app.post_form_streamed("payment_intents", "amount=100&currency=usd", &[]).await;
         assert_eq!(validated.status(), 402);
         for (name, value) in [("request-id", "req_card"), ("original-request", "req_first"), ("stripe-version", "2026-07-29.dahlia")] {
             assert_eq!(validated.headers().get(name).map(|v| v.to_str().unwrap()), Some(value), "{name}");
@@ -184,17 +175,9 @@ each_backend! {
         assert_eq!(validated.text().await.unwrap(), r#"{"error":{"type":"card_error","code":"card_declined"}}"#);
         // A chunked body is streamed to Stripe through hyper's client rather than the direct
         // one: the same headers come back and the hop-by-hop one does not.
-        let chunks: Vec<Result<&'static str, std::io::Error>> = vec![Ok("amount=100"), Ok("&currency=usd")];
         let streamed = app
-            .client
-            .post(app.url("/v1/connections/stripe/payment_intents"))
-            .bearer_auth(&app.key)
-            .header("Content-Type", "application/x-www-form-urlencoded")
-            .header("Agentgate-Validation", "off")
-            .body(reqwest::Body::wrap_stream(futures_util::stream::iter(chunks)))
-            .send()
-            .await
-            .unwrap();
+            .post_form_streamed("payment_intents", "amount=100&currency=usd", &[("Agentgate-Validation", "off")])
+            .await;
         assert_eq!(streamed.status(), 402);
         assert_eq!(streamed.headers()["request-id"], "req_card");
         assert!(!streamed.headers().contains_key("keep-alive"));

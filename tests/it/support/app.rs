@@ -241,6 +241,26 @@ impl TestApp {
             .expect("request")
     }
 
+    /// Like [`Self::post_form`], with the body sent chunked (no length, so the fast lane
+    /// hands the request to hyper) and `headers` added.
+    pub async fn post_form_streamed(
+        &self,
+        stripe_path: &str,
+        body: &str,
+        headers: &[(&str, &str)],
+    ) -> reqwest::Response {
+        let mut request = self
+            .client
+            .post(self.url(&format!("/v1/connections/stripe/{stripe_path}")))
+            .bearer_auth(&self.key)
+            .header("Content-Type", "application/x-www-form-urlencoded")
+            .body(super::streamed(body.as_bytes(), 10));
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        request.send().await.expect("request")
+    }
+
     /// Waits until the request log holds at least `count` entries, and returns them.
     pub async fn logged(&self, count: usize) -> Vec<RequestLogRecord> {
         eventually(Duration::from_secs(5), "request log entries", || async {
