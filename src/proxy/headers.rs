@@ -93,6 +93,13 @@ pub(crate) fn is_hop_by_hop(name: &[u8]) -> bool {
         .any(|hop| name.eq_ignore_ascii_case(hop.as_bytes()))
 }
 
+/// Whether one `Connection` value lists the `close` option.
+pub(crate) fn lists_close(value: &[u8]) -> bool {
+    value
+        .split(|&b| b == b',')
+        .any(|token| token.trim_ascii().eq_ignore_ascii_case(b"close"))
+}
+
 /// The names one `Connection` value lists for removal beyond the fixed hop-by-hop ones
 /// (`close` is a connection option, not a header name).
 pub(crate) fn listed_in_connection(value: &[u8]) -> impl Iterator<Item = &[u8]> {

@@ -80,10 +80,7 @@ impl<'a> Facts<'a> {
             } else if name.eq_ignore_ascii_case(b"content-length") {
                 facts.content_length = content_length(facts.content_length, line.value);
             } else if name.eq_ignore_ascii_case(b"connection") {
-                facts.close |= line
-                    .value
-                    .split(|&b| b == b',')
-                    .any(|token| token.trim_ascii().eq_ignore_ascii_case(b"close"));
+                facts.close |= headers::lists_close(line.value);
                 facts
                     .listed
                     .extend(headers::listed_in_connection(line.value));
@@ -304,13 +301,10 @@ fn content_length(seen: ContentLength, value: &[u8]) -> ContentLength {
 }
 
 /// Whether a `Connection` header lists `close`.
-fn says_close(headers: &HeaderMap) -> bool {
-    headers
-        .get_all(header::CONNECTION)
+fn says_close(map: &HeaderMap) -> bool {
+    map.get_all(header::CONNECTION)
         .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .any(|token| token.trim().eq_ignore_ascii_case("close"))
+        .any(|value| headers::lists_close(value.as_bytes()))
 }
 
 /// An `InvalidData` error: the peer sent something that is not HTTP/1.1.
@@ -460,6 +454,12 @@ mod tests {
         );
         let plain = head("HTTP/1.1 200 OK\r\nConnection: keep-alive\r\ncontent-length: 2\r\n\r\n");
         assert!(reusable(&HeaderSource::Map(&HeaderMap::new()), &plain));
+        let mut closing = HeaderMap::new();
+        closing.insert("connection", HeaderValue::from_static("keep-alive, Close"));
+        assert!(
+            !reusable(&HeaderSource::Map(&closing), &plain),
+            "the request asked to close"
+        );
         assert_eq!(plain.headers.iter().count(), 0);
         assert_eq!(
             plain.headers.content_length(),
