@@ -2,7 +2,7 @@
 //! the request log's health. Labels never carry a secret, a key or a caller-chosen string
 //! that was not first checked (unknown connection names are reported as `-`).
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
 use prometheus_client::metrics::counter::Counter;
@@ -126,19 +126,22 @@ impl Metrics {
         }
     }
 
-    /// Counts one answered request and its latency; `connection` is `None` when the
-    /// request never reached a known connection.
-    pub fn observe_request(&self, connection: Option<&Arc<str>>, status: u16, seconds: f64) {
+    /// The handles that count an answered request and its latency; `connection` is `None`
+    /// when the request never reached a known connection.
+    fn request_handles(&self, connection: Option<&Arc<str>>, status: u16) -> RequestHandles {
         let connection =
             connection.map_or_else(|| self.unresolved.clone(), |c| SharedLabel(c.clone()));
-        self.latency
+        let latency = self
+            .latency
             .get_or_create(&ConnectionLabels {
                 connection: connection.clone(),
             })
-            .observe(seconds);
-        self.requests
+            .clone();
+        let requests = self
+            .requests
             .get_or_create(&RequestLabels { connection, status })
-            .inc();
+            .clone();
+        RequestHandles { latency, requests }
     }
 
     /// Counts one failure reaching Stripe.
@@ -160,14 +163,81 @@ impl Metrics {
     }
 }
 
+/// The latency histogram and the request counter of one connection and status.
+struct RequestHandles {
+    latency: Histogram,
+    requests: Counter,
+}
+
+impl RequestHandles {
+    fn observe(&self, seconds: f64) {
+        self.latency.observe(seconds);
+        self.requests.inc();
+    }
+}
+
+/// Handles a worker keeps, with the labels they count under.
+struct KeptHandles {
+    connection: Option<Arc<str>>,
+    status: u16,
+    handles: RequestHandles,
+}
+
+/// Handles a worker keeps per (connection, status), at most; past it the worker looks the
+/// rest up in the families each time, so a flood of distinct statuses cannot grow it.
+const MAX_KEPT_HANDLES: usize = 64;
+
+/// One worker's way to count answered requests. Looking a labelled metric up in its family
+/// hashes the labels and takes the family's lock, whose cache line every worker writes; a
+/// worker that keeps the handles it has used does neither for a request in steady state.
+/// The families never drop a label set, so a kept handle always counts into what `/metrics`
+/// exports.
+pub struct RequestMeter {
+    metrics: Arc<Metrics>,
+    kept: Mutex<Vec<KeptHandles>>,
+}
+
+impl RequestMeter {
+    /// A meter with no handles yet, counting into `metrics`.
+    pub fn new(metrics: Arc<Metrics>) -> Self {
+        Self {
+            metrics,
+            kept: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Counts one answered request and its latency; `connection` is `None` when the
+    /// request never reached a known connection.
+    pub fn observe(&self, connection: Option<&Arc<str>>, status: u16, seconds: f64) {
+        let mut kept = self.kept.lock().unwrap_or_else(PoisonError::into_inner);
+        let name = connection.map(|c| &**c);
+        let found = kept
+            .iter()
+            .find(|k| k.status == status && k.connection.as_deref() == name);
+        if let Some(k) = found {
+            k.handles.observe(seconds);
+            return;
+        }
+        let handles = self.metrics.request_handles(connection, status);
+        handles.observe(seconds);
+        if kept.len() < MAX_KEPT_HANDLES {
+            kept.push(KeptHandles {
+                connection: connection.cloned(),
+                status,
+                handles,
+            });
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn exposes_counters_with_their_labels() {
-        let metrics = Metrics::new();
-        metrics.observe_request(Some(&Arc::from("stripe")), 200, 0.002);
+        let metrics = Arc::new(Metrics::new());
+        RequestMeter::new(metrics.clone()).observe(Some(&Arc::from("stripe")), 200, 0.002);
         metrics.observe_upstream_error("stripe", "connect");
         let text = metrics.encode();
         assert!(
@@ -177,5 +247,33 @@ mod tests {
         assert!(text
             .contains(r#"agentgate_upstream_errors_total{connection="stripe",kind="connect"} 1"#));
         assert!(text.contains("agentgate_request_duration_seconds_bucket"));
+    }
+
+    #[test]
+    fn a_meter_counts_into_the_families_with_kept_and_looked_up_handles() {
+        let metrics = Arc::new(Metrics::new());
+        let first = RequestMeter::new(metrics.clone());
+        let second = RequestMeter::new(metrics.clone());
+        let stripe: Arc<str> = Arc::from("stripe");
+        for _ in 0..3 {
+            first.observe(Some(&stripe), 200, 0.001);
+        }
+        second.observe(Some(&Arc::from("stripe")), 200, 0.001);
+        second.observe(None, 401, 0.001);
+        for status in 0..(MAX_KEPT_HANDLES as u16 + 2) {
+            first.observe(Some(&stripe), 1000 + status, 0.001);
+            first.observe(Some(&stripe), 1000 + status, 0.001);
+        }
+        let text = metrics.encode();
+        for expected in [
+            r#"agentgate_requests_total{connection="stripe",status="200"} 4"#,
+            r#"agentgate_requests_total{connection="-",status="401"} 1"#,
+            r#"agentgate_requests_total{connection="stripe",status="1065"} 2"#,
+            r#"agentgate_request_duration_seconds_count{connection="stripe"} 136"#,
+        ] {
+            assert!(text.contains(expected), "{expected} in {text}");
+        }
+        let kept = first.kept.lock().unwrap().len();
+        assert_eq!(kept, MAX_KEPT_HANDLES);
     }
 }

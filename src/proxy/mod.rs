@@ -39,7 +39,7 @@ use crate::connections::{ConnectionResolver, ResolveError, ResolvedConnection};
 use crate::error::GatewayError;
 use crate::keys::failures::AuthFailures;
 use crate::keys::{presented_key, AuthError, AuthenticatedKey, KeyAuthenticator};
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, RequestMeter};
 use crate::policy::guardrails::{GuardrailError, Guardrails, Reservation};
 use crate::policy::idempotency::Deriver;
 use crate::policy::rate::{self, RateLimiter};
@@ -148,6 +148,7 @@ impl ProxyShared {
 pub struct Proxy {
     shared: Arc<ProxyShared>,
     upstream: Upstream,
+    meter: RequestMeter,
 }
 
 /// How the connection is chosen for a request.
@@ -184,6 +185,7 @@ impl Proxy {
     /// A data plane for one worker, with a fresh connection pool to Stripe.
     pub fn new(shared: Arc<ProxyShared>, upstream: client::UpstreamConfig) -> Self {
         Self {
+            meter: RequestMeter::new(shared.metrics.clone()),
             shared,
             upstream: Upstream::new(upstream),
         }
@@ -431,7 +433,7 @@ impl Proxy {
     fn record(&self, exchange: Exchange<'_>, parts: &Parts, status: StatusCode, started: Instant) {
         let elapsed = started.elapsed();
         tracing::trace!(request_id = %exchange.request_id, status = status.as_u16(), outcome = exchange.outcome, "answered");
-        self.shared.metrics.observe_request(
+        self.meter.observe(
             exchange.resolved.as_ref(),
             status.as_u16(),
             elapsed.as_secs_f64(),
