@@ -9,7 +9,9 @@
 #
 # Knobs: everything peers.sh takes (DURATION, REPS, CONNS, POST_CONNS, ...), plus
 #   PEERS=path/to/peers.sh   GATEWAY_PORT=18084
-#   GATEWAY_ARGS="--workers 1"   more `agentgate serve` flags (one instance only)
+#   GATEWAY_ARGS="..."       `agentgate serve` flags (one instance only); by default
+#                            `--workers $PROXY_WORKERS`, the peers' worker count (1 unless
+#                            set), so every proxy runs with the same number of threads
 #   DATABASE=postgres://postgres@127.0.0.1:5432/test   run on PostgreSQL (a throwaway
 #                            schema of that database, dropped afterwards; needs psql)
 #   INSTANCES=2              that many agentgate instances on the one database behind an
@@ -55,7 +57,7 @@ fi
 prepare_agentgate "$BIN" bench
 
 if [[ "$INSTANCES" == 1 ]]; then
-  GATEWAY_CMD="exec '$BIN' serve ${GATEWAY_ARGS:-} --listen 127.0.0.1:\$BENCH_GATEWAY_PORT --stripe-api-base \$BENCH_UPSTREAM_URL"
+  GATEWAY_CMD="exec '$BIN' serve ${GATEWAY_ARGS-"--workers ${PROXY_WORKERS:-1}"} --listen 127.0.0.1:\$BENCH_GATEWAY_PORT --stripe-api-base \$BENCH_UPSTREAM_URL"
 else
   # N instances in the background, HAProxy (round robin, keep-alive to the instances) in
   # the foreground; peers.sh stops the whole process group at the end.
