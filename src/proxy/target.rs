@@ -21,12 +21,13 @@ impl StripeTarget {
     /// `v1/customers/cus_1` as SDKs send it) and the raw query. A path that already starts
     /// with `v1/` or `v2/` is kept; any other is put under `/v1/`.
     pub fn parse(rest: &str, query: Option<&str>) -> Result<Self, GatewayError> {
-        let segments: Vec<&str> = rest.split('/').collect();
-        for segment in &segments {
+        let mut segments = 0;
+        for segment in rest.split('/') {
             check_segment(segment)?;
+            segments += 1;
         }
-        let versioned = matches!(segments.first(), Some(&"v1") | Some(&"v2"));
-        if versioned && segments.len() < 2 {
+        let versioned = matches!(rest.split('/').next(), Some("v1" | "v2"));
+        if versioned && segments < 2 {
             return Err(GatewayError::InvalidPath(
                 "the path names no Stripe resource",
             ));
