@@ -90,14 +90,24 @@ fn write_batch(
 ) -> Result<(), rusqlite::Error> {
     let tx = conn.transaction()?;
     let mut rows = entries.iter();
+    // The statement is kept while the chunk size repeats (sizes come largest first): each
+    // return to rusqlite's cache clears all its bindings, about 650 instructions a row.
+    let mut held: Option<(usize, CachedStatement<'_>)> = None;
     for size in log_chunk_sizes(entries.len()) {
-        let mut insert = tx.prepare_cached(sql::log_insert_sql(size, Backend::Sqlite))?;
+        let insert = match &mut held {
+            Some((held_size, insert)) if *held_size == size => insert,
+            slot => {
+                let insert = tx.prepare_cached(sql::log_insert_sql(size, Backend::Sqlite))?;
+                &mut slot.insert((size, insert)).1
+            }
+        };
         for (index, entry) in rows.by_ref().take(size).enumerate() {
-            bind_row(&mut insert, index * sql::LOG_COLUMNS, entry)?;
+            bind_row(insert, index * sql::LOG_COLUMNS, entry)?;
         }
         insert.raw_execute()?;
         std::thread::yield_now();
     }
+    drop(held);
     let mut touch = tx.prepare_cached(
         "UPDATE agent_keys SET last_used_at = ?2 \
          WHERE id = ?1 AND (last_used_at IS NULL OR last_used_at < ?2)",

@@ -63,6 +63,10 @@ each_backend! {
         let newest = store.list_request_logs(&default.id, LogQuery { after_id: None, limit: 3, ..LogQuery::default() }).await.unwrap();
         assert_eq!(newest.iter().map(|r| r.entry.created_at).collect::<Vec<_>>(), [1197, 1198, 1199]);
         assert_eq!(newest[0].entry, entry(1197), "every column round-trips, operation and reason included");
+        // 1,200 rows are 37 statements of 32 rows and one of 16: every row of every
+        // statement comes back as it went in, in order.
+        let all = store.list_request_logs(&default.id, LogQuery { after_id: None, limit: 1200, ..LogQuery::default() }).await.unwrap();
+        assert!(all.into_iter().map(|r| r.entry).eq(entries), "every row round-trips in order");
         let after = store.list_request_logs(&default.id, LogQuery { after_id: Some(newest[0].id), limit: 10, ..LogQuery::default() }).await.unwrap();
         assert_eq!(after.len(), 2);
         assert!(store.list_request_logs(&other.id, LogQuery { after_id: None, limit: 10, ..LogQuery::default() }).await.unwrap().is_empty());
