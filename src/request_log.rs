@@ -21,12 +21,12 @@ use crate::store::{RequestLogEntry, Store};
 const QUEUE_CAPACITY: usize = 65_536;
 /// Entries per write.
 const MAX_BATCH: usize = 4_096;
-/// How long the writer lets entries gather before writing a partial batch. Every commit
-/// has a fixed cost (the partly filled pages go into the WAL again, locks, the WAL index),
-/// so a longer window costs less CPU per entry; at 100 ms an entry still shows in `logs
-/// tail` within a blink, and a process killed without SIGTERM loses at most that much.
-/// `docs/performance.md` has the measurement.
-const BATCH_WINDOW: Duration = Duration::from_millis(100);
+/// How long the writer lets entries gather before writing a partial batch. A longer window
+/// spreads each commit's fixed cost over more rows, but its commit is one longer run of
+/// SQLite's thread, which a request woken on the same core waits out: 100 ms saved about a
+/// fifth of the writer's CPU at 32 connections and made the one-connection p99 worse
+/// (`docs/performance.md`), so the window stays short.
+const BATCH_WINDOW: Duration = Duration::from_millis(20);
 /// `last_used_at` is moved at most this often per key.
 const LAST_USED_RESOLUTION_MS: i64 = 1_000;
 
