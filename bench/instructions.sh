@@ -41,49 +41,14 @@ done
 for file in "$CONF" "$PEER" "$POST_LUA"; do
   [[ -f "$file" ]] || { echo "not found: $file (set UPSTREAM_CONF= / PEER_CONF=)" >&2; exit 2; }
 done
-for port in "$PORT" "$PEER_PORT" "$UPSTREAM_PORT"; do
-  if ss -Htln "sport = :$port" | grep -q .; then
-    echo "port $port is busy; set INSTR_PORT= / INSTR_UPSTREAM_PORT=" >&2
-    exit 2
-  fi
-done
+require_free_ports "INSTR_PORT= / INSTR_UPSTREAM_PORT=" "$PORT" "$PEER_PORT" "$UPSTREAM_PORT"
 
-if [[ "${BUILD:-1}" != 0 ]]; then
-  cargo build --release --manifest-path "$ROOT/Cargo.toml" --quiet --bin agentgate
-fi
-BIN="${CARGO_TARGET_DIR:-$ROOT/target}/release/agentgate"
-
-RUN="$(mktemp -d)"
-PIDS=()
-cleanup() {
-  for pid in "${PIDS[@]}"; do
-    kill -TERM "$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
-  done
-  rm -rf "$RUN"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+BIN="$(release_binary "$ROOT")"
+begin_run
 
 # The stand-in and the nginx peer, moved to this script's loopback ports.
-mkdir -p "$RUN/up/tmp" "$RUN/peer/tmp"
-sed "s/listen 127\.0\.0\.1:18081/listen 127.0.0.1:$UPSTREAM_PORT/" "$CONF" >"$RUN/up/nginx.conf"
-sed -e "s/listen 127\.0\.0\.1:18082/listen 127.0.0.1:$PEER_PORT/" \
-  -e "s/server 127\.0\.0\.1:18081/server 127.0.0.1:$UPSTREAM_PORT/" "$PEER" >"$RUN/peer/nginx.conf"
-grep -q "listen 127.0.0.1:$UPSTREAM_PORT " "$RUN/up/nginx.conf" || { echo "could not move the stand-in" >&2; exit 2; }
-grep -q "server 127.0.0.1:$UPSTREAM_PORT;" "$RUN/peer/nginx.conf" || { echo "could not point the peer at the stand-in" >&2; exit 2; }
-nginx -p "$RUN/up/" -c "$RUN/up/nginx.conf" -e "$RUN/up/error.log" \
-  -g "daemon off; worker_processes 1;" >"$RUN/up/out.log" 2>&1 &
-PIDS+=($!)
-
-wait_for() {
-  for _ in $(seq 600); do
-    curl -s -o /dev/null "$1" && return 0
-    sleep 0.1
-  done
-  echo "$2 did not start" >&2
-  exit 1
-}
+write_moved_confs "$RUN" "$UPSTREAM_PORT" "$PEER_PORT" "$CONF" "$PEER"
+start_nginx "$RUN/up"
 
 # Counts instructions of the callgrind process $1 while wrk runs against $2 with token $3;
 # prints "requests instructions".

@@ -15,3 +15,76 @@ prepare_agentgate() {
   printf 'sk_test_secret' | "$bin" connections set stripe >/dev/null
   TOKEN="$("$bin" keys create --name "$name" 2>/dev/null)"
 }
+
+# write_moved_confs RUN UPSTREAM_PORT PEER_PORT UPSTREAM_CONF PEER_CONF: writes the Stripe
+# stand-in's configuration to RUN/up/nginx.conf and the nginx peer's to RUN/peer/nginx.conf,
+# moved from the peer benchmark's ports to the given loopback ports, so a script can run
+# beside (not instead of) a peer benchmark.
+write_moved_confs() {
+  local run=$1 upstream=$2 peer=$3 upstream_conf=$4 peer_conf=$5
+  mkdir -p "$run/up/tmp" "$run/peer/tmp"
+  sed "s/listen 127\.0\.0\.1:18081/listen 127.0.0.1:$upstream/" "$upstream_conf" >"$run/up/nginx.conf"
+  sed -e "s/listen 127\.0\.0\.1:18082/listen 127.0.0.1:$peer/" \
+    -e "s/server 127\.0\.0\.1:18081/server 127.0.0.1:$upstream/" "$peer_conf" >"$run/peer/nginx.conf"
+  grep -q "listen 127.0.0.1:$upstream " "$run/up/nginx.conf" || { echo "could not move the stand-in" >&2; exit 2; }
+  grep -q "server 127.0.0.1:$upstream;" "$run/peer/nginx.conf" || { echo "could not point the peer at the stand-in" >&2; exit 2; }
+}
+
+# wait_for URL NAME: waits up to a minute for URL to answer, or exits naming NAME.
+wait_for() {
+  for _ in $(seq 600); do
+    curl -s -o /dev/null "$1" && return 0
+    sleep 0.1
+  done
+  echo "$2 did not start" >&2
+  exit 1
+}
+
+# require_free_ports HINT PORT...: exits if something listens on any PORT already, naming
+# the knobs (HINT) that move the script's ports.
+require_free_ports() {
+  local hint=$1 port
+  shift
+  for port in "$@"; do
+    if ss -Htln "sport = :$port" | grep -q .; then
+      echo "port $port is busy; set $hint" >&2
+      exit 2
+    fi
+  done
+}
+
+# release_binary ROOT: builds agentgate in release mode unless BUILD=0, then prints the
+# binary's path.
+release_binary() {
+  if [[ "${BUILD:-1}" != 0 ]]; then
+    cargo build --release --manifest-path "$1/Cargo.toml" --quiet --bin agentgate
+  fi
+  echo "${CARGO_TARGET_DIR:-$1/target}/release/agentgate"
+}
+
+# begin_run: sets RUN, a scratch directory, and PIDS, the processes the script starts;
+# when the script exits, those are stopped and the directory removed.
+begin_run() {
+  RUN="$(mktemp -d)"
+  PIDS=()
+  trap end_run EXIT
+  trap 'exit 130' INT TERM
+}
+
+end_run() {
+  local pid
+  for pid in "${PIDS[@]}"; do
+    kill -TERM "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+  done
+  rm -rf "$RUN"
+}
+
+# start_nginx DIR: runs nginx on DIR/nginx.conf with one worker as a background job of
+# this script, adds it to PIDS and sets STARTED to its PID.
+start_nginx() {
+  nginx -p "$1/" -c "$1/nginx.conf" -e "$1/error.log" \
+    -g "daemon off; worker_processes 1;" >"$1/out.log" 2>&1 &
+  STARTED=$!
+  PIDS+=("$STARTED")
+}

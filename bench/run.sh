@@ -17,6 +17,14 @@
 #   INSTANCES=2              that many agentgate instances on the one database behind an
 #                            HAProxy round-robin on GATEWAY_PORT (needs DATABASE=postgres...);
 #                            the instances listen on the ports after GATEWAY_PORT
+#
+# One instance is started by this script, in this script's session like the peers that
+# peers.sh starts, and not through peers.sh's GATEWAY_CMD, which runs it under `setsid`:
+# Linux's autogroup scheduling then gives agentgate a scheduling group of its own while
+# nginx, HAProxy, the stand-in and wrk share one (docs/performance.md, "How it is
+# measured"). peers.sh cannot see agentgate's CPU then (its "proxy" column reads 0 for
+# agentgate), so this script measures it for each run and prints its medians. With
+# INSTANCES above 1, the instances and their balancer still start through GATEWAY_CMD.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -38,7 +46,12 @@ INSTANCES="${INSTANCES:-1}"
 DATABASE="${DATABASE:-}"
 STATE="$(mktemp -d)"
 SCHEMA=""
+AGENTGATE=""
 cleanup() {
+  if [[ -n "$AGENTGATE" ]]; then
+    kill -TERM "$AGENTGATE" 2>/dev/null || true
+    wait "$AGENTGATE" 2>/dev/null || true
+  fi
   rm -rf "$STATE"
   if [[ -n "$SCHEMA" ]]; then psql -q "$DATABASE" -c "SET client_min_messages = warning" -c "DROP SCHEMA IF EXISTS $SCHEMA CASCADE" >/dev/null; fi
 }
@@ -57,7 +70,17 @@ fi
 prepare_agentgate "$BIN" bench
 
 if [[ "$INSTANCES" == 1 ]]; then
-  GATEWAY_CMD="exec '$BIN' serve ${GATEWAY_ARGS-"--workers ${PROXY_WORKERS:-1}"} --listen 127.0.0.1:\$BENCH_GATEWAY_PORT --stripe-api-base \$BENCH_UPSTREAM_URL"
+  if ss -Htln "sport = :$GATEWAY_PORT" | grep -q .; then
+    echo "port $GATEWAY_PORT is busy; set GATEWAY_PORT=" >&2; exit 2
+  fi
+  # The stand-in's address is fixed by peers.sh; agentgate connects to it per request, so
+  # it may start first.
+  read -ra serve_args <<<"${GATEWAY_ARGS-"--workers ${PROXY_WORKERS:-1}"}"
+  "$BIN" serve "${serve_args[@]}" --listen "127.0.0.1:$GATEWAY_PORT" \
+    --stripe-api-base http://127.0.0.1:18081 >"$STATE/agentgate.log" 2>&1 &
+  AGENTGATE=$!
+  wait_for "http://127.0.0.1:$GATEWAY_PORT/healthz" agentgate
+  GATEWAY_CMD=""
 else
   # N instances in the background, HAProxy (round robin, keep-alive to the instances) in
   # the foreground; peers.sh stops the whole process group at the end.
@@ -88,16 +111,44 @@ CFG
   GATEWAY_CMD+="sleep 1; exec haproxy -db -f '$STATE/balancer.cfg'"
 fi
 
+# The median of a space-separated list, for the awk programs below.
+AWK_MEDIAN='
+  function med(s,   a, m, i, j, t) { m = split(s, a, " "); for (i = 1; i <= m; i++) for (j = i + 1; j <= m; j++) if (a[j] + 0 < a[i] + 0) { t = a[i]; a[i] = a[j]; a[j] = t }
+    return (m % 2) ? a[(m + 1) / 2] : (a[m / 2] + a[m / 2 + 1]) / 2 }'
+process_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+# peers.sh prints a line as each run ends; agentgate's CPU between the line before a
+# gateway run's line and that line is what it spent in that run.
+CPU_LOG="$STATE/agentgate-cpu.tsv"
+GATEWAY_LINE='^ +([A-Z]+-c[0-9]+) +gateway +rep [0-9]+: +([0-9]+) req/s'
 GATEWAY_URL="http://127.0.0.1:$GATEWAY_PORT" GATEWAY_TOKEN="$TOKEN" GATEWAY_CMD="$GATEWAY_CMD" \
-  bash "$PEERS"
+  bash "$PEERS" | {
+  last=""
+  [[ -n "$AGENTGATE" ]] && last="$(process_ticks "$AGENTGATE")"
+  while IFS= read -r line; do
+    printf '%s\n' "$line"
+    [[ -n "$last" ]] || continue
+    now="$(process_ticks "$AGENTGATE")"
+    if [[ "$line" =~ $GATEWAY_LINE ]]; then
+      printf '%s\t%s\t%s\n' "${BASH_REMATCH[1]}" "${BASH_REMATCH[2]}" "$((now - last))" >>"$CPU_LOG"
+    fi
+    last="$now"
+  done
+}
+if [[ -s "$CPU_LOG" ]]; then
+  echo
+  echo "# agentgate's CPU (peers.sh cannot see it; see the top of this script): medians"
+  awk -F'\t' -v hz="$(getconf CLK_TCK)" -v secs="${DURATION:-10s}" "$AWK_MEDIAN"'
+    { if (!($1 in pct)) order[++n] = $1
+      pct[$1] = pct[$1] " " 100 * $3 / hz / secs; us[$1] = us[$1] " " 1e6 * $3 / hz / ($2 * secs) }
+    END { for (i = 1; i <= n; i++) printf "%-10s agentgate %3.0f%% of a core, %5.1f us CPU per request\n", order[i], med(pct[order[i]]), med(us[order[i]]) }
+  ' "$CPU_LOG"
+fi
 
 echo
 echo "# agentgate / nginx (throughput ratio; p99 difference)"
-awk -F'\t' '
+awk -F'\t' "$AWK_MEDIAN"'
   NR == 1 { next }
   { k = $1 SUBSEP $2; n[k]++; rps[k] = rps[k] " " $4; p99[k] = p99[k] " " $6; sc[$1] = 1 }
-  function med(s,   a, m, i, j, t) { m = split(s, a, " "); for (i = 1; i <= m; i++) for (j = i + 1; j <= m; j++) if (a[j] + 0 < a[i] + 0) { t = a[i]; a[i] = a[j]; a[j] = t }
-    return (m % 2) ? a[(m + 1) / 2] : (a[m / 2] + a[m / 2 + 1]) / 2 }
   END {
     for (s in sc) {
       g = s SUBSEP "gateway"; x = s SUBSEP "nginx"

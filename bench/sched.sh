@@ -1,0 +1,126 @@
+#!/usr/bin/env bash
+# bench/sched.sh - how the kernel schedules a proxied request, agentgate against nginx.
+#
+#   bench/sched.sh            # needs nginx, wrk, curl, and Linux's /proc schedstat
+#
+# On the 2-core bench machine the load generator, the Stripe stand-in and the proxy share
+# two cores, so throughput depends on how the kernel places and preempts them, not only on
+# the CPU each spends (docs/performance.md, "Two proxies on one core"). This script runs
+# the stand-in, the nginx peer and agentgate (release build, SQLite, request log on, one
+# worker like the peer) on its own loopback ports, sends GET requests with wrk to nginx and
+# to agentgate in turn, and prints per request, from /proc:
+#
+#   cpu      the proxy process's CPU time, all threads (agentgate's request log included)
+#   run      the proxy's worker thread's time on a CPU
+#   wait     the worker's time runnable but waiting for a CPU
+#   preempt  the worker's involuntary context switches (another task took its CPU)
+#   up-sleep the stand-in's voluntary context switches (it ran out of work and slept)
+#   idle     the machine's idle share while wrk ran
+#
+# Knobs: SECONDS_PER_RUN=10, CONNS=32, REPS=3, SCHED_PORT=18096 (agentgate; nginx the next
+#   port), SCHED_UPSTREAM_PORT=18095, UPSTREAM_CONF=..., PEER_CONF=..., BUILD=0 (use the
+#   release binary already built)
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+# shellcheck source=bench/lib.sh
+source "$ROOT/bench/lib.sh"
+SECONDS_PER_RUN="${SECONDS_PER_RUN:-10}"
+CONNS="${CONNS:-32}"
+REPS="${REPS:-3}"
+PORT="${SCHED_PORT:-18096}"
+PEER_PORT=$((PORT + 1))
+UPSTREAM_PORT="${SCHED_UPSTREAM_PORT:-18095}"
+CONF="${UPSTREAM_CONF:-$ROOT/../shared/bench/conf/upstream.nginx.conf}"
+PEER="${PEER_CONF:-$ROOT/../shared/bench/conf/peer-nginx.conf}"
+
+for tool in nginx wrk curl; do
+  command -v "$tool" >/dev/null || { echo "missing $tool: apt-get install -y nginx wrk curl" >&2; exit 2; }
+done
+[[ -r /proc/self/schedstat ]] || { echo "this kernel has no /proc/PID/schedstat" >&2; exit 2; }
+require_free_ports "SCHED_PORT= / SCHED_UPSTREAM_PORT=" "$PORT" "$PEER_PORT" "$UPSTREAM_PORT"
+
+BIN="$(release_binary "$ROOT")"
+begin_run
+
+write_moved_confs "$RUN" "$UPSTREAM_PORT" "$PEER_PORT" "$CONF" "$PEER"
+start_nginx "$RUN/up"
+UPSTREAM=$STARTED
+start_nginx "$RUN/peer"
+NGINX=$STARTED
+
+export AGENTGATE_DATABASE="sqlite://$RUN/agentgate.db"
+prepare_agentgate "$BIN" sched
+"$BIN" serve --workers 1 --listen "127.0.0.1:$PORT" \
+  --stripe-api-base "http://127.0.0.1:$UPSTREAM_PORT" >"$RUN/agentgate.log" 2>&1 &
+AGENTGATE=$!
+PIDS+=("$AGENTGATE")
+
+wait_for "http://127.0.0.1:$UPSTREAM_PORT/" stand-in
+wait_for "http://127.0.0.1:$PEER_PORT/" nginx
+wait_for "http://127.0.0.1:$PORT/healthz" agentgate
+
+# The one worker process nginx's master started.
+worker_of() {
+  local pid
+  pid="$(pgrep -P "$1" | head -1)"
+  [[ -n "$pid" ]] || { echo "no worker process under $1" >&2; exit 1; }
+  echo "$pid"
+}
+# agentgate's request-serving thread (the kernel shortens thread names to 15 bytes).
+agentgate_worker() {
+  local task
+  for task in /proc/"$AGENTGATE"/task/*; do
+    if [[ "$(cat "$task/comm")" == agentgate-worke* ]]; then
+      basename "$task"
+      return
+    fi
+  done
+  echo "no agentgate worker thread" >&2
+  exit 1
+}
+UPSTREAM_WORKER="$(worker_of "$UPSTREAM")"
+NGINX_WORKER="$(worker_of "$NGINX")"
+AGENTGATE_WORKER="$(agentgate_worker)"
+TICKS="$(getconf CLK_TCK)"
+
+# snapshot PROCESS THREAD: "process-ticks run-ns wait-ns preempts up-sleeps idle total",
+# the counters the report takes differences of.
+snapshot() {
+  local process=$1 thread=$2
+  local cpu run wait preempt sleeps
+  cpu="$(awk '{print $14 + $15}' "/proc/$process/stat")"
+  read -r run wait _ <"/proc/$process/task/$thread/schedstat"
+  preempt="$(awk '/^nonvoluntary_ctxt_switches/{print $2}' "/proc/$process/task/$thread/status")"
+  sleeps="$(awk '/^voluntary_ctxt_switches/{print $2}' "/proc/$UPSTREAM_WORKER/status")"
+  awk -v p="$cpu $run $wait $preempt $sleeps" \
+    '/^cpu /{idle = $5 + $6; total = 0; for (i = 2; i <= NF; i++) total += $i; print p, idle, total}' /proc/stat
+}
+
+# measure NAME PROCESS THREAD URL TOKEN: one wrk run, one line of the report.
+measure() {
+  local name=$1 process=$2 thread=$3 url=$4 token=$5
+  local before after out requests
+  before="$(snapshot "$process" "$thread")"
+  out="$(wrk -t1 "-c$CONNS" "-d${SECONDS_PER_RUN}s" --latency -H "Authorization: Bearer $token" "$url")"
+  after="$(snapshot "$process" "$thread")"
+  requests="$(awk '/requests in/{print $1}' <<<"$out")"
+  awk -v name="$name" -v n="$requests" -v s="$SECONDS_PER_RUN" -v hz="$TICKS" \
+    -v p99="$(awk '$1 == "99%" {print $2}' <<<"$out")" \
+    -v b="$before" -v a="$after" 'BEGIN {
+      split(b, x); split(a, y)
+      printf "%-10s %8.0f req/s  p99 %-8s cpu %5.2f us  run %5.2f us  wait %5.2f us  preempt %.3f  up-sleep %.3f  idle %4.1f%%\n",
+        name, n / s, p99, (y[1] - x[1]) * 1e6 / hz / n, (y[2] - x[2]) / 1e3 / n,
+        (y[3] - x[3]) / 1e3 / n, (y[4] - x[4]) / n, (y[5] - x[5]) / n,
+        100 * (y[6] - x[6]) / (y[7] - x[7])
+    }'
+}
+
+REQUEST_PATH=/v1/connections/stripe/customers
+echo "# $CONNS connections, ${SECONDS_PER_RUN}s per run, per request unless a share"
+wrk -t1 "-c$CONNS" -d2s -H "Authorization: Bearer $TOKEN" "http://127.0.0.1:$PORT$REQUEST_PATH" >/dev/null
+wrk -t1 "-c$CONNS" -d2s -H "Authorization: Bearer gw_test_123" "http://127.0.0.1:$PEER_PORT$REQUEST_PATH" >/dev/null
+for _ in $(seq "$REPS"); do
+  measure nginx "$NGINX_WORKER" "$NGINX_WORKER" "http://127.0.0.1:$PEER_PORT$REQUEST_PATH" gw_test_123
+  measure agentgate "$AGENTGATE" "$AGENTGATE_WORKER" "http://127.0.0.1:$PORT$REQUEST_PATH" "$TOKEN"
+done
