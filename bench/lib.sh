@@ -57,7 +57,8 @@ require_free_ports() {
 # binary's path.
 release_binary() {
   if [[ "${BUILD:-1}" != 0 ]]; then
-    cargo build --release --manifest-path "$1/Cargo.toml" --quiet --bin agentgate
+    # Within `$(...)` bash does not stop on a failed command by itself.
+    cargo build --release --manifest-path "$1/Cargo.toml" --quiet --bin agentgate || return 1
   fi
   echo "${CARGO_TARGET_DIR:-$1/target}/release/agentgate"
 }
@@ -71,6 +72,7 @@ begin_run() {
   trap 'exit 130' INT TERM
 }
 
+# end_run: what begin_run arranges for the script's exit.
 end_run() {
   local pid
   for pid in "${PIDS[@]}"; do
