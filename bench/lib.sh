@@ -40,6 +40,10 @@ wait_for() {
   exit 1
 }
 
+# process_ticks PID: the CPU time (user and system, all threads) the process has used, in
+# clock ticks (`getconf CLK_TCK` a second).
+process_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+
 # require_free_ports HINT PORT...: exits if something listens on any PORT already, naming
 # the knobs (HINT) that move the script's ports.
 require_free_ports() {

@@ -115,7 +115,6 @@ fi
 AWK_MEDIAN='
   function med(s,   a, m, i, j, t) { m = split(s, a, " "); for (i = 1; i <= m; i++) for (j = i + 1; j <= m; j++) if (a[j] + 0 < a[i] + 0) { t = a[i]; a[i] = a[j]; a[j] = t }
     return (m % 2) ? a[(m + 1) / 2] : (a[m / 2] + a[m / 2 + 1]) / 2 }'
-process_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 # peers.sh prints a line as each run ends; agentgate's CPU between the line before a
 # gateway run's line and that line is what it spent in that run.
 CPU_LOG="$STATE/agentgate-cpu.tsv"

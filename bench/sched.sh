@@ -89,7 +89,7 @@ TICKS="$(getconf CLK_TCK)"
 snapshot() {
   local process=$1 thread=$2
   local cpu run wait preempt sleeps
-  cpu="$(awk '{print $14 + $15}' "/proc/$process/stat")"
+  cpu="$(process_ticks "$process")"
   read -r run wait _ <"/proc/$process/task/$thread/schedstat"
   preempt="$(awk '/^nonvoluntary_ctxt_switches/{print $2}' "/proc/$process/task/$thread/status")"
   sleeps="$(awk '/^voluntary_ctxt_switches/{print $2}' "/proc/$UPSTREAM_WORKER/status")"
