@@ -20,7 +20,8 @@
 #
 # Knobs: SECONDS_PER_RUN=5, CONNS=8, INSTR_PORT=18093 (agentgate; nginx the next port),
 #   INSTR_UPSTREAM_PORT=18092, UPSTREAM_CONF=..., PEER_CONF=..., BUILD=0 (use the release
-#   binary already built)
+#   binary already built), KEEP_DUMPS=DIR (keep each run's callgrind dump there, named
+#   after the proxy and the method, for `callgrind_annotate`)
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -50,10 +51,11 @@ begin_run
 write_moved_confs "$RUN" "$UPSTREAM_PORT" "$PEER_PORT" "$CONF" "$PEER"
 start_nginx "$RUN/up"
 
-# Counts instructions of the callgrind process $1 while wrk runs against $2 with token $3;
-# prints "requests instructions".
+# Counts instructions of the callgrind process $1 while wrk runs against $2 with token $3
+# (and wrk's script $5, if any); keeps the dump as KEEP_DUMPS/$4 if asked to; prints
+# "requests instructions".
 measure() {
-  local pid=$1 url=$2 token=$3 script=${4:-}
+  local pid=$1 url=$2 token=$3 label=$4 script=${5:-}
   local args=(-t1 "-c$CONNS" -H "Authorization: Bearer $token")
   [[ -n "$script" ]] && args+=(-s "$script")
   wrk "${args[@]}" -d2s "$url" >/dev/null
@@ -63,6 +65,7 @@ measure() {
   callgrind_control -d "$pid" >/dev/null 2>&1
   local dump
   dump="$(ls -t "$RUN"/callgrind.out."$pid".* | head -1)"
+  [[ -z "${KEEP_DUMPS:-}" ]] || cp "$dump" "$KEEP_DUMPS/callgrind.$label"
   local requests instructions
   requests="$(awk '/requests in/{print $1}' <<<"$out")"
   instructions="$(awk '/^(summary|totals):/{print $2; exit}' "$dump")"
@@ -85,9 +88,9 @@ AGENTGATE=$!
 PIDS+=("$AGENTGATE")
 wait_for "http://127.0.0.1:$PORT/healthz" agentgate
 URL="http://127.0.0.1:$PORT/v1/connections/stripe/customers"
-read -r requests instructions < <(measure "$AGENTGATE" "$URL" "$TOKEN")
+read -r requests instructions < <(measure "$AGENTGATE" "$URL" "$TOKEN" agentgate-get)
 report agentgate GET "$requests" "$instructions"
-read -r requests instructions < <(measure "$AGENTGATE" "$URL" "$TOKEN" "$POST_LUA")
+read -r requests instructions < <(measure "$AGENTGATE" "$URL" "$TOKEN" agentgate-post "$POST_LUA")
 report agentgate POST "$requests" "$instructions"
 
 # nginx doing the same job, as one process (no master) so callgrind sees the worker.
@@ -98,7 +101,7 @@ NGINX=$!
 PIDS+=("$NGINX")
 wait_for "http://127.0.0.1:$PEER_PORT/" nginx
 URL="http://127.0.0.1:$PEER_PORT/v1/connections/stripe/customers"
-read -r requests instructions < <(measure "$NGINX" "$URL" gw_test_123)
+read -r requests instructions < <(measure "$NGINX" "$URL" gw_test_123 nginx-get)
 report nginx GET "$requests" "$instructions"
-read -r requests instructions < <(measure "$NGINX" "$URL" gw_test_123 "$POST_LUA")
+read -r requests instructions < <(measure "$NGINX" "$URL" gw_test_123 nginx-post "$POST_LUA")
 report nginx POST "$requests" "$instructions"

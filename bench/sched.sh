@@ -12,6 +12,8 @@
 #
 #   cpu      the proxy process's CPU time, all threads (agentgate's request log included)
 #   run      the proxy's worker thread's time on a CPU
+#   usr/sys  how that time splits between the program and the kernel (clock ticks, so
+#            coarse: 10 ms each at the usual 100 Hz, a few per cent of a 10 s run)
 #   wait     the worker's time runnable but waiting for a CPU
 #   preempt  the worker's involuntary context switches (another task took its CPU)
 #   up-sleep the stand-in's voluntary context switches (it ran out of work and slept)
@@ -19,7 +21,10 @@
 #
 # Knobs: SECONDS_PER_RUN=10, CONNS=32, REPS=3, SCHED_PORT=18096 (agentgate; nginx the next
 #   port), SCHED_UPSTREAM_PORT=18095, UPSTREAM_CONF=..., PEER_CONF=..., BUILD=0 (use the
-#   release binary already built)
+#   release binary already built), BASELINE_BIN=PATH (a second agentgate build, say one
+#   copied aside before a change, run on the port after nginx's with a database of its own
+#   and measured as "baseline" in every round, so two builds meet the same stretch of a
+#   noisy host)
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -30,6 +35,8 @@ CONNS="${CONNS:-32}"
 REPS="${REPS:-3}"
 PORT="${SCHED_PORT:-18096}"
 PEER_PORT=$((PORT + 1))
+BASELINE_PORT=$((PORT + 2))
+BASELINE_BIN="${BASELINE_BIN:-}"
 UPSTREAM_PORT="${SCHED_UPSTREAM_PORT:-18095}"
 CONF="${UPSTREAM_CONF:-$ROOT/../shared/bench/conf/upstream.nginx.conf}"
 PEER="${PEER_CONF:-$ROOT/../shared/bench/conf/peer-nginx.conf}"
@@ -39,6 +46,10 @@ for tool in nginx wrk curl; do
 done
 [[ -r /proc/self/schedstat ]] || { echo "this kernel has no /proc/PID/schedstat" >&2; exit 2; }
 require_free_ports "SCHED_PORT= / SCHED_UPSTREAM_PORT=" "$PORT" "$PEER_PORT" "$UPSTREAM_PORT"
+if [[ -n "$BASELINE_BIN" ]]; then
+  [[ -x "$BASELINE_BIN" ]] || { echo "BASELINE_BIN is not an executable: $BASELINE_BIN" >&2; exit 2; }
+  require_free_ports "SCHED_PORT=" "$BASELINE_PORT"
+fi
 
 BIN="$(release_binary "$ROOT")"
 begin_run
@@ -56,6 +67,19 @@ prepare_agentgate "$BIN" sched
 AGENTGATE=$!
 PIDS+=("$AGENTGATE")
 
+if [[ -n "$BASELINE_BIN" ]]; then
+  export AGENTGATE_DATABASE="sqlite://$RUN/baseline.db"
+  AGENTGATE_TOKEN=$TOKEN
+  prepare_agentgate "$BASELINE_BIN" sched-baseline
+  BASELINE_TOKEN=$TOKEN
+  TOKEN=$AGENTGATE_TOKEN
+  "$BASELINE_BIN" serve --workers 1 --listen "127.0.0.1:$BASELINE_PORT" \
+    --stripe-api-base "http://127.0.0.1:$UPSTREAM_PORT" >"$RUN/baseline.log" 2>&1 &
+  BASELINE=$!
+  PIDS+=("$BASELINE")
+  wait_for "http://127.0.0.1:$BASELINE_PORT/healthz" baseline
+fi
+
 wait_for "http://127.0.0.1:$UPSTREAM_PORT/" stand-in
 wait_for "http://127.0.0.1:$PEER_PORT/" nginx
 wait_for "http://127.0.0.1:$PORT/healthz" agentgate
@@ -67,10 +91,11 @@ worker_of() {
   [[ -n "$pid" ]] || { echo "no worker process under $1" >&2; exit 1; }
   echo "$pid"
 }
-# agentgate's request-serving thread (the kernel shortens thread names to 15 bytes).
+# The request-serving thread of the agentgate process $1 (the kernel shortens thread names
+# to 15 bytes).
 agentgate_worker() {
   local task
-  for task in /proc/"$AGENTGATE"/task/*; do
+  for task in /proc/"$1"/task/*; do
     if [[ "$(cat "$task/comm")" == agentgate-worke* ]]; then
       basename "$task"
       return
@@ -81,20 +106,23 @@ agentgate_worker() {
 }
 UPSTREAM_WORKER="$(worker_of "$UPSTREAM")"
 NGINX_WORKER="$(worker_of "$NGINX")"
-AGENTGATE_WORKER="$(agentgate_worker)"
+AGENTGATE_WORKER="$(agentgate_worker "$AGENTGATE")"
+[[ -z "$BASELINE_BIN" ]] || BASELINE_WORKER="$(agentgate_worker "$BASELINE")"
 TICKS="$(getconf CLK_TCK)"
 
-# snapshot PROCESS THREAD: "process-ticks run-ns wait-ns preempts up-sleeps idle total",
-# the counters the report takes differences of.
+# snapshot PROCESS THREAD: "process-ticks run-ns wait-ns preempts up-sleeps idle total
+# thread-user-ticks thread-system-ticks", the counters the report takes differences of.
 snapshot() {
   local process=$1 thread=$2
-  local cpu run wait preempt sleeps
+  local cpu run wait preempt sleeps split
   cpu="$(process_ticks "$process")"
   read -r run wait _ <"/proc/$process/task/$thread/schedstat"
   preempt="$(awk '/^nonvoluntary_ctxt_switches/{print $2}' "/proc/$process/task/$thread/status")"
   sleeps="$(awk '/^voluntary_ctxt_switches/{print $2}' "/proc/$UPSTREAM_WORKER/status")"
-  awk -v p="$cpu $run $wait $preempt $sleeps" \
-    '/^cpu /{idle = $5 + $6; total = 0; for (i = 2; i <= NF; i++) total += $i; print p, idle, total}' /proc/stat
+  # utime and stime, the 14th and 15th fields, counted after the parenthesised name.
+  split="$(sed 's/.*) //' "/proc/$process/task/$thread/stat" | awk '{print $12, $13}')"
+  awk -v p="$cpu $run $wait $preempt $sleeps" -v s="$split" \
+    '/^cpu /{idle = $5 + $6; total = 0; for (i = 2; i <= NF; i++) total += $i; print p, idle, total, s}' /proc/stat
 }
 
 # measure NAME PROCESS THREAD URL TOKEN: one wrk run, one line of the report.
@@ -109,8 +137,9 @@ measure() {
     -v p99="$(awk '$1 == "99%" {print $2}' <<<"$out")" \
     -v b="$before" -v a="$after" 'BEGIN {
       split(b, x); split(a, y)
-      printf "%-10s %8.0f req/s  p99 %-8s cpu %5.2f us  run %5.2f us  wait %5.2f us  preempt %.3f  up-sleep %.3f  idle %4.1f%%\n",
+      printf "%-10s %8.0f req/s  p99 %-8s cpu %5.2f us  run %5.2f us (usr %5.2f sys %5.2f)  wait %5.2f us  preempt %.3f  up-sleep %.3f  idle %4.1f%%\n",
         name, n / s, p99, (y[1] - x[1]) * 1e6 / hz / n, (y[2] - x[2]) / 1e3 / n,
+        (y[8] - x[8]) * 1e6 / hz / n, (y[9] - x[9]) * 1e6 / hz / n,
         (y[3] - x[3]) / 1e3 / n, (y[4] - x[4]) / n, (y[5] - x[5]) / n,
         100 * (y[6] - x[6]) / (y[7] - x[7])
     }'
@@ -120,7 +149,11 @@ REQUEST_PATH=/v1/connections/stripe/customers
 echo "# $CONNS connections, ${SECONDS_PER_RUN}s per run, per request unless a share"
 wrk -t1 "-c$CONNS" -d2s -H "Authorization: Bearer $TOKEN" "http://127.0.0.1:$PORT$REQUEST_PATH" >/dev/null
 wrk -t1 "-c$CONNS" -d2s -H "Authorization: Bearer gw_test_123" "http://127.0.0.1:$PEER_PORT$REQUEST_PATH" >/dev/null
+[[ -z "$BASELINE_BIN" ]] ||
+  wrk -t1 "-c$CONNS" -d2s -H "Authorization: Bearer $BASELINE_TOKEN" "http://127.0.0.1:$BASELINE_PORT$REQUEST_PATH" >/dev/null
 for _ in $(seq "$REPS"); do
   measure nginx "$NGINX_WORKER" "$NGINX_WORKER" "http://127.0.0.1:$PEER_PORT$REQUEST_PATH" gw_test_123
   measure agentgate "$AGENTGATE" "$AGENTGATE_WORKER" "http://127.0.0.1:$PORT$REQUEST_PATH" "$TOKEN"
+  [[ -z "$BASELINE_BIN" ]] ||
+    measure baseline "$BASELINE" "$BASELINE_WORKER" "http://127.0.0.1:$BASELINE_PORT$REQUEST_PATH" "$BASELINE_TOKEN"
 done
