@@ -12,8 +12,8 @@
 #
 #   cpu      the proxy process's CPU time, all threads (agentgate's request log included)
 #   run      the proxy's worker thread's time on a CPU
-#   usr/sys  how that time splits between the program and the kernel (clock ticks, so
-#            coarse: 10 ms each at the usual 100 Hz, a few per cent of a 10 s run)
+#   usr/sys  how that time splits between the program and the kernel (the kernel samples
+#            this at each clock tick, so it is good to a few per cent over a run)
 #   wait     the worker's time runnable but waiting for a CPU
 #   preempt  the worker's involuntary context switches (another task took its CPU)
 #   up-sleep the stand-in's voluntary context switches (it ran out of work and slept)
