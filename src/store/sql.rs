@@ -37,12 +37,18 @@ pub(super) fn log_chunk_sizes(mut len: usize) -> impl Iterator<Item = usize> {
 /// [`LOG_INSERT_CHUNK`]), built once per size and backend: formatting thousands of
 /// placeholders on every batch cost more than the insert. SQLite gets positional `?`
 /// parameters: it resolves numbered ones by name, in time quadratic in their number.
+///
+/// SQLite's statement is `INSERT OR FAIL`: with the default (`ABORT`), a statement that
+/// writes several rows keeps a journal of its own so that it can undo just itself, and
+/// copied every page it touched there first (a quarter of the log's cache misses,
+/// `docs/performance.md`). A batch is one transaction that is rolled back whole when any
+/// of its statements fails, so undoing one statement alone was never needed.
 pub(super) fn log_insert_sql(rows: usize, backend: Backend) -> &'static str {
     static SQLITE: OnceLock<Vec<String>> = OnceLock::new();
     static POSTGRES: OnceLock<Vec<String>> = OnceLock::new();
-    let (cache, numbered) = match backend {
-        Backend::Sqlite => (&SQLITE, false),
-        Backend::Postgres => (&POSTGRES, true),
+    let (cache, numbered, verb) = match backend {
+        Backend::Sqlite => (&SQLITE, false, "INSERT OR FAIL"),
+        Backend::Postgres => (&POSTGRES, true, "INSERT"),
     };
     let statements = cache.get_or_init(|| {
         (0..=LOG_INSERT_CHUNK.trailing_zeros())
@@ -59,7 +65,7 @@ pub(super) fn log_insert_sql(rows: usize, backend: Backend) -> &'static str {
                     })
                     .collect();
                 format!(
-                    "INSERT INTO request_log (created_at, workspace_id, request_id, key_id, \
+                    "{verb} INTO request_log (created_at, workspace_id, request_id, key_id, \
                      connection, method, path, status, latency_us, stripe_request_id, \
                      idempotency_key, outcome, operation, reason, via) VALUES {}",
                     values.join(", ")

@@ -171,6 +171,53 @@ mod tests {
         }
     }
 
+    /// A batch is all or nothing: a row refused in its second statement leaves neither that
+    /// statement's earlier rows nor the first statement's (the insert is `INSERT OR FAIL`,
+    /// which stops at the refused row without undoing the statement's earlier rows, so the
+    /// transaction's rollback is what undoes them).
+    #[tokio::test]
+    async fn a_batch_with_a_refused_row_stores_none_of_its_rows() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("log.db");
+        let url = format!("sqlite://{}", path.display());
+        let store = super::super::sqlite::SqliteStore::open(&url).await.unwrap();
+        let conn = Connection::open(&path).unwrap();
+        conn.execute_batch(
+            "CREATE TRIGGER refuse BEFORE INSERT ON request_log \
+             WHEN NEW.request_id = 'agr_refused' BEGIN SELECT RAISE(FAIL, 'refused'); END",
+        )
+        .unwrap();
+        let count = || -> i64 {
+            conn.query_row("SELECT count(*) FROM request_log", [], |row| row.get(0))
+                .unwrap()
+        };
+        let rows = |refused: Option<usize>| -> Vec<RequestLogEntry> {
+            (0..40)
+                .map(|i| RequestLogEntry {
+                    request_id: match refused == Some(i) {
+                        true => "agr_refused".into(),
+                        false => format!("agr_{i}"),
+                    },
+                    ..entry()
+                })
+                .collect()
+        };
+        let writer = SqliteLogWriter::new(path.clone(), Duration::from_secs(5));
+        let refused = writer.insert(rows(Some(35)), Vec::new()).await;
+        assert!(
+            matches!(refused, Err(StoreError::SqliteLog(_))),
+            "{refused:?}"
+        );
+        assert_eq!(count(), 0, "nothing of the refused batch is stored");
+        writer.insert(rows(None), Vec::new()).await.unwrap();
+        assert_eq!(
+            count(),
+            40,
+            "the next batch is written on a fresh connection"
+        );
+        drop(store);
+    }
+
     #[tokio::test]
     async fn a_missing_database_file_is_an_error_and_is_not_created() {
         let dir = tempfile::tempdir().unwrap();
