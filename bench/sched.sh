@@ -5,10 +5,11 @@
 #
 # On the 2-core bench machine the load generator, the Stripe stand-in and the proxy share
 # two cores, so throughput depends on how the kernel places and preempts them, not only on
-# the CPU each spends (docs/performance.md, "Two proxies on one core"). This script runs
-# the stand-in, the nginx peer and agentgate (release build, SQLite, request log on, one
-# worker like the peer) on its own loopback ports, sends GET requests with wrk to nginx and
-# to agentgate in turn, and prints per request, from /proc:
+# the CPU each spends (docs/performance.md, "Scheduling: why the tail is long"). This
+# script runs the stand-in, the nginx peer and agentgate (release build, SQLite, request
+# log on, one worker like the peer) on its own loopback ports, sends GET requests (or, with
+# POST=1, the peer benchmark's form POST) with wrk to nginx and to agentgate in turn, and
+# prints per request, from /proc:
 #
 #   cpu      the proxy process's CPU time, all threads (agentgate's request log included)
 #   run      the proxy's worker thread's time on a CPU
@@ -24,7 +25,8 @@
 #   release binary already built), BASELINE_BIN=PATH (a second agentgate build, say one
 #   copied aside before a change, run on the port after nginx's with a database of its own
 #   and measured as "baseline" in every round, so two builds meet the same stretch of a
-#   noisy host)
+#   noisy host), POST=1 (the peer benchmark's form POST, post.lua beside UPSTREAM_CONF,
+#   instead of GET)
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -40,6 +42,12 @@ BASELINE_BIN="${BASELINE_BIN:-}"
 UPSTREAM_PORT="${SCHED_UPSTREAM_PORT:-18095}"
 CONF="${UPSTREAM_CONF:-$ROOT/../shared/bench/conf/upstream.nginx.conf}"
 PEER="${PEER_CONF:-$ROOT/../shared/bench/conf/peer-nginx.conf}"
+METHOD=GET
+WRK_SCRIPT=()
+if [[ "${POST:-0}" == 1 ]]; then
+  METHOD=POST
+  WRK_SCRIPT=(-s "$(dirname "$CONF")/post.lua")
+fi
 
 for tool in nginx wrk curl; do
   command -v "$tool" >/dev/null || { echo "missing $tool: apt-get install -y nginx wrk curl" >&2; exit 2; }
@@ -130,7 +138,7 @@ measure() {
   local name=$1 process=$2 thread=$3 url=$4 token=$5
   local before after out requests
   before="$(snapshot "$process" "$thread")"
-  out="$(wrk -t1 "-c$CONNS" "-d${SECONDS_PER_RUN}s" --latency -H "Authorization: Bearer $token" "$url")"
+  out="$(wrk -t1 "-c$CONNS" "-d${SECONDS_PER_RUN}s" --latency "${WRK_SCRIPT[@]}" -H "Authorization: Bearer $token" "$url")"
   after="$(snapshot "$process" "$thread")"
   requests="$(awk '/requests in/{print $1}' <<<"$out")"
   awk -v name="$name" -v n="$requests" -v s="$SECONDS_PER_RUN" -v hz="$TICKS" \
@@ -146,11 +154,11 @@ measure() {
 }
 
 REQUEST_PATH=/v1/connections/stripe/customers
-echo "# $CONNS connections, ${SECONDS_PER_RUN}s per run, per request unless a share"
-wrk -t1 "-c$CONNS" -d2s -H "Authorization: Bearer $TOKEN" "http://127.0.0.1:$PORT$REQUEST_PATH" >/dev/null
-wrk -t1 "-c$CONNS" -d2s -H "Authorization: Bearer gw_test_123" "http://127.0.0.1:$PEER_PORT$REQUEST_PATH" >/dev/null
+echo "# $METHOD, $CONNS connections, ${SECONDS_PER_RUN}s per run, per request unless a share"
+wrk -t1 "-c$CONNS" -d2s "${WRK_SCRIPT[@]}" -H "Authorization: Bearer $TOKEN" "http://127.0.0.1:$PORT$REQUEST_PATH" >/dev/null
+wrk -t1 "-c$CONNS" -d2s "${WRK_SCRIPT[@]}" -H "Authorization: Bearer gw_test_123" "http://127.0.0.1:$PEER_PORT$REQUEST_PATH" >/dev/null
 [[ -z "$BASELINE_BIN" ]] ||
-  wrk -t1 "-c$CONNS" -d2s -H "Authorization: Bearer $BASELINE_TOKEN" "http://127.0.0.1:$BASELINE_PORT$REQUEST_PATH" >/dev/null
+  wrk -t1 "-c$CONNS" -d2s "${WRK_SCRIPT[@]}" -H "Authorization: Bearer $BASELINE_TOKEN" "http://127.0.0.1:$BASELINE_PORT$REQUEST_PATH" >/dev/null
 for _ in $(seq "$REPS"); do
   measure nginx "$NGINX_WORKER" "$NGINX_WORKER" "http://127.0.0.1:$PEER_PORT$REQUEST_PATH" gw_test_123
   measure agentgate "$AGENTGATE" "$AGENTGATE_WORKER" "http://127.0.0.1:$PORT$REQUEST_PATH" "$TOKEN"
