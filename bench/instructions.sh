@@ -34,9 +34,7 @@ CONNS="${CONNS:-8}"
 PORT="${INSTR_PORT:-18093}"
 PEER_PORT=$((PORT + 1))
 UPSTREAM_PORT="${INSTR_UPSTREAM_PORT:-18092}"
-CONF="${UPSTREAM_CONF:-$ROOT/../shared/bench/conf/upstream.nginx.conf}"
-PEER="${PEER_CONF:-$ROOT/../shared/bench/conf/peer-nginx.conf}"
-POST_LUA="$(dirname "$CONF")/post.lua"
+peer_confs "$ROOT"
 
 for tool in valgrind callgrind_control nginx wrk curl; do
   command -v "$tool" >/dev/null || { echo "missing $tool: apt-get install -y valgrind nginx wrk curl" >&2; exit 2; }

@@ -16,6 +16,15 @@ prepare_agentgate() {
   TOKEN="$("$bin" keys create --name "$name" 2>/dev/null)"
 }
 
+# peer_confs ROOT: sets CONF and PEER, the peer benchmark's configurations of the Stripe
+# stand-in and of the nginx peer (UPSTREAM_CONF= and PEER_CONF= name others), and POST_LUA,
+# the form POST script for wrk beside them.
+peer_confs() {
+  CONF="${UPSTREAM_CONF:-$1/../shared/bench/conf/upstream.nginx.conf}"
+  PEER="${PEER_CONF:-$1/../shared/bench/conf/peer-nginx.conf}"
+  POST_LUA="$(dirname "$CONF")/post.lua"
+}
+
 # write_moved_confs RUN UPSTREAM_PORT PEER_PORT UPSTREAM_CONF PEER_CONF: writes the Stripe
 # stand-in's configuration to RUN/up/nginx.conf and the nginx peer's to RUN/peer/nginx.conf,
 # moved from the peer benchmark's ports to the given loopback ports, so a script can run

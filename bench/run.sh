@@ -70,9 +70,7 @@ fi
 prepare_agentgate "$BIN" bench
 
 if [[ "$INSTANCES" == 1 ]]; then
-  if ss -Htln "sport = :$GATEWAY_PORT" | grep -q .; then
-    echo "port $GATEWAY_PORT is busy; set GATEWAY_PORT=" >&2; exit 2
-  fi
+  require_free_ports "GATEWAY_PORT=" "$GATEWAY_PORT"
   # The stand-in's address is fixed by peers.sh; agentgate connects to it per request, so
   # it may start first.
   read -ra serve_args <<<"${GATEWAY_ARGS-"--workers ${PROXY_WORKERS:-1}"}"

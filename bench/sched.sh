@@ -40,13 +40,12 @@ PEER_PORT=$((PORT + 1))
 BASELINE_PORT=$((PORT + 2))
 BASELINE_BIN="${BASELINE_BIN:-}"
 UPSTREAM_PORT="${SCHED_UPSTREAM_PORT:-18095}"
-CONF="${UPSTREAM_CONF:-$ROOT/../shared/bench/conf/upstream.nginx.conf}"
-PEER="${PEER_CONF:-$ROOT/../shared/bench/conf/peer-nginx.conf}"
+peer_confs "$ROOT"
 METHOD=GET
 WRK_SCRIPT=()
 if [[ "${POST:-0}" == 1 ]]; then
   METHOD=POST
-  WRK_SCRIPT=(-s "$(dirname "$CONF")/post.lua")
+  WRK_SCRIPT=(-s "$POST_LUA")
 fi
 
 for tool in nginx wrk curl; do
@@ -68,29 +67,31 @@ UPSTREAM=$STARTED
 start_nginx "$RUN/peer"
 NGINX=$STARTED
 
-export AGENTGATE_DATABASE="sqlite://$RUN/agentgate.db"
-prepare_agentgate "$BIN" sched
-"$BIN" serve --workers 1 --listen "127.0.0.1:$PORT" \
-  --stripe-api-base "http://127.0.0.1:$UPSTREAM_PORT" >"$RUN/agentgate.log" 2>&1 &
-AGENTGATE=$!
-PIDS+=("$AGENTGATE")
+# start_agentgate BIN NAME PORT: runs BIN with one worker on PORT and a database of its own
+# named after NAME, waits until it answers, and sets STARTED to its PID and TOKEN to its
+# agent key.
+start_agentgate() {
+  local bin=$1 name=$2 port=$3
+  export AGENTGATE_DATABASE="sqlite://$RUN/$name.db"
+  prepare_agentgate "$bin" "sched-$name"
+  "$bin" serve --workers 1 --listen "127.0.0.1:$port" \
+    --stripe-api-base "http://127.0.0.1:$UPSTREAM_PORT" >"$RUN/$name.log" 2>&1 &
+  STARTED=$!
+  PIDS+=("$STARTED")
+  wait_for "http://127.0.0.1:$port/healthz" "$name"
+}
 
+start_agentgate "$BIN" agentgate "$PORT"
+AGENTGATE=$STARTED
+AGENTGATE_TOKEN=$TOKEN
 if [[ -n "$BASELINE_BIN" ]]; then
-  export AGENTGATE_DATABASE="sqlite://$RUN/baseline.db"
-  AGENTGATE_TOKEN=$TOKEN
-  prepare_agentgate "$BASELINE_BIN" sched-baseline
+  start_agentgate "$BASELINE_BIN" baseline "$BASELINE_PORT"
+  BASELINE=$STARTED
   BASELINE_TOKEN=$TOKEN
-  TOKEN=$AGENTGATE_TOKEN
-  "$BASELINE_BIN" serve --workers 1 --listen "127.0.0.1:$BASELINE_PORT" \
-    --stripe-api-base "http://127.0.0.1:$UPSTREAM_PORT" >"$RUN/baseline.log" 2>&1 &
-  BASELINE=$!
-  PIDS+=("$BASELINE")
-  wait_for "http://127.0.0.1:$BASELINE_PORT/healthz" baseline
 fi
 
 wait_for "http://127.0.0.1:$UPSTREAM_PORT/" stand-in
 wait_for "http://127.0.0.1:$PEER_PORT/" nginx
-wait_for "http://127.0.0.1:$PORT/healthz" agentgate
 
 # The one worker process nginx's master started.
 worker_of() {
@@ -154,14 +155,21 @@ measure() {
 }
 
 REQUEST_PATH=/v1/connections/stripe/customers
-echo "# $METHOD, $CONNS connections, ${SECONDS_PER_RUN}s per run, per request unless a share"
-wrk -t1 "-c$CONNS" -d2s "${WRK_SCRIPT[@]}" -H "Authorization: Bearer $TOKEN" "http://127.0.0.1:$PORT$REQUEST_PATH" >/dev/null
-wrk -t1 "-c$CONNS" -d2s "${WRK_SCRIPT[@]}" -H "Authorization: Bearer gw_test_123" "http://127.0.0.1:$PEER_PORT$REQUEST_PATH" >/dev/null
+# What each round measures, in order: "name process thread port token".
+TARGETS=("nginx $NGINX_WORKER $NGINX_WORKER $PEER_PORT gw_test_123"
+  "agentgate $AGENTGATE $AGENTGATE_WORKER $PORT $AGENTGATE_TOKEN")
 [[ -z "$BASELINE_BIN" ]] ||
-  wrk -t1 "-c$CONNS" -d2s "${WRK_SCRIPT[@]}" -H "Authorization: Bearer $BASELINE_TOKEN" "http://127.0.0.1:$BASELINE_PORT$REQUEST_PATH" >/dev/null
+  TARGETS+=("baseline $BASELINE $BASELINE_WORKER $BASELINE_PORT $BASELINE_TOKEN")
+
+echo "# $METHOD, $CONNS connections, ${SECONDS_PER_RUN}s per run, per request unless a share"
+for target in "${TARGETS[@]}"; do
+  read -r _ _ _ port token <<<"$target"
+  wrk -t1 "-c$CONNS" -d2s "${WRK_SCRIPT[@]}" -H "Authorization: Bearer $token" \
+    "http://127.0.0.1:$port$REQUEST_PATH" >/dev/null
+done
 for _ in $(seq "$REPS"); do
-  measure nginx "$NGINX_WORKER" "$NGINX_WORKER" "http://127.0.0.1:$PEER_PORT$REQUEST_PATH" gw_test_123
-  measure agentgate "$AGENTGATE" "$AGENTGATE_WORKER" "http://127.0.0.1:$PORT$REQUEST_PATH" "$TOKEN"
-  [[ -z "$BASELINE_BIN" ]] ||
-    measure baseline "$BASELINE" "$BASELINE_WORKER" "http://127.0.0.1:$BASELINE_PORT$REQUEST_PATH" "$BASELINE_TOKEN"
+  for target in "${TARGETS[@]}"; do
+    read -r name process thread port token <<<"$target"
+    measure "$name" "$process" "$thread" "http://127.0.0.1:$port$REQUEST_PATH" "$token"
+  done
 done

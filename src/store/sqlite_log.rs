@@ -180,7 +180,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("log.db");
         let url = format!("sqlite://{}", path.display());
-        let store = super::super::sqlite::SqliteStore::open(&url).await.unwrap();
+        drop(super::super::sqlite::SqliteStore::open(&url).await.unwrap());
         let conn = Connection::open(&path).unwrap();
         conn.execute_batch(
             "CREATE TRIGGER refuse BEFORE INSERT ON request_log \
@@ -215,7 +215,6 @@ mod tests {
             40,
             "the next batch is written on a fresh connection"
         );
-        drop(store);
     }
 
     #[tokio::test]
