@@ -3,7 +3,9 @@
 //!
 //! - Arbitrary input: the rest is the query or body. Properties: an accepted request
 //!   names only the operation's parameters and all of its required ones; a refusal names a
-//!   parameter that was sent, or that the operation or its path has.
+//!   parameter that was sent, or that the operation or its path has; the gateway's entry
+//!   point (`check`) answers as decoding and validating do, and what its one-pass check
+//!   accepts they accept.
 //! - Generated input: the rest drives a generator that writes a request the catalog allows
 //!   (required fields, in-range lengths, listed enum values, integers, booleans, nested
 //!   objects, lists and maps). Property: it is accepted, since agentgate must never
@@ -13,7 +15,7 @@
 use std::sync::LazyLock;
 
 use agentgate::catalog::{Catalog, Field, Kind, Operation, Schema};
-use agentgate::validation::{decode, validate};
+use agentgate::validation::{accepted_in_one_pass, check, decode, validate};
 use libfuzzer_sys::fuzz_target;
 
 static CATALOG: LazyLock<Catalog> = LazyLock::new(Catalog::embedded);
@@ -33,6 +35,11 @@ fuzz_target!(|data: &[u8]| {
 
 fn arbitrary_request(operation: &Operation, input: &[u8]) {
     let args: Vec<&str> = operation.path_params.iter().map(|_| "id_1").collect();
+    let tree = decode(None, Some(input)).and_then(|params| validate(operation, &args, &params));
+    if accepted_in_one_pass(operation, &args, None, Some(input)) {
+        assert_eq!(tree, Ok(()), "{}: accepted in one pass only", operation.id);
+    }
+    assert_eq!(check(operation, &args, None, Some(input)), tree, "{}", operation.id);
     let Ok(params) = decode(None, Some(input)) else {
         return;
     };

@@ -76,19 +76,40 @@ pub async fn read_body(
 /// Decodes a request's parameters: the query string, and for POST and DELETE the form
 /// body (the SDKs send DELETE parameters in the query; both are accepted).
 pub fn decode_params<'a>(parts: &'a Parts, body: &'a [u8]) -> Result<Params<'a>, GatewayError> {
-    let form_body = if body.is_empty() || parts.method == Method::GET {
-        None
-    } else {
-        check_content_type(&parts.headers)?;
-        Some(body)
-    };
-    validation::decode(parts.uri.query(), form_body).map_err(GatewayError::Invalid)
+    validation::decode(parts.uri.query(), form_body(parts, body)?).map_err(GatewayError::Invalid)
 }
 
-/// Validates a listed operation's path arguments and parameters.
+/// Validates a listed operation's path arguments and already decoded parameters.
 pub fn check_operation(matched: &Matched<'_, '_>, params: &Params<'_>) -> Result<(), GatewayError> {
     validation::validate(matched.operation, &matched.path_args, params)
         .map_err(GatewayError::Invalid)
+}
+
+/// Validates a listed operation's path arguments and parameters when nothing else needs
+/// them decoded: the common request is checked without building the parameter tree.
+pub fn check_request(
+    matched: &Matched<'_, '_>,
+    parts: &Parts,
+    body: &[u8],
+) -> Result<(), GatewayError> {
+    let body = form_body(parts, body)?;
+    validation::check(
+        matched.operation,
+        &matched.path_args,
+        parts.uri.query(),
+        body,
+    )
+    .map_err(GatewayError::Invalid)
+}
+
+/// The body as form parameters: none for GET or an empty body, and a refusal when its
+/// declared type is not a form.
+fn form_body<'a>(parts: &Parts, body: &'a [u8]) -> Result<Option<&'a [u8]>, GatewayError> {
+    if body.is_empty() || parts.method == Method::GET {
+        return Ok(None);
+    }
+    check_content_type(&parts.headers)?;
+    Ok(Some(body))
 }
 
 /// Stripe's v1 API reads parameters from form bodies only; a JSON body would be ignored by

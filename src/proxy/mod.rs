@@ -305,12 +305,15 @@ impl Proxy {
         }
         let config = self.upstream.config();
         let bytes = body.read(config.max_body_bytes, config.timeout).await?;
-        let params = match validated.is_some() || guarded {
+        // Guardrails read the decoded parameters; without them validation needs no tree.
+        let params = match guarded {
             true => Some(checks::decode_params(parts, &bytes)?),
             false => None,
         };
-        if let (Some(matched), Some(params)) = (&validated, &params) {
-            checks::check_operation(matched, params)?;
+        match (&validated, &params) {
+            (Some(matched), Some(params)) => checks::check_operation(matched, params)?,
+            (Some(matched), None) => checks::check_request(matched, parts, &bytes)?,
+            (None, _) => {}
         }
         let path_and_query = target.path_and_query().as_str();
         let derived = self.shared.idempotency.upstream_key(
@@ -462,7 +465,7 @@ impl Proxy {
                     .headers
                     .get(&headers::IDEMPOTENCY_KEY)
                     .and_then(|v| v.to_str().ok())
-                    .map(|v| v.chars().take(255).collect())
+                    .map(|v| first_chars(v, LOGGED_IDEMPOTENCY_KEY_CHARS).to_owned())
             }),
             outcome: exchange.outcome.into(),
             operation: exchange.operation,
@@ -686,9 +689,32 @@ fn new_request_id() -> String {
     String::from_utf8_lossy(&id).into_owned()
 }
 
+/// The most characters of a caller's idempotency key the request log keeps (Stripe's keys
+/// are at most 255 characters).
+const LOGGED_IDEMPOTENCY_KEY_CHARS: usize = 255;
+
+/// The first `count` characters of `text`; a text no longer in bytes is returned whole
+/// without counting.
+fn first_chars(text: &str, count: usize) -> &str {
+    if text.len() <= count {
+        return text;
+    }
+    text.char_indices()
+        .nth(count)
+        .map_or(text, |(end, _)| &text[..end])
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn first_chars_cuts_at_a_character_boundary() {
+        assert_eq!(first_chars("abc", 5), "abc");
+        assert_eq!(first_chars("abcdef", 3), "abc");
+        assert_eq!(first_chars("ééé", 2), "éé");
+        assert_eq!(first_chars("éé", 2), "éé");
+    }
 
     #[test]
     fn request_ids_are_prefixed_hex_of_fixed_length() {

@@ -54,12 +54,23 @@ pub fn decode_into<'a>(
     Ok(())
 }
 
+/// The bytes the scan of a pair stops at: its end, its `=`, and what needs decoding. A
+/// table lookup per byte, so the ordinary bytes between them cost little.
+const STOPS: [bool; 256] = {
+    let mut stops = [false; 256];
+    stops[b'&' as usize] = true;
+    stops[b'=' as usize] = true;
+    stops[b'+' as usize] = true;
+    stops[b'%' as usize] = true;
+    stops
+};
+
 /// The pairs of `application/x-www-form-urlencoded` input, decoded exactly as
 /// `form_urlencoded::parse` decodes them (pairs split at `&`, empty ones skipped, the key
 /// ending at the first `=`, `+` a space, `%XX` a byte, invalid UTF-8 replaced). The input's
 /// UTF-8 is checked once, so a component with no `+` or `%` (most parts of an SDK's request)
 /// is borrowed as it is; only the others are decoded into a string of their own.
-fn pairs(input: &[u8]) -> impl Iterator<Item = (Cow<'_, str>, Cow<'_, str>)> {
+pub(super) fn pairs(input: &[u8]) -> impl Iterator<Item = (Cow<'_, str>, Cow<'_, str>)> {
     let text = std::str::from_utf8(input).ok();
     let component = move |range: Range<usize>, plain: bool| -> Cow<'_, str> {
         match text {
@@ -77,18 +88,20 @@ fn pairs(input: &[u8]) -> impl Iterator<Item = (Cow<'_, str>, Cow<'_, str>)> {
         // decoding.
         let mut equals = None;
         let mut plain = [true, true];
-        let mut end = input.len();
-        for (at, &byte) in input.iter().enumerate().skip(start) {
-            match byte {
-                b'&' => {
-                    end = at;
-                    break;
-                }
+        let mut at = start;
+        let end = loop {
+            let Some(skipped) = input[at..].iter().position(|&b| STOPS[usize::from(b)]) else {
+                break input.len();
+            };
+            at += skipped;
+            match input[at] {
+                b'&' => break at,
                 b'=' if equals.is_none() => equals = Some(at),
                 b'+' | b'%' => plain[usize::from(equals.is_some())] = false,
                 _ => {}
             }
-        }
+            at += 1;
+        };
         let sequence = start..end;
         start = end + 1;
         if sequence.is_empty() {
@@ -128,28 +141,53 @@ fn decode_component(raw: &[u8]) -> String {
     }
 }
 
-/// Splits `a[b][]` into the byte ranges of `a` and of the bracketed parts `b`, ``; a key
+/// Splits `a[b][]` into the byte range of `a` and its bracketed parts `b`, ``; a key
 /// whose brackets do not close is one plain name (Stripe then reports it as unknown).
-fn split_key(key: &str) -> (Range<usize>, Vec<Range<usize>>) {
-    let whole = (0..key.len(), Vec::new());
-    // Byte searches: the brackets are ASCII, so their offsets are character boundaries.
-    let find = |from: usize, byte: u8| key.as_bytes()[from..].iter().position(|&b| b == byte);
-    let Some(open) = find(0, b'[').filter(|&open| open > 0) else {
+pub(super) fn split_key(key: &str) -> (Range<usize>, KeyParts<'_>) {
+    let whole = (0..key.len(), KeyParts { key, at: key.len() });
+    // Byte searches (keys are short, so a plain loop beats a vectorised search); the
+    // brackets are ASCII, so their offsets are character boundaries.
+    let Some(open) = position(key.as_bytes(), b'[').filter(|&open| open > 0) else {
         return whole;
     };
-    let mut parts = Vec::new();
     let mut at = open;
     while at < key.len() {
         if key.as_bytes()[at] != b'[' {
             return whole;
         }
-        let Some(close) = find(at, b']') else {
+        let Some(close) = position(&key.as_bytes()[at..], b']') else {
             return whole;
         };
-        parts.push(at + 1..at + close);
         at += close + 1;
     }
-    (0..open, parts)
+    (0..open, KeyParts { key, at: open })
+}
+
+/// The byte ranges of a key's bracketed parts, in order; made by [`split_key`], which has
+/// checked that every bracket closes.
+pub(super) struct KeyParts<'k> {
+    key: &'k str,
+    at: usize,
+}
+
+impl Iterator for KeyParts<'_> {
+    type Item = Range<usize>;
+
+    fn next(&mut self) -> Option<Range<usize>> {
+        let rest = self
+            .key
+            .as_bytes()
+            .get(self.at..)
+            .filter(|rest| !rest.is_empty())?;
+        let close = position(rest, b']')?;
+        let part = self.at + 1..self.at + close;
+        self.at += close + 1;
+        Some(part)
+    }
+}
+
+fn position(bytes: &[u8], byte: u8) -> Option<usize> {
+    bytes.iter().position(|&b| b == byte)
 }
 
 /// Places one pair; the key comes back as the error when it conflicts with earlier pairs.
@@ -170,7 +208,7 @@ fn insert<'a>(
         }
     };
     let name = piece(name);
-    let parts: Vec<Cow<'a, str>> = parts.into_iter().map(piece).collect();
+    let parts: Vec<Cow<'a, str>> = parts.map(piece).collect();
     let slot = map_slot(root, name, parts.first().map(|part| &**part));
     place(slot, &parts, value).map_err(|()| key.into_owned())
 }

@@ -6,7 +6,7 @@ use std::rc::Rc;
 use std::sync::LazyLock;
 
 use agentgate::catalog::{Catalog, Field, Kind, Operation, Schema};
-use agentgate::validation::{decode, validate, Violation};
+use agentgate::validation::{accepted_in_one_pass, check, decode, validate, Violation};
 use proptest::prelude::*;
 use proptest::sample::{select, subsequence};
 use proptest::strategy::Union;
@@ -422,14 +422,121 @@ impl Request {
 
     /// Decodes and validates `encoded` as the gateway does: GET and DELETE parameters from
     /// the query, POST parameters from the body.
+    /// The gateway's entry point ([`check`]) must answer as the tree does, word for word.
     fn check(&self, encoded: &str) -> Result<(), Violation> {
         let operation = &CATALOG.operations[self.op];
-        let params = match operation.method.as_str() {
-            "POST" => decode(None, Some(encoded.as_bytes()))?,
-            _ => decode(Some(encoded), None)?,
-        };
         let path_args: Vec<&str> = self.path_args.iter().map(String::as_str).collect();
-        validate(operation, &path_args, &params)
+        let (query, body) = match operation.method.as_str() {
+            "POST" => (None, Some(encoded.as_bytes())),
+            _ => (Some(encoded), None),
+        };
+        let tree = tree_verdict(operation, &path_args, query, body);
+        assert_eq!(
+            check(operation, &path_args, query, body),
+            tree,
+            "{} {encoded}",
+            operation.id
+        );
+        tree
+    }
+}
+
+/// The tree's verdict: decode, then validate.
+fn tree_verdict(
+    operation: &Operation,
+    path_args: &[&str],
+    query: Option<&str>,
+    body: Option<&[u8]>,
+) -> Result<(), Violation> {
+    validate(operation, path_args, &decode(query, body)?)
+}
+
+/// A form built from an operation's own names in the shapes that conflict only together:
+/// plain values, emptied values, named and numbered parts, `[]` appends, repeats. Its pairs
+/// use two of the operation's parameters at most, so that they meet on the same one.
+fn tangled_forms() -> impl Strategy<Value = (usize, String)> {
+    let with_params: Vec<usize> = (CATALOG.operations.iter().enumerate())
+        .filter(|(_, operation)| !operation.params.is_empty())
+        .map(|(index, _)| index)
+        .collect();
+    select(with_params)
+        .prop_flat_map(|op| {
+            let count = CATALOG.operations[op].params.len();
+            (Just(op), 0..count, 0..count)
+        })
+        .prop_flat_map(|(op, first, second)| {
+            let fields = &CATALOG.operations[op].params;
+            let (first, second) = (&fields[first], &fields[second]);
+            let parts: Vec<&'static str> = [first, second]
+                .into_iter()
+                .flat_map(|field| nested_names(&field.schema))
+                .chain(["k", "0", "1", ""])
+                .collect();
+            let part = select(parts).prop_map(|part| format!("[{part}]"));
+            let name = select(vec![first.name.as_str(), second.name.as_str()]);
+            let key = (name, prop::collection::vec(part, 0..3))
+                .prop_map(|(name, parts)| format!("{name}{}", parts.concat()));
+            let value = select(&["", "1", "x", "true", "usd", "2.5", "%5B", "a+b"][..]);
+            prop::collection::vec((key, value), 1..6).prop_map(move |pairs| {
+                let form: Vec<String> = (pairs.iter())
+                    .map(|(key, value)| format!("{key}={value}"))
+                    .collect();
+                (op, form.join("&"))
+            })
+        })
+}
+
+/// A valid request with one pair added that meets another on the same parameter in a
+/// different shape (the value emptied where it has parts, a list both appended to and
+/// numbered, parts under a single value, keys under an appended item), or with one key
+/// dropped (a nested object's required field, say).
+fn tangled_requests() -> impl Strategy<Value = (Request, Vec<(String, String)>)> {
+    (
+        valid_requests(),
+        any::<prop::sample::Index>(),
+        0..5u8,
+        any::<bool>(),
+    )
+        .prop_map(|(request, at, how, before)| {
+            let mut pairs = request.pairs.clone();
+            let Some((key, value)) = pairs.get(at.index(pairs.len().max(1))).cloned() else {
+                return (request, pairs);
+            };
+            let added = match how {
+                0 => key
+                    .rfind('[')
+                    .map(|open| (key[..open].to_owned(), String::new())),
+                1 if key.contains("[]") => Some((key.replacen("[]", "[0]", 1), value)),
+                1 => numbered(&key).map(|numbered| (numbered, value)),
+                2 => Some((format!("{key}[k]"), "1".to_owned())),
+                3 => {
+                    pairs.retain(|(other, _)| *other != key);
+                    None
+                }
+                _ => key
+                    .find("[]")
+                    .map(|at| (format!("{}[k]", &key[..at + 2]), value)),
+            };
+            if let Some(added) = added {
+                let at = if before { 0 } else { pairs.len() };
+                pairs.insert(at, added);
+            }
+            (request, pairs)
+        })
+}
+
+/// `key` with its first numbered part (`[0]`) written as an append (`[]`).
+fn numbered(key: &str) -> Option<String> {
+    let open = key.find("[0]").or_else(|| key.find("[1]"))?;
+    Some(format!("{}[]{}", &key[..open], &key[open + 3..]))
+}
+
+/// The field names of an object, or of a list's object items: the parts a key may name.
+fn nested_names(schema: &'static Schema) -> Vec<&'static str> {
+    match &schema.kind {
+        Kind::Object { fields } => fields.iter().map(|field| field.name.as_str()).collect(),
+        Kind::Array { items } => nested_names(items),
+        _ => Vec::new(),
     }
 }
 
@@ -496,6 +603,39 @@ proptest! {
         let encoded = request.encode(&request.pairs);
         let id = &CATALOG.operations[request.op].id;
         prop_assert_eq!(request.check(&encoded), Ok(()), "{} {}", id, encoded);
+    }
+
+    #[test]
+    fn what_the_one_pass_check_accepts_the_tree_accepts((op, form) in tangled_forms()) {
+        let operation = &CATALOG.operations[op];
+        let args: Vec<&str> = operation.path_params.iter().map(|_| "id_1").collect();
+        let (query, body) = match operation.method.as_str() {
+            "POST" => (None, Some(form.as_bytes())),
+            _ => (Some(form.as_str()), None),
+        };
+        let tree = tree_verdict(operation, &args, query, body);
+        if accepted_in_one_pass(operation, &args, query, body) {
+            prop_assert_eq!(&tree, &Ok(()), "{} {}", operation.id, form);
+        }
+        prop_assert_eq!(check(operation, &args, query, body), tree, "{} {}", operation.id, form);
+    }
+
+    #[test]
+    fn a_valid_request_tangled_by_one_pair_is_accepted_in_one_pass_only_if_the_tree_accepts(
+        (request, pairs) in tangled_requests()
+    ) {
+        let operation = &CATALOG.operations[request.op];
+        let args: Vec<&str> = request.path_args.iter().map(String::as_str).collect();
+        let encoded = request.encode(&pairs);
+        let (query, body) = match operation.method.as_str() {
+            "POST" => (None, Some(encoded.as_bytes())),
+            _ => (Some(encoded.as_str()), None),
+        };
+        if accepted_in_one_pass(operation, &args, query, body) {
+            let tree = tree_verdict(operation, &args, query, body);
+            prop_assert_eq!(tree, Ok(()), "{} {}", operation.id, encoded);
+        }
+        request.check(&encoded).ok();
     }
 
     #[test]
