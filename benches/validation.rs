@@ -1,10 +1,12 @@
 //! What the validation phase costs per request: matching the path to a listed operation,
-//! decoding the form body and validating it against the embedded catalog.
+//! then checking the form body against the embedded catalog, as the proxy does (the
+//! one-pass check, with the tree where it cannot decide) and through the tree alone (as
+//! when a guardrail needs the decoded parameters).
 
 use std::sync::Arc;
 
 use agentgate::catalog::{Catalog, CatalogIndex};
-use agentgate::validation::{decode, validate};
+use agentgate::validation::{check, decode, validate};
 use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};
 use http::Method;
 
@@ -69,7 +71,16 @@ fn form(pairs: &[(&str, &str)]) -> String {
         .finish()
 }
 
+/// A way through the validation phase.
+type Phase = fn(&CatalogIndex, &str, &[u8]);
+
 /// One POST through the validation phase, as the proxy runs it.
+fn match_check(index: &CatalogIndex, path: &str, body: &[u8]) {
+    let matched = index.find(&Method::POST, path).expect("a listed operation");
+    check(matched.operation, &matched.path_args, None, Some(body)).expect("a valid request");
+}
+
+/// One POST through the tree: decoded, then validated.
 fn match_decode_validate(index: &CatalogIndex, path: &str, body: &[u8]) {
     let matched = index.find(&Method::POST, path).expect("a listed operation");
     let params = decode(None, Some(body)).expect("decodes");
@@ -95,14 +106,23 @@ fn validation(c: &mut Criterion) {
             checkout_session_body(),
         ),
     ];
-    let mut group = c.benchmark_group("match + decode + validate per request");
-    for (name, path, body) in &cases {
-        group.throughput(Throughput::Bytes(body.len() as u64));
-        group.bench_function(*name, |b| {
-            b.iter(|| match_decode_validate(&index, black_box(path), black_box(body.as_bytes())))
-        });
+    let runs: [(&str, Phase); 2] = [
+        ("match + check per request", match_check),
+        (
+            "match + decode + validate per request",
+            match_decode_validate,
+        ),
+    ];
+    for (group_name, run) in runs {
+        let mut group = c.benchmark_group(group_name);
+        for (name, path, body) in &cases {
+            group.throughput(Throughput::Bytes(body.len() as u64));
+            group.bench_function(*name, |b| {
+                b.iter(|| run(&index, black_box(path), black_box(body.as_bytes())))
+            });
+        }
+        group.finish();
     }
-    group.finish();
 }
 
 criterion_group!(benches, validation);

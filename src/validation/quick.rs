@@ -13,9 +13,11 @@
 //! - a list sent both with `[]` and with numbered items (the same list schema met both
 //!   ways anywhere in the request, which catches every conflict and a few harmless cases);
 //! - `a[][k]`, whose items the tree groups by which keys repeat;
-//! - nested objects with required fields (the tree checks each one sent has them);
 //! - parts under an anyOf (the tree needs one alternative that accepts all of them);
 //! - more than [`MAX_TOP_FIELDS`] top-level fields, past what the required-field set holds.
+//!
+//! Nested objects with required fields are tracked by their decoded key, which is how the
+//! tree tells them apart (`line_items[0]` and `line_items[00]` are two items to it).
 //!
 //! Repeated keys need no care: the tree keeps the last value of a plain key, and this
 //! checks every value, so when all pass the last one does.
@@ -23,7 +25,7 @@
 use crate::catalog::{Field, Kind, Operation, Schema};
 
 use super::form::{pairs, split_key};
-use super::{check_empty, check_path_args, check_text, field_index, find_field, ParamPath};
+use super::{check_empty, check_path_args, check_text, field_index, ParamPath};
 
 /// Top-level fields an operation may have for the one-pass check to track which required
 /// ones were sent.
@@ -31,6 +33,9 @@ const MAX_TOP_FIELDS: usize = 256;
 /// List schemas whose addressing (`[]` or numbered) the check remembers; a request with
 /// more lists is left to the tree.
 const MAX_LISTS: usize = 8;
+/// Nested objects with required fields the check tracks; a request with more is left to
+/// the tree.
+const MAX_OBJECTS: usize = 64;
 
 /// Whether the request is one the tree would accept, decided in one pass; `false` means
 /// "ask the tree", not "refused".
@@ -51,11 +56,9 @@ pub(super) fn accepts(
             }
         }
     }
-    operation
-        .params
-        .iter()
-        .enumerate()
-        .all(|(index, field)| !field.required || walk.sent(index))
+    let top_complete = (operation.params.iter().enumerate())
+        .all(|(index, field)| !field.required || walk.sent(index));
+    top_complete && walk.objects_complete()
 }
 
 /// Where a value landed, which decides how an empty value is judged (as the tree does).
@@ -76,6 +79,18 @@ struct Walk<'c> {
     sent: [u64; MAX_TOP_FIELDS / 64],
     /// List schemas met so far, and whether with `[]` (else numbered).
     lists: [Option<(&'c Schema, bool)>; MAX_LISTS],
+    /// Nested objects with required fields, as sent.
+    objects: Vec<SentObject<'c>>,
+}
+
+/// A nested object with required fields, as the tree would build it from the pairs.
+struct SentObject<'c> {
+    /// Its key as decoded (`line_items[0][price_data]`): the tree's identity of the object.
+    key: String,
+    /// Its fields, sorted by name.
+    fields: &'c [Field],
+    /// Which of its first 64 fields were sent, by index.
+    sent: u64,
 }
 
 impl<'c> Walk<'c> {
@@ -97,21 +112,32 @@ impl<'c> Walk<'c> {
         };
         let mut after_append = false;
         for part in parts {
-            let part = &key[part];
             if after_append {
                 return false;
             }
             (schema, place) = match &schema.kind {
-                Kind::Object { fields } if !fields.iter().any(|field| field.required) => {
-                    let Some(field) = find_field(fields, part) else {
+                Kind::Object { fields } => {
+                    let Some(index) = field_index(fields, &key[part.clone()]) else {
                         return false;
                     };
-                    (&field.schema, Place::Field { required: false })
+                    // The object is the key up to the `[` that opens this part.
+                    if !self.object_field_sent(&key[..part.start - 1], fields, index) {
+                        return false;
+                    }
+                    let field = &fields[index];
+                    (
+                        &field.schema,
+                        Place::Field {
+                            required: field.required,
+                        },
+                    )
                 }
                 Kind::Map { values } if !part.is_empty() => (&**values, Place::MapValue),
                 Kind::Array { items } => {
                     after_append = part.is_empty();
-                    if !(after_append || is_index(part)) || !self.addressed(schema, after_append) {
+                    if !(after_append || is_index(&key[part]))
+                        || !self.addressed(schema, after_append)
+                    {
                         return false;
                     }
                     (&**items, Place::Item)
@@ -132,6 +158,43 @@ impl<'c> Walk<'c> {
             (true, Place::MapValue) => true,
             (true, Place::Item) => check_empty(schema, false, &path).is_ok(),
         }
+    }
+
+    /// Records that the field at `index` of the nested object sent as `key` was sent, when
+    /// the object has required fields to check at the end; false when the pass cannot
+    /// keep track (too many such objects).
+    fn object_field_sent(&mut self, key: &str, fields: &'c [Field], index: usize) -> bool {
+        if !fields.iter().any(|field| field.required) {
+            return true;
+        }
+        let bit = 1u64
+            .checked_shl(u32::try_from(index).unwrap_or(u32::MAX))
+            .unwrap_or(0);
+        // Newest first: an object's fields are usually sent together.
+        if let Some(object) = (self.objects.iter_mut().rev())
+            .find(|object| std::ptr::eq(object.fields, fields) && object.key == key)
+        {
+            object.sent |= bit;
+            return true;
+        }
+        if self.objects.len() == MAX_OBJECTS {
+            return false;
+        }
+        self.objects.push(SentObject {
+            key: key.to_owned(),
+            fields,
+            sent: bit,
+        });
+        true
+    }
+
+    /// Whether every nested object sent has its required fields.
+    fn objects_complete(&self) -> bool {
+        self.objects.iter().all(|object| {
+            (object.fields.iter().enumerate()).all(|(index, field)| {
+                !field.required || index < 64 && object.sent & (1 << index) != 0
+            })
+        })
     }
 
     /// Records that the list `schema` was addressed with `[]` (`appended`) or by number;
@@ -245,10 +308,9 @@ mod tests {
 
     #[test]
     fn shapes_the_one_pass_does_not_follow_are_decided_by_the_tree() {
-        // A nested object with a required field, an anyOf with parts, items grouped by
-        // their repeated keys: accepted by the tree, not in one pass.
+        // An anyOf with parts, items grouped by their repeated keys: accepted by the tree,
+        // not in one pass.
         for (id, body) in [
-            ("prices.create", "currency=usd&recurring[interval]=month"),
             ("payment_intents.list", "created[gte]=1"),
             (
                 "checkout.sessions.create",
@@ -259,6 +321,45 @@ mod tests {
             let body = if query.is_some() { "" } else { body };
             assert_eq!(verdicts(id, query, body), (false, true), "{id} {body}");
         }
+    }
+
+    #[test]
+    fn each_nested_object_sent_must_have_its_required_fields() {
+        let cases = [
+            ("currency=usd&recurring[interval]=month", (true, true)),
+            ("currency=usd&recurring[interval_count]=1", (false, false)),
+            ("currency=usd&recurring[interval]=", (false, false)),
+        ];
+        for (body, verdict) in cases {
+            assert_eq!(verdicts("prices.create", None, body), verdict, "{body}");
+        }
+        let both = "mode=payment&line_items[0][price_data][currency]=eur\
+                    &line_items[0][price_data][unit_amount]=5&line_items[0][quantity]=1\
+                    &line_items[1][price_data][product]=prod_1\
+                    &line_items[1][price_data][currency]=eur&line_items[1][quantity]=1";
+        assert_eq!(
+            verdicts("checkout.sessions.create", None, both),
+            (true, true)
+        );
+        // The second item's prices lack the currency the first item's have.
+        let second = both.replace(
+            "line_items[1][price_data][currency]",
+            "line_items[1][price_data][unit_amount]",
+        );
+        assert_eq!(
+            verdicts("checkout.sessions.create", None, &second),
+            (false, false)
+        );
+        // `01` is an item of its own to the tree, so the currency sent for it is not the
+        // second item's.
+        let renumbered = both.replace(
+            "line_items[1][price_data][currency]",
+            "line_items[01][price_data][currency]",
+        );
+        assert_eq!(
+            verdicts("checkout.sessions.create", None, &renumbered),
+            (false, false)
+        );
     }
 
     #[test]
