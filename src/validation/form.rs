@@ -186,6 +186,7 @@ impl Iterator for KeyParts<'_> {
     }
 }
 
+/// Where `byte` first occurs in `bytes`.
 fn position(bytes: &[u8], byte: u8) -> Option<usize> {
     bytes.iter().position(|&b| b == byte)
 }

@@ -1,6 +1,7 @@
 //! The one-pass check: each pair of the query and the body is followed down the operation's
-//! schema and its value checked where it lands, without building the parameter tree, so a
-//! request the catalog allows costs no allocation per parameter.
+//! schema and its value checked where it lands, without building the parameter tree. It
+//! allocates only for percent-encoded keys and values and for nested objects with required
+//! fields, where the tree allocates for every container and every bracketed key.
 //!
 //! It only ever accepts. A request it cannot decide alone (one it would refuse, or one
 //! whose answer depends on pairs taken together) is left to the tree ([`super::decode`]
@@ -14,7 +15,9 @@
 //!   ways anywhere in the request, which catches every conflict and a few harmless cases);
 //! - `a[][k]`, whose items the tree groups by which keys repeat;
 //! - parts under an anyOf (the tree needs one alternative that accepts all of them);
-//! - more than [`MAX_TOP_FIELDS`] top-level fields, past what the required-field set holds.
+//! - what is past its fixed limits: an operation with more than [`MAX_TOP_FIELDS`]
+//!   top-level fields, more than [`MAX_LISTS`] lists, more than [`MAX_OBJECTS`] nested
+//!   objects with required fields.
 //!
 //! Nested objects with required fields are tracked by their decoded key, which is how the
 //! tree tells them apart (`line_items[0]` and `line_items[00]` are two items to it).
