@@ -631,11 +631,11 @@ proptest! {
             "POST" => (None, Some(encoded.as_bytes())),
             _ => (Some(encoded.as_str()), None),
         };
+        // `check` asserts that the gateway's entry point answers as the tree does.
+        let tree = request.check(&encoded);
         if accepted_in_one_pass(operation, &args, query, body) {
-            let tree = tree_verdict(operation, &args, query, body);
             prop_assert_eq!(tree, Ok(()), "{} {}", operation.id, encoded);
         }
-        request.check(&encoded).ok();
     }
 
     #[test]
