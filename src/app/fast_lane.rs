@@ -195,7 +195,7 @@ fn parse(buffer: &mut BytesMut, served: impl Fn(&str) -> bool) -> Parsed {
     let mut body_len = None;
     let mut close = false;
     for line in parsed.headers.iter() {
-        let Ok(name) = HeaderName::from_bytes(line.name.as_bytes()) else {
+        let Some(name) = header_name(line.name.as_bytes()) else {
             return Parsed::Unsupported;
         };
         if name == header::CONTENT_LENGTH {
@@ -241,6 +241,55 @@ fn parse(buffer: &mut BytesMut, served: impl Fn(&str) -> bool) -> Parsed {
         body_len,
         close,
     })
+}
+
+/// The names nearly every API request carries, as they are spelled in lowercase, and the
+/// constants that stand for them.
+static COMMON_NAMES: [(&str, HeaderName); 12] = [
+    ("host", header::HOST),
+    ("authorization", header::AUTHORIZATION),
+    ("content-type", header::CONTENT_TYPE),
+    ("content-length", header::CONTENT_LENGTH),
+    ("user-agent", header::USER_AGENT),
+    ("accept", header::ACCEPT),
+    ("accept-encoding", header::ACCEPT_ENCODING),
+    ("connection", header::CONNECTION),
+    (
+        "idempotency-key",
+        HeaderName::from_static("idempotency-key"),
+    ),
+    ("stripe-version", HeaderName::from_static("stripe-version")),
+    ("stripe-account", HeaderName::from_static("stripe-account")),
+    (
+        "x-stripe-client-user-agent",
+        HeaderName::from_static("x-stripe-client-user-agent"),
+    ),
+];
+
+/// A header line's name; `None` if it is not a valid one. The common names are matched
+/// without parsing: [`HeaderName::from_bytes`] lowercases every name into a buffer first,
+/// and copies one outside the standard set (such as `idempotency-key`) into an
+/// allocation of its own.
+fn header_name(name: &[u8]) -> Option<HeaderName> {
+    COMMON_NAMES
+        .iter()
+        .find(|(lower, _)| spells(name, lower))
+        .map(|(_, common)| common.clone())
+        .or_else(|| HeaderName::from_bytes(name).ok())
+}
+
+/// Whether `name` is `lower` in any case. Every byte is compared, without stopping at the
+/// first difference, so the compiler can compare many at once; a name is only compared in
+/// full when its length matches.
+fn spells(name: &[u8], lower: &str) -> bool {
+    name.len() == lower.len()
+        && name
+            .iter()
+            .zip(lower.as_bytes())
+            .fold(0, |differs, (byte, low)| {
+                differs | (byte.to_ascii_lowercase() ^ low)
+            })
+            == 0
 }
 
 /// Where `part` lies in the buffer starting at address `start`.
@@ -523,6 +572,36 @@ mod tests {
             assert!(matches!(parsed(text), Parsed::Unsupported), "{text:?}");
         }
         assert!(matches!(parsed("GET /x HTTP/1.1\r\nHost"), Parsed::Partial));
+    }
+
+    #[test]
+    fn header_names_are_those_http_parses_in_any_case() {
+        let spellings = COMMON_NAMES
+            .iter()
+            .map(|(lower, _)| (*lower).to_owned())
+            .chain([
+                "x-custom".to_owned(),
+                "hosts".to_owned(),
+                "idempotency".to_owned(),
+            ]);
+        for lower in spellings {
+            let upper = lower.to_ascii_uppercase();
+            let title: String = lower
+                .split('-')
+                .map(|word| word[..1].to_ascii_uppercase() + &word[1..])
+                .collect::<Vec<_>>()
+                .join("-");
+            for spelling in [&lower, &upper, &title] {
+                assert_eq!(
+                    header_name(spelling.as_bytes()),
+                    Some(HeaderName::from_bytes(lower.as_bytes()).unwrap()),
+                    "{spelling}"
+                );
+            }
+        }
+        for invalid in ["bad header", "", "host:", "h\u{e9}"] {
+            assert_eq!(header_name(invalid.as_bytes()), None, "{invalid:?}");
+        }
     }
 
     #[test]

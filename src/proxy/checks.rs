@@ -18,6 +18,9 @@ pub static VALIDATION_HEADER: HeaderName = HeaderName::from_static("agentgate-va
 /// Stripe instead of sending it.
 pub static DRY_RUN_HEADER: HeaderName = HeaderName::from_static("agentgate-dry-run");
 
+/// What the names of agentgate's request headers start with.
+const SWITCH_PREFIX: &str = "agentgate-";
+
 /// What the caller asked of agentgate for this request.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Controls {
@@ -31,6 +34,17 @@ impl Controls {
     /// Reads the agentgate request headers; an unreadable value is refused rather than
     /// guessed at, so `Agentgate-Dry-Run: yes please` never sends a request by accident.
     pub fn read(headers: &HeaderMap) -> Result<Self, GatewayError> {
+        // Nearly every request sends neither: a look at each of its few names costs less
+        // than hashing both switches' names for lookups that find nothing.
+        if !headers
+            .keys()
+            .any(|name| name.as_str().starts_with(SWITCH_PREFIX))
+        {
+            return Ok(Self {
+                validate: true,
+                dry_run: false,
+            });
+        }
         Ok(Self {
             validate: switch(headers, &VALIDATION_HEADER, true)?,
             dry_run: switch(headers, &DRY_RUN_HEADER, false)?,
@@ -137,4 +151,53 @@ fn check_content_type(headers: &HeaderMap) -> Result<(), GatewayError> {
             crate::proxy::target::loggable_raw_path(media_type)
         ),
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::HeaderValue;
+
+    fn controls(lines: &[(&str, &str)]) -> Result<Controls, GatewayError> {
+        let mut headers = HeaderMap::new();
+        for (name, value) in lines {
+            headers.append(
+                HeaderName::from_bytes(name.as_bytes()).unwrap(),
+                HeaderValue::from_str(value).unwrap(),
+            );
+        }
+        Controls::read(&headers)
+    }
+
+    #[test]
+    fn switches_are_read_in_any_case_and_default_when_absent() {
+        let defaults = Controls {
+            validate: true,
+            dry_run: false,
+        };
+        assert_eq!(controls(&[]).unwrap(), defaults);
+        assert_eq!(
+            controls(&[("content-type", "text/plain"), ("agentgate-other", "x")]).unwrap(),
+            defaults
+        );
+        assert_eq!(
+            controls(&[
+                ("Agentgate-Validation", " OFF "),
+                ("AGENTGATE-DRY-RUN", "1")
+            ])
+            .unwrap(),
+            Controls {
+                validate: false,
+                dry_run: true,
+            }
+        );
+        assert_eq!(
+            controls(&[("host", "a"), ("agentgate-dry-run", "true")]).unwrap(),
+            Controls {
+                validate: true,
+                dry_run: true,
+            }
+        );
+        assert!(controls(&[("agentgate-dry-run", "yes please")]).is_err());
+    }
 }
