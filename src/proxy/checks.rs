@@ -31,6 +31,12 @@ pub struct Controls {
 }
 
 impl Controls {
+    /// What a request that sends neither header asks for.
+    const DEFAULT: Self = Self {
+        validate: true,
+        dry_run: false,
+    };
+
     /// Reads the agentgate request headers; an unreadable value is refused rather than
     /// guessed at, so `Agentgate-Dry-Run: yes please` never sends a request by accident.
     pub fn read(headers: &HeaderMap) -> Result<Self, GatewayError> {
@@ -40,14 +46,11 @@ impl Controls {
             .keys()
             .any(|name| name.as_str().starts_with(SWITCH_PREFIX))
         {
-            return Ok(Self {
-                validate: true,
-                dry_run: false,
-            });
+            return Ok(Self::DEFAULT);
         }
         Ok(Self {
-            validate: switch(headers, &VALIDATION_HEADER, true)?,
-            dry_run: switch(headers, &DRY_RUN_HEADER, false)?,
+            validate: switch(headers, &VALIDATION_HEADER, Self::DEFAULT.validate)?,
+            dry_run: switch(headers, &DRY_RUN_HEADER, Self::DEFAULT.dry_run)?,
         })
     }
 }
@@ -175,6 +178,7 @@ mod tests {
             validate: true,
             dry_run: false,
         };
+        assert_eq!(Controls::DEFAULT, defaults);
         assert_eq!(controls(&[]).unwrap(), defaults);
         assert_eq!(
             controls(&[("content-type", "text/plain"), ("agentgate-other", "x")]).unwrap(),
