@@ -244,7 +244,10 @@ fn parse(buffer: &mut BytesMut, served: impl Fn(&str) -> bool) -> Parsed {
 }
 
 /// The names nearly every API request carries, as they are spelled in lowercase, and the
-/// constants that stand for them.
+/// constants that stand for them. The spelling is kept beside each constant, not read
+/// from it, because [`HeaderName::as_str`] goes through a match over every standard name
+/// (about a quarter of the lookup's instructions, measured with callgrind). The test below
+/// checks that each spelling is its constant's.
 static COMMON_NAMES: [(&str, HeaderName); 12] = [
     ("host", header::HOST),
     ("authorization", header::AUTHORIZATION),
