@@ -26,7 +26,17 @@
 #   copied aside before a change, run on the port after nginx's with a database of its own
 #   and measured as "baseline" in every round, so two builds meet the same stretch of a
 #   noisy host), POST=1 (the peer benchmark's form POST, post.lua beside UPSTREAM_CONF,
-#   instead of GET)
+#   instead of GET), TRACE=1 (see below)
+#
+# TRACE=1 also records the kernel's scheduling events with perf (apt-get install -y
+# linux-perf) for 2 s in the middle of each run, and prints under the run's line:
+#
+#   wake-ups  how often the worker woke another task (wrk, the stand-in), a request, and
+#             where the kernel put the woken task: on the worker's own CPU, and how often
+#             that was while another CPU sat idle
+#   preempted what took the worker's CPU while it could still run, a request, by name
+#
+# perf's own work runs during those 2 s, so compare traced runs only with traced runs.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -40,6 +50,7 @@ PEER_PORT=$((PORT + 1))
 BASELINE_PORT=$((PORT + 2))
 BASELINE_BIN="${BASELINE_BIN:-}"
 UPSTREAM_PORT="${SCHED_UPSTREAM_PORT:-18095}"
+TRACE="${TRACE:-0}"
 peer_confs "$ROOT"
 METHOD=GET
 WRK_SCRIPT=()
@@ -51,6 +62,10 @@ fi
 for tool in nginx wrk curl; do
   command -v "$tool" >/dev/null || { echo "missing $tool: apt-get install -y nginx wrk curl" >&2; exit 2; }
 done
+if [[ "$TRACE" == 1 ]]; then
+  command -v perf >/dev/null || { echo "TRACE=1 needs perf: apt-get install -y linux-perf" >&2; exit 2; }
+  ((SECONDS_PER_RUN >= 4)) || { echo "TRACE=1 needs SECONDS_PER_RUN of at least 4" >&2; exit 2; }
+fi
 [[ -r /proc/self/schedstat ]] || { echo "this kernel has no /proc/PID/schedstat" >&2; exit 2; }
 require_free_ports "SCHED_PORT= / SCHED_UPSTREAM_PORT=" "$PORT" "$PEER_PORT" "$UPSTREAM_PORT"
 if [[ -n "$BASELINE_BIN" ]]; then
@@ -134,13 +149,76 @@ snapshot() {
     '/^cpu /{idle = $5 + $6; total = 0; for (i = 2; i <= NF; i++) total += $i; print p, idle, total, s}' /proc/stat
 }
 
+# placement THREAD DATA REQUESTS: from the scheduling events perf recorded in DATA over 2 s,
+# in which REQUESTS requests a second were served, where the wake-ups made by the thread
+# THREAD landed and what preempted it (see TRACE=1 above). A switch away from the thread
+# while it was still runnable (state R) is a preemption; a CPU running task 0 is idle.
+placement() {
+  local thread=$1 data=$2 rate=$3
+  perf script -i "$data" -F tid,cpu,event,trace 2>/dev/null | awk -v w="$thread" -v per="$((rate * 2))" '
+    function field(text, key) {
+      if (!match(text, " " key "=[^ ]+")) return ""
+      return substr(text, RSTART + length(key) + 2, RLENGTH - length(key) - 2)
+    }
+    {
+      cpu = $2
+      gsub(/[][]/, "", cpu)
+      cpu += 0
+    }
+    /sched:sched_switch:/ {
+      split($0, halves, " ==> ")
+      into = halves[2]
+      sub(/^next_comm=/, "", into)
+      sub(/ next_pid=.*/, "", into)
+      running[cpu] = field(" " halves[2], "next_pid")
+      if (field(halves[1], "prev_pid") == w && field(halves[1], "prev_state") ~ /^R/) {
+        preempts++
+        by[into]++
+      }
+      next
+    }
+    /sched:sched_wakeup:/ && $1 == w {
+      wakeups++
+      if (field($0, "target_cpu") + 0 != cpu) next
+      own++
+      for (other in running) {
+        if (other + 0 != cpu && running[other] == "0") {
+          own_idle++
+          break
+        }
+      }
+    }
+    END {
+      if (per == 0 || wakeups == 0) { print "  (no scheduling events recorded for the worker)"; exit }
+      printf "  wake-ups %.3f a request: %.0f%% onto its own CPU, %.0f%% while another CPU was idle\n",
+        wakeups / per, 100 * own / wakeups, 100 * own_idle / wakeups
+      printf "  preempted %.3f a request, by:", preempts / per
+      while (length(by) > 0) {
+        top = ""
+        for (name in by) if (top == "" || by[name] > by[top]) top = name
+        if (by[top] / per < 0.001) break
+        printf " %s %.3f", top, by[top] / per
+        delete by[top]
+      }
+      printf "\n"
+    }'
+}
+
 # measure NAME PROCESS THREAD URL TOKEN: one wrk run, one line of the report.
 measure() {
   local name=$1 process=$2 thread=$3 url=$4 token=$5
-  local before after out requests
+  local before after out requests tracer=""
   before="$(snapshot "$process" "$thread")"
+  if [[ "$TRACE" == 1 ]]; then
+    (
+      sleep $((SECONDS_PER_RUN / 2 - 1))
+      perf record -q -a -e sched:sched_switch,sched:sched_wakeup -o "$RUN/$name.perf" -- sleep 2 >/dev/null 2>&1
+    ) &
+    tracer=$!
+  fi
   out="$(wrk -t1 "-c$CONNS" "-d${SECONDS_PER_RUN}s" --latency "${WRK_SCRIPT[@]}" -H "Authorization: Bearer $token" "$url")"
   after="$(snapshot "$process" "$thread")"
+  [[ -z "$tracer" ]] || wait "$tracer"
   requests="$(awk '/requests in/{print $1}' <<<"$out")"
   awk -v name="$name" -v n="$requests" -v s="$SECONDS_PER_RUN" -v hz="$TICKS" \
     -v p99="$(awk '$1 == "99%" {print $2}' <<<"$out")" \
@@ -152,6 +230,7 @@ measure() {
         (y[3] - x[3]) / 1e3 / n, (y[4] - x[4]) / n, (y[5] - x[5]) / n,
         100 * (y[6] - x[6]) / (y[7] - x[7])
     }'
+  [[ -z "$tracer" ]] || placement "$thread" "$RUN/$name.perf" "$((requests / SECONDS_PER_RUN))"
 }
 
 REQUEST_PATH=/v1/connections/stripe/customers
