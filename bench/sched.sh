@@ -155,6 +155,10 @@ snapshot() {
 # while it was still runnable (state R) is a preemption; a CPU running task 0 is idle.
 placement() {
   local thread=$1 data=$2 rate=$3
+  if [[ ! -s "$data" ]]; then
+    echo "  (perf recorded nothing: $(head -1 "$data.log" 2>/dev/null))"
+    return
+  fi
   perf script -i "$data" -F tid,cpu,event,trace 2>/dev/null | awk -v w="$thread" -v per="$((rate * 2))" '
     function field(text, key) {
       if (!match(text, " " key "=[^ ]+")) return ""
@@ -212,7 +216,8 @@ measure() {
   if [[ "$TRACE" == 1 ]]; then
     (
       sleep $((SECONDS_PER_RUN / 2 - 1))
-      perf record -q -a -e sched:sched_switch,sched:sched_wakeup -o "$RUN/$name.perf" -- sleep 2 >/dev/null 2>&1
+      perf record -q -a -e sched:sched_switch,sched:sched_wakeup -o "$RUN/$name.perf" -- sleep 2 \
+        >/dev/null 2>"$RUN/$name.perf.log" || true
     ) &
     tracer=$!
   fi
