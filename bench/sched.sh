@@ -51,6 +51,8 @@ BASELINE_PORT=$((PORT + 2))
 BASELINE_BIN="${BASELINE_BIN:-}"
 UPSTREAM_PORT="${SCHED_UPSTREAM_PORT:-18095}"
 TRACE="${TRACE:-0}"
+# How long TRACE=1 records, centred in each run.
+TRACE_SECONDS=2
 peer_confs "$ROOT"
 METHOD=GET
 WRK_SCRIPT=()
@@ -64,7 +66,8 @@ for tool in nginx wrk curl; do
 done
 if [[ "$TRACE" == 1 ]]; then
   command -v perf >/dev/null || { echo "TRACE=1 needs perf: apt-get install -y linux-perf" >&2; exit 2; }
-  ((SECONDS_PER_RUN >= 4)) || { echo "TRACE=1 needs SECONDS_PER_RUN of at least 4" >&2; exit 2; }
+  ((SECONDS_PER_RUN >= 2 * TRACE_SECONDS)) ||
+    { echo "TRACE=1 needs SECONDS_PER_RUN of at least $((2 * TRACE_SECONDS))" >&2; exit 2; }
 fi
 [[ -r /proc/self/schedstat ]] || { echo "this kernel has no /proc/PID/schedstat" >&2; exit 2; }
 require_free_ports "SCHED_PORT= / SCHED_UPSTREAM_PORT=" "$PORT" "$PEER_PORT" "$UPSTREAM_PORT"
@@ -149,9 +152,9 @@ snapshot() {
     '/^cpu /{idle = $5 + $6; total = 0; for (i = 2; i <= NF; i++) total += $i; print p, idle, total, s}' /proc/stat
 }
 
-# placement THREAD DATA REQUESTS: from the scheduling events perf recorded in DATA over 2 s,
-# in which REQUESTS requests a second were served, where the wake-ups made by the thread
-# THREAD landed and what preempted it (see TRACE=1 above). A switch away from the thread
+# placement THREAD DATA REQUESTS: from the scheduling events perf recorded in DATA over
+# TRACE_SECONDS, in which REQUESTS requests a second were served, where the wake-ups made
+# by the thread THREAD landed and what preempted it (see TRACE=1 above). A switch away from the thread
 # while it was still runnable (state R) is a preemption; a CPU running task 0 is idle.
 placement() {
   local thread=$1 data=$2 rate=$3
@@ -159,7 +162,7 @@ placement() {
     echo "  (perf recorded nothing: $(head -1 "$data.log" 2>/dev/null))"
     return
   fi
-  perf script -i "$data" -F tid,cpu,event,trace 2>/dev/null | awk -v w="$thread" -v per="$((rate * 2))" '
+  perf script -i "$data" -F tid,cpu,event,trace 2>/dev/null | awk -v w="$thread" -v per="$((rate * TRACE_SECONDS))" '
     function field(text, key) {
       if (!match(text, " " key "=[^ ]+")) return ""
       return substr(text, RSTART + length(key) + 2, RLENGTH - length(key) - 2)
@@ -215,8 +218,8 @@ measure() {
   before="$(snapshot "$process" "$thread")"
   if [[ "$TRACE" == 1 ]]; then
     (
-      sleep $((SECONDS_PER_RUN / 2 - 1))
-      perf record -q -a -e sched:sched_switch,sched:sched_wakeup -o "$RUN/$name.perf" -- sleep 2 \
+      sleep $(((SECONDS_PER_RUN - TRACE_SECONDS) / 2))
+      perf record -q -a -e sched:sched_switch,sched:sched_wakeup -o "$RUN/$name.perf" -- sleep "$TRACE_SECONDS" \
         >/dev/null 2>"$RUN/$name.perf.log" || true
     ) &
     tracer=$!
