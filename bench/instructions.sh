@@ -10,7 +10,11 @@
 # request log on, as deployed) and then nginx doing the same job (the peer benchmark's
 # configuration) under callgrind against the fixed-answer Stripe stand-in, warms each up,
 # counts only while wrk sends GET and then POST requests, and prints instructions per
-# request for every thread of the process together (agentgate's request log included).
+# request for every thread of the process together (agentgate's request log included),
+# and heap allocations per request: calls into the allocator's entry points that callgrind
+# recorded (for agentgate mimalloc's `mi_malloc_aligned`, `mi_zalloc_aligned` and
+# `mi_realloc_aligned`, which Rust's allocations go through, and for both processes the C
+# library's `malloc`, `calloc`, `realloc` and `posix_memalign`, which SQLite and nginx use).
 #
 # What it does not count: the kernel's side of each request (system calls, wake-ups, context
 # switches; see `strace -c` and `perf sched` in docs/performance.md), and valgrind hides
@@ -53,7 +57,7 @@ start_nginx "$RUN/up"
 
 # Counts instructions of the callgrind process $1 while wrk runs against $2 with token $3
 # (and wrk's script $5, if any); keeps the dump as KEEP_DUMPS/$4 if asked to; prints
-# "requests instructions".
+# "requests instructions d1-misses ll-misses allocations".
 measure() {
   local pid=$1 url=$2 token=$3 label=$4 script=${5:-}
   local args=(-t1 "-c$CONNS" -H "Authorization: Bearer $token")
@@ -74,13 +78,36 @@ measure() {
   totals="$(awk '/^events:/{n = NF - 1; for (i = 2; i <= NF; i++) name[i] = $i}
     /^(summary|totals):/{for (i = 2; i <= NF; i++) v[name[i]] = $i
       printf "%s %.0f %.0f\n", v["Ir"], v["D1mr"] + v["D1mw"], v["DLmr"] + v["DLmw"]; exit}' "$dump")"
-  echo "$requests $totals"
+  echo "$requests $totals $(allocations "$dump")"
+}
+
+# allocations DUMP: the calls into the allocators' entry points recorded in the callgrind
+# dump DUMP (see the top of this script). The dump names a function once, as "(id) name",
+# and by "(id)" alone after that; each "calls=" line counts the calls to the function the
+# "cfn=" line before it named.
+allocations() {
+  awk '
+    /^c?fn=\(/ {
+      match($0, /\([0-9]+\)/)
+      id = substr($0, RSTART + 1, RLENGTH - 2)
+      rest = substr($0, RSTART + RLENGTH + 1)
+      if (rest != "") name[id] = rest
+      if ($0 ~ /^cfn=/) callee = id
+      next
+    }
+    /^calls=/ {
+      split($0, field, /[= ]/)
+      if (name[callee] ~ /^(mi_(malloc|zalloc|realloc)_aligned|malloc|calloc|realloc|posix_memalign)$/)
+        total += field[2]
+    }
+    END { printf "%.0f\n", total }' "$1"
 }
 
 report() {
-  local name=$1 scenario=$2 requests=$3 instructions=$4 d1=$5 ll=$6
-  printf '%-10s %-5s %8d requests  %8d instructions/request' \
-    "$name" "$scenario" "$requests" $((instructions / requests))
+  local name=$1 scenario=$2 requests=$3 instructions=$4 d1=$5 ll=$6 allocs=$7
+  printf '%-10s %-5s %8d requests  %8d instructions/request  %5.1f allocations/request' \
+    "$name" "$scenario" "$requests" $((instructions / requests)) \
+    "$(awk -v a="$allocs" -v n="$requests" 'BEGIN {print a / n}')"
   if [[ "${CACHE_SIM:-0}" == 1 ]]; then
     awk -v d="$d1" -v l="$ll" -v n="$requests" \
       'BEGIN {printf "  %6.1f D1 misses  %5.2f LL misses", d / n, l / n}'
@@ -101,10 +128,10 @@ AGENTGATE=$!
 PIDS+=("$AGENTGATE")
 wait_for "http://127.0.0.1:$PORT/healthz" agentgate
 URL="http://127.0.0.1:$PORT/v1/connections/stripe/customers"
-read -r requests instructions d1 ll < <(measure "$AGENTGATE" "$URL" "$TOKEN" agentgate-get)
-report agentgate GET "$requests" "$instructions" "$d1" "$ll"
-read -r requests instructions d1 ll < <(measure "$AGENTGATE" "$URL" "$TOKEN" agentgate-post "$POST_LUA")
-report agentgate POST "$requests" "$instructions" "$d1" "$ll"
+read -r requests instructions d1 ll allocs < <(measure "$AGENTGATE" "$URL" "$TOKEN" agentgate-get)
+report agentgate GET "$requests" "$instructions" "$d1" "$ll" "$allocs"
+read -r requests instructions d1 ll allocs < <(measure "$AGENTGATE" "$URL" "$TOKEN" agentgate-post "$POST_LUA")
+report agentgate POST "$requests" "$instructions" "$d1" "$ll" "$allocs"
 
 # nginx doing the same job, as one process (no master) so callgrind sees the worker.
 "${VALGRIND[@]}" --callgrind-out-file="$RUN/callgrind.out.%p" \
@@ -114,7 +141,7 @@ NGINX=$!
 PIDS+=("$NGINX")
 wait_for "http://127.0.0.1:$PEER_PORT/" nginx
 URL="http://127.0.0.1:$PEER_PORT/v1/connections/stripe/customers"
-read -r requests instructions d1 ll < <(measure "$NGINX" "$URL" gw_test_123 nginx-get)
-report nginx GET "$requests" "$instructions" "$d1" "$ll"
-read -r requests instructions d1 ll < <(measure "$NGINX" "$URL" gw_test_123 nginx-post "$POST_LUA")
-report nginx POST "$requests" "$instructions" "$d1" "$ll"
+read -r requests instructions d1 ll allocs < <(measure "$NGINX" "$URL" gw_test_123 nginx-get)
+report nginx GET "$requests" "$instructions" "$d1" "$ll" "$allocs"
+read -r requests instructions d1 ll allocs < <(measure "$NGINX" "$URL" gw_test_123 nginx-post "$POST_LUA")
+report nginx POST "$requests" "$instructions" "$d1" "$ll" "$allocs"
