@@ -115,6 +115,16 @@ report() {
   echo
 }
 
+# count NAME METHOD PID URL TOKEN LABEL [SCRIPT]: measures the process PID (the arguments
+# of `measure`) and prints its line of the report under NAME and METHOD.
+count() {
+  local name=$1 method=$2
+  shift 2
+  local requests instructions d1 ll allocs
+  read -r requests instructions d1 ll allocs < <(measure "$@")
+  report "$name" "$method" "$requests" "$instructions" "$d1" "$ll" "$allocs"
+}
+
 VALGRIND=(valgrind --tool=callgrind)
 [[ "${CACHE_SIM:-0}" != 1 ]] || VALGRIND+=(--cache-sim=yes)
 
@@ -128,10 +138,8 @@ AGENTGATE=$!
 PIDS+=("$AGENTGATE")
 wait_for "http://127.0.0.1:$PORT/healthz" agentgate
 URL="http://127.0.0.1:$PORT/v1/connections/stripe/customers"
-read -r requests instructions d1 ll allocs < <(measure "$AGENTGATE" "$URL" "$TOKEN" agentgate-get)
-report agentgate GET "$requests" "$instructions" "$d1" "$ll" "$allocs"
-read -r requests instructions d1 ll allocs < <(measure "$AGENTGATE" "$URL" "$TOKEN" agentgate-post "$POST_LUA")
-report agentgate POST "$requests" "$instructions" "$d1" "$ll" "$allocs"
+count agentgate GET "$AGENTGATE" "$URL" "$TOKEN" agentgate-get
+count agentgate POST "$AGENTGATE" "$URL" "$TOKEN" agentgate-post "$POST_LUA"
 
 # nginx doing the same job, as one process (no master) so callgrind sees the worker.
 "${VALGRIND[@]}" --callgrind-out-file="$RUN/callgrind.out.%p" \
@@ -141,7 +149,5 @@ NGINX=$!
 PIDS+=("$NGINX")
 wait_for "http://127.0.0.1:$PEER_PORT/" nginx
 URL="http://127.0.0.1:$PEER_PORT/v1/connections/stripe/customers"
-read -r requests instructions d1 ll allocs < <(measure "$NGINX" "$URL" gw_test_123 nginx-get)
-report nginx GET "$requests" "$instructions" "$d1" "$ll" "$allocs"
-read -r requests instructions d1 ll allocs < <(measure "$NGINX" "$URL" gw_test_123 nginx-post "$POST_LUA")
-report nginx POST "$requests" "$instructions" "$d1" "$ll" "$allocs"
+count nginx GET "$NGINX" "$URL" gw_test_123 nginx-get
+count nginx POST "$NGINX" "$URL" gw_test_123 nginx-post "$POST_LUA"

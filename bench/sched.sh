@@ -154,8 +154,9 @@ snapshot() {
 
 # placement THREAD DATA REQUESTS: from the scheduling events perf recorded in DATA over
 # TRACE_SECONDS, in which REQUESTS requests a second were served, where the wake-ups made
-# by the thread THREAD landed and what preempted it (see TRACE=1 above). A switch away from the thread
-# while it was still runnable (state R) is a preemption; a CPU running task 0 is idle.
+# by the thread THREAD landed and what preempted it (see TRACE=1 above). A switch away
+# from the thread while it was still runnable (state R) is a preemption; a CPU running
+# task 0 is idle.
 placement() {
   local thread=$1 data=$2 rate=$3
   if [[ ! -s "$data" ]]; then
