@@ -98,8 +98,9 @@ fn open(path: &std::path::Path, busy_timeout: Duration) -> Result<Connection, ru
 /// One transaction: the rows in statements of at most [`sql::LOG_INSERT_CHUNK`] rows, then the
 /// keys' last use. Within the statements the connection's progress handler offers the
 /// thread's core to whatever is waiting for it (see [`open`]), so a request queued behind
-/// the writer waits for a couple of rows, not the batch (`docs/performance.md`, "SQLite's
-/// long runs").
+/// the writer can have the core after a couple of rows rather than after the batch
+/// (`docs/performance.md`, "SQLite's long runs"). The commit and its WAL checkpoint run
+/// without such offers.
 fn write_batch(
     conn: &mut Connection,
     entries: &[RequestLogEntry],
