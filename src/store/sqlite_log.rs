@@ -21,9 +21,9 @@ use crate::ids::KeyId;
 
 /// SQLite virtual-machine steps between two offers of the writer's core to other threads:
 /// about two rows of an insert (one row is about 54 steps), a few microseconds of work. On a
-/// busy two-core host the load's threads woken on the writer's core wait out its runs; an
-/// offer after every 32-row statement left 3-4% more throughput on the table than one every
-/// two rows, and none at all cost 5-10% (`docs/performance.md`, latest run).
+/// busy two-core host the threads woken on the writer's core wait out its runs: offers every
+/// two rows gained 3-4% of throughput over one after each 32-row statement, and no offers at
+/// all cost 5-10% (`docs/performance.md`, the run of 2026-12-06 morning).
 const STEPS_BETWEEN_YIELDS: std::os::raw::c_int = 100;
 
 /// Writes request log batches to one SQLite file on a connection of its own.
