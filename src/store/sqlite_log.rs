@@ -188,6 +188,51 @@ mod tests {
         }
     }
 
+    /// `len` entries with request ids `agr_0`, `agr_1`, ..., except that the entry at
+    /// `refused` gets `agr_refused`.
+    fn entries(len: usize, refused: Option<usize>) -> Vec<RequestLogEntry> {
+        (0..len)
+            .map(|i| RequestLogEntry {
+                request_id: match refused == Some(i) {
+                    true => "agr_refused".into(),
+                    false => format!("agr_{i}"),
+                },
+                ..entry()
+            })
+            .collect()
+    }
+
+    /// A store's file, created and migrated, and a read connection on it.
+    async fn migrated(dir: &tempfile::TempDir) -> (std::path::PathBuf, Connection) {
+        let path = dir.path().join("log.db");
+        let url = format!("sqlite://{}", path.display());
+        drop(super::super::sqlite::SqliteStore::open(&url).await.unwrap());
+        let conn = Connection::open(&path).unwrap();
+        (path, conn)
+    }
+
+    fn stored_ids(conn: &Connection) -> Vec<String> {
+        let mut query = conn
+            .prepare("SELECT request_id FROM request_log ORDER BY id")
+            .unwrap();
+        let ids = query.query_map([], |row| row.get(0)).unwrap();
+        ids.map(Result::unwrap).collect()
+    }
+
+    /// The progress handler offers the core and never interrupts: a batch whose statements
+    /// run it about a hundred times (some 54 steps a row) is stored whole and in order.
+    #[tokio::test]
+    async fn a_batch_the_progress_handler_runs_through_is_stored_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let (path, conn) = migrated(&dir).await;
+        let len = 200;
+        assert!(len * 54 >= 100 * STEPS_BETWEEN_YIELDS as usize);
+        let writer = SqliteLogWriter::new(path, Duration::from_secs(5));
+        writer.insert(entries(len, None), Vec::new()).await.unwrap();
+        let expected: Vec<String> = (0..len).map(|i| format!("agr_{i}")).collect();
+        assert_eq!(stored_ids(&conn), expected);
+    }
+
     /// A batch is all or nothing: a row refused in its second statement leaves neither that
     /// statement's earlier rows nor the first statement's (the insert is `INSERT OR FAIL`,
     /// which stops at the refused row without undoing the statement's earlier rows, so the
@@ -195,40 +240,25 @@ mod tests {
     #[tokio::test]
     async fn a_batch_with_a_refused_row_stores_none_of_its_rows() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("log.db");
-        let url = format!("sqlite://{}", path.display());
-        drop(super::super::sqlite::SqliteStore::open(&url).await.unwrap());
-        let conn = Connection::open(&path).unwrap();
+        let (path, conn) = migrated(&dir).await;
         conn.execute_batch(
             "CREATE TRIGGER refuse BEFORE INSERT ON request_log \
              WHEN NEW.request_id = 'agr_refused' BEGIN SELECT RAISE(FAIL, 'refused'); END",
         )
         .unwrap();
-        let count = || -> i64 {
-            conn.query_row("SELECT count(*) FROM request_log", [], |row| row.get(0))
-                .unwrap()
-        };
-        let rows = |refused: Option<usize>| -> Vec<RequestLogEntry> {
-            (0..40)
-                .map(|i| RequestLogEntry {
-                    request_id: match refused == Some(i) {
-                        true => "agr_refused".into(),
-                        false => format!("agr_{i}"),
-                    },
-                    ..entry()
-                })
-                .collect()
-        };
         let writer = SqliteLogWriter::new(path.clone(), Duration::from_secs(5));
-        let refused = writer.insert(rows(Some(35)), Vec::new()).await;
+        let refused = writer.insert(entries(40, Some(35)), Vec::new()).await;
         assert!(
             matches!(refused, Err(StoreError::SqliteLog(_))),
             "{refused:?}"
         );
-        assert_eq!(count(), 0, "nothing of the refused batch is stored");
-        writer.insert(rows(None), Vec::new()).await.unwrap();
+        assert!(
+            stored_ids(&conn).is_empty(),
+            "nothing of the refused batch is stored"
+        );
+        writer.insert(entries(40, None), Vec::new()).await.unwrap();
         assert_eq!(
-            count(),
+            stored_ids(&conn).len(),
             40,
             "the next batch is written on a fresh connection"
         );
