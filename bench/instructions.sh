@@ -27,7 +27,9 @@
 #   binary already built), KEEP_DUMPS=DIR (keep each run's callgrind dump there, named
 #   after the proxy and the method, for `callgrind_annotate`), CACHE_SIM=1 (callgrind
 #   also simulates the caches and the report adds first-level data and last-level misses
-#   per request: memory traffic, which instruction counts do not show; about 2x slower)
+#   per request: memory traffic, which instruction counts do not show; about 2x slower),
+#   PGO=1 (the profile-guided build of scripts/build-pgo.sh instead of the plain release
+#   build)
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"

@@ -67,8 +67,16 @@ require_free_ports() {
 }
 
 # release_binary ROOT: builds agentgate in release mode unless BUILD=0, then prints the
-# binary's path.
+# binary's path. With PGO=1 that is the profile-guided build of scripts/build-pgo.sh
+# (target/pgo/release), which BUILD=0 takes as it was last built.
 release_binary() {
+  if [[ "${PGO:-0}" == 1 ]]; then
+    if [[ "${BUILD:-1}" != 0 ]]; then
+      "$1/scripts/build-pgo.sh" >/dev/null || return 1
+    fi
+    echo "${CARGO_TARGET_DIR:-$1/target}/pgo/release/agentgate"
+    return
+  fi
   if [[ "${BUILD:-1}" != 0 ]]; then
     # Within `$(...)` bash does not stop on a failed command by itself.
     cargo build --release --manifest-path "$1/Cargo.toml" --quiet --bin agentgate || return 1

@@ -1,13 +1,17 @@
 #!/usr/bin/env bash
 # bench/run.sh - agentgate against nginx and HAProxy doing the same job, in one run.
 #
-# Builds agentgate (release), prepares a throwaway SQLite database holding the bench's
-# Stripe key and one agent key, and runs the peer benchmark (../shared/bench/peers.sh by
-# default, or $PEERS), which starts a fixed-answer Stripe stand-in, nginx and HAProxy,
-# checks each with curl, runs wrk against every target in turn and prints medians.
-# Afterwards it prints agentgate/nginx ratios. Needs: apt-get install -y nginx haproxy wrk curl
+# Builds agentgate (release, profile-guided by scripts/build-pgo.sh), prepares a throwaway
+# SQLite database holding the bench's Stripe key and one agent key, and runs the peer
+# benchmark (../shared/bench/peers.sh by default, or $PEERS), which starts a fixed-answer
+# Stripe stand-in, nginx and HAProxy, checks each with curl, runs wrk against every target in
+# turn and prints medians. Afterwards it prints agentgate/nginx ratios. Needs: apt-get
+# install -y nginx haproxy wrk curl, and for the profile-guided build llvm-profdata of
+# rustc's LLVM (scripts/build-pgo.sh says how to get it).
 #
 # Knobs: everything peers.sh takes (DURATION, REPS, CONNS, POST_CONNS, ...), plus
+#   PGO=0                    measure the plain `cargo build --release` binary instead
+#   BUILD=0                  measure the binary as last built (of the kind PGO selects)
 #   PEERS=path/to/peers.sh   GATEWAY_PORT=18084
 #   GATEWAY_ARGS="..."       `agentgate serve` flags (one instance only); by default
 #                            `--workers $PROXY_WORKERS`, the peers' worker count (1 unless
@@ -39,8 +43,14 @@ for tool in nginx haproxy wrk curl; do
   command -v "$tool" >/dev/null || { echo "missing $tool: apt-get install -y nginx haproxy wrk curl" >&2; exit 2; }
 done
 
-cargo build --release --manifest-path "$ROOT/Cargo.toml" --quiet
-BIN="$ROOT/target/release/agentgate"
+# The build to run in production: the profile-guided one unless PGO=0 (see the top).
+export PGO="${PGO:-1}"
+BIN="$(release_binary "$ROOT")"
+if [[ "$PGO" == 1 ]]; then
+  echo "# agentgate: the profile-guided release build (scripts/build-pgo.sh)"
+else
+  echo "# agentgate: the plain release build (PGO=0)"
+fi
 
 INSTANCES="${INSTANCES:-1}"
 DATABASE="${DATABASE:-}"

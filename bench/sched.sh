@@ -26,7 +26,8 @@
 #   copied aside before a change, run on the port after nginx's with a database of its own
 #   and measured as "baseline" in every round, so two builds meet the same stretch of a
 #   noisy host), POST=1 (the peer benchmark's form POST, post.lua beside UPSTREAM_CONF,
-#   instead of GET), TRACE=1 (see below)
+#   instead of GET), TRACE=1 (see below), PGO=1 (the profile-guided build of
+#   scripts/build-pgo.sh instead of the plain release build)
 #
 # TRACE=1 also records the kernel's scheduling events with perf (apt-get install -y
 # linux-perf) for 2 s in the middle of each run, and prints under the run's line:
