@@ -36,6 +36,10 @@
 #             where the kernel put the woken task: on the worker's own CPU, and how often
 #             that was while another CPU sat idle
 #   preempted what took the worker's CPU while it could still run, a request, by name
+#   stalls    the preemptions that kept the worker off a CPU for 0.3 ms or more (at 32
+#             connections each delays every request in flight, so they make the p99): how
+#             many a second, their time in all, and which tasks ran on the CPUs meanwhile,
+#             by name and milliseconds (idle time left out)
 #
 # perf's own work runs during those 2 s, so compare traced runs only with traced runs.
 set -euo pipefail
@@ -155,35 +159,60 @@ snapshot() {
 
 # placement THREAD DATA REQUESTS: from the scheduling events perf recorded in DATA over
 # TRACE_SECONDS, in which REQUESTS requests a second were served, where the wake-ups made
-# by the thread THREAD landed and what preempted it (see TRACE=1 above). A switch away
-# from the thread while it was still runnable (state R) is a preemption; a CPU running
-# task 0 is idle.
+# by the thread THREAD landed, what preempted it and what ran while it waited long (see
+# TRACE=1 above). A switch away from the thread while it was still runnable (state R) is a
+# preemption; a CPU running task 0 is idle.
 placement() {
   local thread=$1 data=$2 rate=$3
   if [[ ! -s "$data" ]]; then
     echo "  (perf recorded nothing: $(head -1 "$data.log" 2>/dev/null))"
     return
   fi
-  perf script -i "$data" -F tid,cpu,event,trace 2>/dev/null | awk -v w="$thread" -v per="$((rate * TRACE_SECONDS))" '
+  perf script -i "$data" -F tid,cpu,time,event,trace 2>/dev/null |
+    awk -v w="$thread" -v per="$((rate * TRACE_SECONDS))" -v seconds="$TRACE_SECONDS" '
     function field(text, key) {
       if (!match(text, " " key "=[^ ]+")) return ""
       return substr(text, RSTART + length(key) + 2, RLENGTH - length(key) - 2)
+    }
+    # ran CPU UNTIL: while the worker is stalled, counts the part of the run on CPU that
+    # lies within the stall, up to UNTIL, for the task running there.
+    function ran(c, until,   from) {
+      if (!stalled || !(c in since) || running[c] == "0") return
+      from = since[c] > stall_from ? since[c] : stall_from
+      if (until > from) meanwhile[task_of[c]] += until - from
     }
     {
       cpu = $2
       gsub(/[][]/, "", cpu)
       cpu += 0
+      now = $3 + 0
     }
     /sched:sched_switch:/ {
       split($0, halves, " ==> ")
       into = halves[2]
       sub(/^next_comm=/, "", into)
       sub(/ next_pid=.*/, "", into)
-      running[cpu] = field(" " halves[2], "next_pid")
+      next_pid = field(" " halves[2], "next_pid")
+      ran(cpu, now)
       if (field(halves[1], "prev_pid") == w && field(halves[1], "prev_state") ~ /^R/) {
         preempts++
         by[into]++
+        stalled = 1
+        stall_from = now
+        delete meanwhile
       }
+      if (next_pid == w && stalled) {
+        for (c in since) if (c + 0 != cpu) ran(c, now)
+        if (now - stall_from >= 0.0003) {
+          stalls++
+          stall_time += now - stall_from
+          for (task in meanwhile) blame[task] += meanwhile[task]
+        }
+        stalled = 0
+      }
+      running[cpu] = next_pid
+      task_of[cpu] = into
+      since[cpu] = now
       next
     }
     /sched:sched_wakeup:/ && $1 == w {
@@ -208,6 +237,15 @@ placement() {
         if (by[top] / per < 0.001) break
         printf " %s %.3f", top, by[top] / per
         delete by[top]
+      }
+      printf "\n"
+      printf "  stalls %.1f a second, %.1f ms in all; running meanwhile (ms):", stalls / seconds, stall_time * 1e3
+      while (length(blame) > 0) {
+        top = ""
+        for (task in blame) if (top == "" || blame[task] > blame[top]) top = task
+        if (blame[top] < 0.0001) break
+        printf " %s %.1f", top, blame[top] * 1e3
+        delete blame[top]
       }
       printf "\n"
     }'
