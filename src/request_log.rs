@@ -19,8 +19,12 @@ use crate::store::{RequestLogEntry, Store};
 
 /// Entries waiting for the writer before new ones are dropped.
 const QUEUE_CAPACITY: usize = 65_536;
-/// Entries per write.
-const MAX_BATCH: usize = 4_096;
+/// Entries per write, so per transaction. A commit writes all the pages its rows touched
+/// in one run of system calls that nothing interrupts, and a request woken on the writer's
+/// core waits it out: a commit of 4,096 rows took 1.0-1.1 ms of CPU at 32 connections, and
+/// the writer reaches this size whenever it falls behind its window. At 512 the run stays
+/// near a tenth of that (`docs/performance.md`, the run of 2026-12-06, midday).
+const MAX_BATCH: usize = 512;
 /// How long the writer lets entries gather before writing a partial batch. A longer window
 /// spreads each commit's fixed cost over more rows, but its commit is one longer run of
 /// SQLite's thread, which a request woken on the same core waits out: 100 ms saved about a
@@ -166,8 +170,8 @@ impl Writer {
 ///
 /// A batch holds runs of entries from one key (an agent's requests come together), so
 /// each run's latest use is found by comparing key ids and only the run is hashed:
-/// hashing every entry's key id (SipHash) was most of the runtime thread's work on a
-/// batch, a run of about 0.4 ms on a full one.
+/// hashing every entry's key id (SipHash) was more than half of the runtime thread's work
+/// on a batch (`docs/performance.md`, the run of 2026-12-06, midday).
 fn key_uses(last_used: &mut HashMap<KeyId, i64>, batch: &[RequestLogEntry]) -> Vec<(KeyId, i64)> {
     let mut latest: HashMap<&KeyId, i64> = HashMap::new();
     let mut note = |key, at: i64| {
