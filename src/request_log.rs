@@ -22,8 +22,8 @@ const QUEUE_CAPACITY: usize = 65_536;
 /// Entries per write, so per transaction. A commit writes all the pages its rows touched
 /// in one run of system calls that nothing interrupts, and a request woken on the writer's
 /// core waits it out: a commit of 4,096 rows took 1.0-1.1 ms of CPU at 32 connections, and
-/// the writer reaches this size whenever it falls behind its window. At 512 the run stays
-/// near a tenth of that (`docs/performance.md`, the run of 2026-12-06, midday).
+/// the writer reaches this size whenever it falls behind its window. At 512 the run is
+/// about an eighth of that (`docs/performance.md`, the run of 2026-12-06, midday).
 const MAX_BATCH: usize = 512;
 /// How long the writer lets entries gather before writing a partial batch. A longer window
 /// spreads each commit's fixed cost over more rows, but its commit is one longer run of
@@ -146,7 +146,7 @@ impl Writer {
     async fn write(&mut self, batch: &mut Vec<RequestLogEntry>) {
         let uses = key_uses(&mut self.last_used, batch);
         // The next batch starts with room for as many entries as this one: growing a
-        // buffer of a few thousand entries from empty copied it a dozen times.
+        // buffer of hundreds of entries from empty copies it several times.
         let entries = std::mem::replace(batch, Vec::with_capacity(batch.len()));
         let count = entries.len();
         match self.store.insert_request_logs(entries, &uses).await {
