@@ -225,7 +225,6 @@ fn fill(rx: &mut mpsc::Receiver<RequestLogEntry>, batch: &mut Vec<RequestLogEntr
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ids::WorkspaceId;
 
     #[test]
     fn standard_methods_are_static_text_and_others_keep_their_name() {
@@ -241,20 +240,10 @@ mod tests {
     fn entry(key: &str, created_at: i64, reason: Option<&str>) -> RequestLogEntry {
         RequestLogEntry {
             created_at,
-            workspace_id: WorkspaceId::from_stored("ws_1".into()),
             request_id: format!("agr_{created_at}"),
             key_id: KeyId::from_stored(key.into()),
-            connection: "stripe".into(),
-            method: "GET".into(),
-            path: "/v1/customers".into(),
-            status: 200,
-            latency_us: 1,
-            stripe_request_id: None,
-            idempotency_key: None,
-            outcome: "forwarded".into(),
-            operation: None,
             reason: reason.map(Into::into),
-            via: "http".into(),
+            ..RequestLogEntry::example()
         }
     }
 

@@ -110,6 +110,30 @@ pub struct RequestLogEntry {
     pub via: Cow<'static, str>,
 }
 
+#[cfg(test)]
+impl RequestLogEntry {
+    /// A forwarded GET of `/v1/customers` by `key_1` in `ws_1`, for tests to vary.
+    pub(crate) fn example() -> Self {
+        Self {
+            created_at: 1,
+            workspace_id: WorkspaceId::from_stored("ws_1".into()),
+            request_id: "agr_1".into(),
+            key_id: KeyId::from_stored("key_1".into()),
+            connection: "stripe".into(),
+            method: "GET".into(),
+            path: "/v1/customers".into(),
+            status: 200,
+            latency_us: 1,
+            stripe_request_id: None,
+            idempotency_key: None,
+            outcome: "forwarded".into(),
+            operation: None,
+            reason: None,
+            via: "http".into(),
+        }
+    }
+}
+
 /// A request log entry read back, with its position in the log.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RequestLogRecord {

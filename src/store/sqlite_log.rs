@@ -175,27 +175,6 @@ fn bind_row(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ids::WorkspaceId;
-
-    fn entry() -> RequestLogEntry {
-        RequestLogEntry {
-            created_at: 1,
-            workspace_id: WorkspaceId::from_stored("ws_1".into()),
-            request_id: "agr_1".into(),
-            key_id: KeyId::from_stored("key_1".into()),
-            connection: "stripe".into(),
-            method: "GET".into(),
-            path: "/v1/customers".into(),
-            status: 200,
-            latency_us: 1,
-            stripe_request_id: None,
-            idempotency_key: None,
-            outcome: "forwarded".into(),
-            operation: None,
-            reason: None,
-            via: "http".into(),
-        }
-    }
 
     /// `len` entries with request ids `agr_0`, `agr_1`, ..., except that the entry at
     /// `refused` gets `agr_refused`.
@@ -206,7 +185,7 @@ mod tests {
                     true => "agr_refused".into(),
                     false => format!("agr_{i}"),
                 },
-                ..entry()
+                ..RequestLogEntry::example()
             })
             .collect()
     }
@@ -295,7 +274,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("gone.db");
         let writer = SqliteLogWriter::new(path.clone(), Duration::from_millis(10));
-        let written = writer.insert(vec![entry()], Vec::new()).await;
+        let written = writer
+            .insert(vec![RequestLogEntry::example()], Vec::new())
+            .await;
         assert!(
             matches!(written, Err(StoreError::SqliteLog(_))),
             "{written:?}"
