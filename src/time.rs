@@ -28,6 +28,9 @@ pub trait Clock: Send + Sync + fmt::Debug {
     /// Time since the Unix epoch. For anything that must agree across restarts and
     /// instances (idempotency windows).
     fn unix(&self) -> Duration;
+    /// Whether this clock moves with real time. Only such a clock can share rate buckets
+    /// through the database, which measures them on its own, real clock.
+    fn keeps_real_time(&self) -> bool;
 }
 
 /// The real clock.
@@ -53,6 +56,10 @@ impl Clock for SystemClock {
         SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .unwrap_or_default()
+    }
+
+    fn keeps_real_time(&self) -> bool {
+        true
     }
 }
 
@@ -86,6 +93,10 @@ impl Clock for ManualClock {
 
     fn unix(&self) -> Duration {
         self.start_unix + self.monotonic()
+    }
+
+    fn keeps_real_time(&self) -> bool {
+        false
     }
 }
 

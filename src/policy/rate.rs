@@ -122,7 +122,8 @@ impl RateLimiter {
     }
 
     /// Shares the buckets with every instance on the same database (see the module docs);
-    /// [`RateLimiter::exchange_until_stopped`] must then run.
+    /// [`RateLimiter::exchange_until_stopped`] must then run. Only for a limiter whose
+    /// clock keeps real time ([`Clock::keeps_real_time`]): the database's clock is real.
     pub fn share_with(mut self, shared: SharedBuckets) -> Self {
         self.shared = Some(shared);
         self
