@@ -1,5 +1,6 @@
 //! Rate limits and idempotency modes over real HTTP. Limits run on a clock the test turns
-//! by hand, never on sleeps: a key over its rate and a connection over its mode's rate get
+//! by hand, never on sleeps (one test waits out some real time only to show that it moves
+//! nothing, on either backend): a key over its rate and a connection over its mode's rate get
 //! 429 in Stripe's shape with `Retry-After` while others go on, and Stripe's own 429 comes
 //! back untouched. `require` refuses a POST without `Idempotency-Key` before Stripe sees
 //! it; `derive` gives a repeated POST the same key and a different one another.
