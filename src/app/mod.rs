@@ -130,13 +130,8 @@ impl App {
         let metrics = Arc::new(Metrics::new());
         let (log, writer) = request_log::spawn(store.clone(), metrics.clone());
         let mut rate_limits = RateLimiter::new(config.connection_rates, config.clock.clone());
-        // Shared buckets run on the database's clock; a limiter on a clock that does not
-        // keep real time (a test's) would be moved by real time passing, so it limits alone.
-        if config.clock.keeps_real_time() {
-            if let Some(shared) = store::rate_buckets::SharedBuckets::connect(&config.database_url)?
-            {
-                rate_limits = rate_limits.share_with(shared);
-            }
+        if let Some(shared) = store::rate_buckets::SharedBuckets::connect(&config.database_url)? {
+            rate_limits = rate_limits.share_with(shared);
         }
         let shared = Arc::new(ProxyShared {
             keys: KeyAuthenticator::new(store.clone()),

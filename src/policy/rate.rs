@@ -122,10 +122,14 @@ impl RateLimiter {
     }
 
     /// Shares the buckets with every instance on the same database (see the module docs);
-    /// [`RateLimiter::exchange_until_stopped`] must then run. Only for a limiter whose
-    /// clock keeps real time ([`Clock::keeps_real_time`]): the database's clock is real.
+    /// [`RateLimiter::exchange_until_stopped`] must then run. A limiter whose clock does
+    /// not keep real time ([`Clock::keeps_real_time`], a test's) stays local: the shared
+    /// buckets run on the database's real clock, and real time passing would move them
+    /// ahead of a clock that stands still.
     pub fn share_with(mut self, shared: SharedBuckets) -> Self {
-        self.shared = Some(shared);
+        if self.clock.keeps_real_time() {
+            self.shared = Some(shared);
+        }
         self
     }
 
@@ -467,7 +471,7 @@ fn nanos(duration: Duration) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::time::ManualClock;
+    use crate::time::{ManualClock, SystemClock};
 
     fn limiter() -> (RateLimiter, Arc<ManualClock>) {
         let clock = Arc::new(ManualClock::at(Duration::from_secs(1_700_000_000)));
@@ -487,6 +491,20 @@ mod tests {
 
     fn conn(name: &str) -> ConnectionId {
         ConnectionId::from_stored(format!("conn_{name}"))
+    }
+
+    fn shared_buckets() -> SharedBuckets {
+        SharedBuckets::connect("postgres://agentgate@127.0.0.1:1/unused")
+            .unwrap()
+            .expect("a PostgreSQL URL gives shared buckets (connected lazily, never here)")
+    }
+
+    #[tokio::test]
+    async fn only_a_limiter_on_real_time_shares_its_buckets() {
+        let (manual, _clock) = limiter();
+        assert!(manual.share_with(shared_buckets()).shared.is_none());
+        let real = RateLimiter::new(ConnectionRates::STRIPE, Arc::new(SystemClock::default()));
+        assert!(real.share_with(shared_buckets()).shared.is_some());
     }
 
     #[test]
