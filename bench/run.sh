@@ -7,7 +7,8 @@
 # Stripe stand-in, nginx and HAProxy, checks each with curl, runs wrk against every target in
 # turn and prints medians. Afterwards it prints agentgate/nginx ratios. Needs: apt-get
 # install -y nginx haproxy wrk curl, and for the profile-guided build llvm-profdata of
-# rustc's LLVM (scripts/build-pgo.sh says how to get it).
+# rustc's LLVM and, for SQLite's share, clang of it (scripts/build-pgo.sh says how to get
+# them).
 #
 # Knobs: everything peers.sh takes (DURATION, REPS, CONNS, POST_CONNS, ...), plus
 #   PGO=0                    measure the plain `cargo build --release` binary instead

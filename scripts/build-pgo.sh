@@ -15,6 +15,11 @@
 #   4. the release build again, every dependency included, guided by that profile (in
 #      target/pgo/release; the profile is kept beside it).
 #
+# The C code of the build (SQLite, which libsqlite3-sys compiles and which writes the request
+# log) is guided by the same profile when clang of rustc's LLVM release is at hand: both
+# compilers then count into, and read, one profile. Without such a clang, SQLite is built
+# as in any release build and the script says so.
+#
 # The profile only steers the compiler's inlining and code layout: the binary behaves
 # exactly like `cargo build --release`'s, only faster (docs/performance.md has the numbers).
 # Nothing leaves loopback; the training's database and the stand-in's files are removed
@@ -23,9 +28,11 @@
 #
 # Needs: nginx, wrk and curl (apt-get install -y nginx wrk curl), and llvm-profdata from the
 # LLVM release rustc is built on (`rustc -vV` names it): rustup's `llvm-tools` component, or
-# Debian's llvm-N package (apt-get install -y llvm-22 for LLVM 22).
+# Debian's llvm-N package (apt-get install -y llvm-22 for LLVM 22); for SQLite's share,
+# clang of that release (apt-get install -y clang-22).
 #
 # Knobs: LLVM_PROFDATA=path (another llvm-profdata of the same LLVM release),
+#   PGO_CLANG=path (another clang of that release; PGO_CLANG=none builds the C code unguided),
 #   TRAIN_SECONDS=4 (per request kind and connection count), PGO_PORT=18196 (agentgate;
 #   the stand-in listens on the port before it).
 set -euo pipefail
@@ -61,6 +68,32 @@ find_profdata() {
   exit 2
 }
 PROFDATA="$(find_profdata)"
+# The clang of rustc's LLVM release, or nothing: a profile is read only by that release.
+find_clang() {
+  local candidate
+  [[ "${PGO_CLANG:-}" != none ]] || return 0
+  for candidate in "${PGO_CLANG:-}" "clang-$LLVM_MAJOR" "/usr/lib/llvm-$LLVM_MAJOR/bin/clang"; do
+    [[ -n "$candidate" ]] && command -v "$candidate" >/dev/null || continue
+    if "$candidate" --version 2>/dev/null | grep -q "clang version $LLVM_MAJOR\."; then
+      echo "$candidate"
+      return
+    fi
+  done
+  echo "no clang of LLVM $LLVM_MAJOR (apt-get install -y clang-$LLVM_MAJOR): SQLite is built" \
+    "without the profile" >&2
+}
+CLANG="$(find_clang)"
+# with_c_flags FLAGS COMMAND...: runs COMMAND with the C code compiled by that clang with
+# FLAGS, or as usual when there is none.
+with_c_flags() {
+  local flags="$1"
+  shift
+  if [[ -n "$CLANG" ]]; then
+    CC="$CLANG" CFLAGS="${CFLAGS:-} $flags" "$@"
+  else
+    "$@"
+  fi
+}
 
 require_free_ports "PGO_PORT" "$PORT" "$UPSTREAM_PORT"
 begin_run
@@ -71,7 +104,7 @@ rm -rf "$PROFILES"
 
 echo "# 1/4 instrumented build" >&2
 CARGO_TARGET_DIR="$TARGET/instrumented" RUSTFLAGS="${RUSTFLAGS:-} -Cprofile-generate=$PROFILES" \
-  cargo build --release --locked --manifest-path "$ROOT/Cargo.toml" --quiet --bin agentgate
+  with_c_flags "-fprofile-generate=$PROFILES" cargo build --release --locked --manifest-path "$ROOT/Cargo.toml" --quiet --bin agentgate
 INSTRUMENTED="$TARGET/instrumented/release/agentgate"
 
 echo "# 2/4 training run" >&2
@@ -180,5 +213,5 @@ mv "$RUN/agentgate.profdata" "$PROFILE"
 
 echo "# 4/4 release build with the profile" >&2
 CARGO_TARGET_DIR="$TARGET" RUSTFLAGS="${RUSTFLAGS:-} -Cprofile-use=$PROFILE" \
-  cargo build --release --locked --manifest-path "$ROOT/Cargo.toml" --quiet --bin agentgate
+  with_c_flags "-fprofile-use=$PROFILE -Wno-profile-instr-unprofiled" cargo build --release --locked --manifest-path "$ROOT/Cargo.toml" --quiet --bin agentgate
 echo "$TARGET/release/agentgate"
