@@ -72,6 +72,10 @@ PROFDATA="$(find_profdata)"
 find_clang() {
   local candidate
   [[ "${PGO_CLANG:-}" != none ]] || return 0
+  if [[ -n "${PGO_CLANG:-}" ]] && ! "$PGO_CLANG" --version 2>/dev/null | grep -q "clang version $LLVM_MAJOR\."; then
+    echo "PGO_CLANG=$PGO_CLANG is not a clang of LLVM $LLVM_MAJOR (rustc's)" >&2
+    return 2
+  fi
   for candidate in "${PGO_CLANG:-}" "clang-$LLVM_MAJOR" "/usr/lib/llvm-$LLVM_MAJOR/bin/clang"; do
     [[ -n "$candidate" ]] && command -v "$candidate" >/dev/null || continue
     if "$candidate" --version 2>/dev/null | grep -q "clang version $LLVM_MAJOR\."; then
@@ -82,7 +86,7 @@ find_clang() {
   echo "no clang of LLVM $LLVM_MAJOR (apt-get install -y clang-$LLVM_MAJOR): SQLite is built" \
     "without the profile" >&2
 }
-CLANG="$(find_clang)"
+CLANG="$(find_clang)" || exit 2
 # with_c_flags FLAGS COMMAND...: runs COMMAND with the C code compiled by that clang with
 # FLAGS, or as usual when there is none.
 with_c_flags() {
