@@ -72,7 +72,8 @@ PROFDATA="$(find_profdata)"
 find_clang() {
   local candidate
   [[ "${PGO_CLANG:-}" != none ]] || return 0
-  if [[ -n "${PGO_CLANG:-}" ]] && ! "$PGO_CLANG" --version 2>/dev/null | grep -q "clang version $LLVM_MAJOR\."; then
+  if [[ -n "${PGO_CLANG:-}" ]] \
+    && ! "$PGO_CLANG" --version 2>/dev/null | grep -q "clang version $LLVM_MAJOR\."; then
     echo "PGO_CLANG=$PGO_CLANG is not a clang of LLVM $LLVM_MAJOR (rustc's)" >&2
     return 2
   fi
@@ -108,7 +109,8 @@ rm -rf "$PROFILES"
 
 echo "# 1/4 instrumented build" >&2
 CARGO_TARGET_DIR="$TARGET/instrumented" RUSTFLAGS="${RUSTFLAGS:-} -Cprofile-generate=$PROFILES" \
-  with_c_flags "-fprofile-generate=$PROFILES" cargo build --release --locked --manifest-path "$ROOT/Cargo.toml" --quiet --bin agentgate
+  with_c_flags "-fprofile-generate=$PROFILES" \
+  cargo build --release --locked --manifest-path "$ROOT/Cargo.toml" --quiet --bin agentgate
 INSTRUMENTED="$TARGET/instrumented/release/agentgate"
 
 echo "# 2/4 training run" >&2
@@ -217,5 +219,6 @@ mv "$RUN/agentgate.profdata" "$PROFILE"
 
 echo "# 4/4 release build with the profile" >&2
 CARGO_TARGET_DIR="$TARGET" RUSTFLAGS="${RUSTFLAGS:-} -Cprofile-use=$PROFILE" \
-  with_c_flags "-fprofile-use=$PROFILE -Wno-profile-instr-unprofiled" cargo build --release --locked --manifest-path "$ROOT/Cargo.toml" --quiet --bin agentgate
+  with_c_flags "-fprofile-use=$PROFILE -Wno-profile-instr-unprofiled" \
+  cargo build --release --locked --manifest-path "$ROOT/Cargo.toml" --quiet --bin agentgate
 echo "$TARGET/release/agentgate"
