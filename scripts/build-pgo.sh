@@ -52,42 +52,46 @@ done
 # The LLVM release rustc uses; a profile is read only by the same release's tools.
 LLVM_MAJOR="$(rustc -vV | sed -n 's/^LLVM version: \([0-9]*\).*/\1/p')"
 [[ -n "$LLVM_MAJOR" ]] || { echo "rustc -vV names no LLVM version" >&2; exit 2; }
-find_profdata() {
-  local candidate
-  for candidate in "${LLVM_PROFDATA:-}" \
-    "$(rustc --print sysroot)/lib/rustlib/$(rustc -vV | sed -n 's/^host: //p')/bin/llvm-profdata" \
-    "llvm-profdata-$LLVM_MAJOR" "/usr/lib/llvm-$LLVM_MAJOR/bin/llvm-profdata" llvm-profdata; do
-    [[ -n "$candidate" ]] && command -v "$candidate" >/dev/null || continue
-    if "$candidate" --version 2>/dev/null | grep -q "LLVM version $LLVM_MAJOR\."; then
+# is_of_release TOOL NAME: whether TOOL runs and its --version reads "NAME N." for rustc's
+# LLVM major version N ("LLVM version 22.", "clang version 22.").
+is_of_release() {
+  command -v "$1" >/dev/null && "$1" --version 2>/dev/null | grep -q "$2 $LLVM_MAJOR\."
+}
+# first_of_release NAME CANDIDATE...: prints the first candidate that is of the release.
+first_of_release() {
+  local name="$1" candidate
+  shift
+  for candidate in "$@"; do
+    if [[ -n "$candidate" ]] && is_of_release "$candidate" "$name"; then
       echo "$candidate"
-      return
+      return 0
     fi
   done
+  return 1
+}
+PROFDATA="$(first_of_release "LLVM version" "${LLVM_PROFDATA:-}" \
+  "$(rustc --print sysroot)/lib/rustlib/$(rustc -vV | sed -n 's/^host: //p')/bin/llvm-profdata" \
+  "llvm-profdata-$LLVM_MAJOR" "/usr/lib/llvm-$LLVM_MAJOR/bin/llvm-profdata" llvm-profdata)" || {
   echo "no llvm-profdata of LLVM $LLVM_MAJOR (rustc's): rustup component add llvm-tools," \
     "or apt-get install -y llvm-$LLVM_MAJOR, or set LLVM_PROFDATA" >&2
   exit 2
 }
-PROFDATA="$(find_profdata)"
 # The clang of rustc's LLVM release, or nothing: a profile is read only by that release.
-find_clang() {
-  local candidate
-  [[ "${PGO_CLANG:-}" != none ]] || return 0
-  if [[ -n "${PGO_CLANG:-}" ]] \
-    && ! "$PGO_CLANG" --version 2>/dev/null | grep -q "clang version $LLVM_MAJOR\."; then
+CLANG=""
+if [[ "${PGO_CLANG:-}" == none ]]; then
+  :
+elif [[ -n "${PGO_CLANG:-}" ]]; then
+  is_of_release "$PGO_CLANG" "clang version" || {
     echo "PGO_CLANG=$PGO_CLANG is not a clang of LLVM $LLVM_MAJOR (rustc's)" >&2
-    return 2
-  fi
-  for candidate in "${PGO_CLANG:-}" "clang-$LLVM_MAJOR" "/usr/lib/llvm-$LLVM_MAJOR/bin/clang"; do
-    [[ -n "$candidate" ]] && command -v "$candidate" >/dev/null || continue
-    if "$candidate" --version 2>/dev/null | grep -q "clang version $LLVM_MAJOR\."; then
-      echo "$candidate"
-      return
-    fi
-  done
-  echo "no clang of LLVM $LLVM_MAJOR (apt-get install -y clang-$LLVM_MAJOR): SQLite is built" \
-    "without the profile" >&2
-}
-CLANG="$(find_clang)" || exit 2
+    exit 2
+  }
+  CLANG="$PGO_CLANG"
+else
+  CLANG="$(first_of_release "clang version" "clang-$LLVM_MAJOR" \
+    "/usr/lib/llvm-$LLVM_MAJOR/bin/clang")" ||
+    echo "no clang of LLVM $LLVM_MAJOR (apt-get install -y clang-$LLVM_MAJOR): SQLite is" \
+      "built without the profile" >&2
+fi
 # with_c_flags FLAGS COMMAND...: runs COMMAND with the C code compiled by that clang with
 # FLAGS, or as usual when there is none.
 with_c_flags() {
