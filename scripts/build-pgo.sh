@@ -15,10 +15,11 @@
 #   4. the release build again, every dependency included, guided by that profile (in
 #      target/pgo/release; the profile is kept beside it).
 #
-# The C code of the build (SQLite, which libsqlite3-sys compiles and which writes the request
-# log) is guided by the same profile when clang of rustc's LLVM release is at hand: both
-# compilers then count into, and read, one profile. Without such a clang, SQLite is built
-# as in any release build and the script says so.
+# The C code of the build (whatever the `cc` crate compiles: chiefly SQLite, which
+# libsqlite3-sys bundles and which writes the request log, and also mimalloc and ring's C
+# parts) is guided by the same profile when clang of rustc's LLVM release is at hand: both
+# compilers then count into, and read, one profile. Without such a clang, the C code is
+# built as in any release build and the script says so.
 #
 # The profile only steers the compiler's inlining and code layout: the binary behaves
 # exactly like `cargo build --release`'s, only faster (docs/performance.md has the numbers).
@@ -32,7 +33,8 @@
 # clang of that release (apt-get install -y clang-22).
 #
 # Knobs: LLVM_PROFDATA=path (another llvm-profdata of the same LLVM release),
-#   PGO_CLANG=path (another clang of that release; PGO_CLANG=none builds the C code unguided),
+#   PGO_CLANG=path (another clang of that release; PGO_CLANG=none builds the C code
+#   unguided),
 #   TRAIN_SECONDS=4 (per request kind and connection count), PGO_PORT=18196 (agentgate;
 #   the stand-in listens on the port before it).
 set -euo pipefail
@@ -89,8 +91,8 @@ elif [[ -n "${PGO_CLANG:-}" ]]; then
 else
   CLANG="$(first_of_release "clang version" "clang-$LLVM_MAJOR" \
     "/usr/lib/llvm-$LLVM_MAJOR/bin/clang")" ||
-    echo "no clang of LLVM $LLVM_MAJOR (apt-get install -y clang-$LLVM_MAJOR): SQLite is" \
-      "built without the profile" >&2
+    echo "no clang of LLVM $LLVM_MAJOR (apt-get install -y clang-$LLVM_MAJOR): the C code" \
+      "(SQLite) is built without the profile" >&2
 fi
 # with_c_flags FLAGS COMMAND...: runs COMMAND with the C code compiled by that clang with
 # FLAGS, or as usual when there is none.
