@@ -49,6 +49,16 @@ wait_for() {
   exit 1
 }
 
+# log_counters PORT: the request log's counters of the agentgate on PORT, as one line. A
+# run in which the log dropped entries did less work than the one it is compared with.
+log_counters() {
+  curl -fsS "http://127.0.0.1:$1/metrics" | awk '
+    /^agentgate_request_log_written_total / { written = $2 }
+    /^agentgate_request_log_dropped_total / { dropped = $2 }
+    /^agentgate_request_log_catch_up_batches_total / { catch_up = $2 }
+    END { printf "request log: %d entries written, %d dropped, %d batches written straight through to catch up\n", written, dropped, catch_up }'
+}
+
 # process_ticks PID: the CPU time (user and system, all threads) the process has used, in
 # clock ticks (`getconf CLK_TCK` a second).
 process_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }

@@ -152,6 +152,11 @@ if [[ -s "$CPU_LOG" ]]; then
   ' "$CPU_LOG"
 fi
 
+if [[ -n "$AGENTGATE" ]]; then
+  echo
+  echo "# agentgate's $(log_counters "$GATEWAY_PORT")"
+fi
+
 echo
 echo "# agentgate / nginx (throughput ratio; p99 difference)"
 awk -F'\t' "$AWK_MEDIAN"'

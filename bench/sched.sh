@@ -40,6 +40,11 @@
 #             connections each delays every request in flight, so they make the p99): how
 #             many a second, their time in all, and which tasks ran on the CPUs meanwhile,
 #             by name and milliseconds (idle time left out)
+#   woken waits how often wrk or the stand-in, once woken, waited 0.2 ms or more for a CPU
+#             (at one connection each such wait delays the one request in flight, so they
+#             make the p99), their share of requests, their time in all, how often another
+#             CPU sat idle at the wake-up, and what ran on their CPU meanwhile, by name and
+#             milliseconds
 #
 # perf's own work runs during those 2 s, so compare traced runs only with traced runs.
 set -euo pipefail
@@ -251,6 +256,79 @@ placement() {
     }'
 }
 
+# woken_waits DATA REQUESTS: from the same events, how long wrk and the stand-in, once
+# woken, waited for a CPU (see TRACE=1 above). A wait ends when the woken task is switched
+# in; the tasks that ran meanwhile on the CPU it was woken onto are what it waited behind.
+woken_waits() {
+  local data=$1 rate=$2
+  [[ -s "$data" ]] || return 0
+  perf script -i "$data" -F tid,cpu,time,event,trace 2>/dev/null |
+    awk -v up="$UPSTREAM_WORKER" -v per="$((rate * TRACE_SECONDS))" -v seconds="$TRACE_SECONDS" '
+    function field(text, key) {
+      if (!match(text, " " key "=[^ ]+")) return ""
+      return substr(text, RSTART + length(key) + 2, RLENGTH - length(key) - 2)
+    }
+    {
+      cpu = $2
+      gsub(/[][]/, "", cpu)
+      cpu += 0
+      now = $3 + 0
+    }
+    /sched:sched_wakeup:/ {
+      pid = field($0, "pid")
+      if ((pid != up && field($0, "comm") != "wrk") || pid in woken) next
+      woken[pid] = now
+      onto[pid] = field($0, "target_cpu") + 0
+      idle_elsewhere[pid] = 0
+      for (other in running)
+        if (other + 0 != onto[pid] && running[other] == "0") idle_elsewhere[pid] = 1
+      next
+    }
+    /sched:sched_switch:/ {
+      split($0, halves, " ==> ")
+      into = halves[2]
+      sub(/^next_comm=/, "", into)
+      sub(/ next_pid=.*/, "", into)
+      next_pid = field(" " halves[2], "next_pid")
+      for (pid in woken) {
+        if (onto[pid] != cpu || !(cpu in since) || running[cpu] == "0") continue
+        from = since[cpu] > woken[pid] ? since[cpu] : woken[pid]
+        if (now > from) behind[pid SUBSEP task_of[cpu]] += now - from
+      }
+      if (next_pid in woken) {
+        wait = now - woken[next_pid]
+        if (wait >= 0.0002) {
+          waits++
+          wait_time += wait
+          idle_waits += idle_elsewhere[next_pid]
+        }
+        for (key in behind) {
+          split(key, parts, SUBSEP)
+          if (parts[1] != next_pid) continue
+          if (wait >= 0.0002) blame[parts[2]] += behind[key]
+          delete behind[key]
+        }
+        delete woken[next_pid]
+      }
+      running[cpu] = next_pid
+      task_of[cpu] = into
+      since[cpu] = now
+    }
+    END {
+      if (per == 0) exit
+      printf "  woken waits of 0.2 ms or more (wrk, stand-in): %.1f a second, %.2f%% of requests, %.1f ms in all, %.0f%% with another CPU idle; behind (ms):",
+        waits / seconds, 100 * waits / per, wait_time * 1e3, waits ? 100 * idle_waits / waits : 0
+      while (length(blame) > 0) {
+        top = ""
+        for (task in blame) if (top == "" || blame[task] > blame[top]) top = task
+        if (blame[top] < 0.0001) break
+        printf " %s %.1f", top, blame[top] * 1e3
+        delete blame[top]
+      }
+      printf "\n"
+    }'
+}
+
 # measure NAME PROCESS THREAD URL TOKEN: one wrk run, one line of the report.
 measure() {
   local name=$1 process=$2 thread=$3 url=$4 token=$5
@@ -278,7 +356,10 @@ measure() {
         (y[3] - x[3]) / 1e3 / n, (y[4] - x[4]) / n, (y[5] - x[5]) / n,
         100 * (y[6] - x[6]) / (y[7] - x[7])
     }'
-  [[ -z "$tracer" ]] || placement "$thread" "$RUN/$name.perf" "$((requests / SECONDS_PER_RUN))"
+  if [[ -n "$tracer" ]]; then
+    placement "$thread" "$RUN/$name.perf" "$((requests / SECONDS_PER_RUN))"
+    woken_waits "$RUN/$name.perf" "$((requests / SECONDS_PER_RUN))"
+  fi
 }
 
 REQUEST_PATH=/v1/connections/stripe/customers
@@ -300,3 +381,5 @@ for _ in $(seq "$REPS"); do
     measure "$name" "$process" "$thread" "http://127.0.0.1:$port$REQUEST_PATH" "$token"
   done
 done
+echo "# agentgate's $(log_counters "$PORT")"
+[[ -z "$BASELINE_BIN" ]] || echo "# baseline's $(log_counters "$BASELINE_PORT")"

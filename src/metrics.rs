@@ -64,6 +64,9 @@ pub struct Metrics {
     pub log_dropped: Counter,
     /// Request log batches the store refused.
     pub log_write_failures: Counter,
+    /// Request log batches written straight through because the writer had fallen behind
+    /// (not counting those written while the server stops).
+    pub log_catch_up_batches: Counter,
     unresolved: SharedLabel,
 }
 
@@ -114,6 +117,12 @@ impl Metrics {
             "Request log batches the store refused",
             log_write_failures.clone(),
         );
+        let log_catch_up_batches = Counter::default();
+        registry.register(
+            "request_log_catch_up_batches",
+            "Request log batches written straight through because the writer had fallen behind",
+            log_catch_up_batches.clone(),
+        );
         Self {
             registry,
             requests,
@@ -122,6 +131,7 @@ impl Metrics {
             log_written,
             log_dropped,
             log_write_failures,
+            log_catch_up_batches,
             unresolved: SharedLabel(Arc::from("-")),
         }
     }

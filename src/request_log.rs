@@ -1,7 +1,9 @@
 //! The request log, written off the hot path: requests hand their entry to a bounded queue
 //! and a single writer stores them in batches (one transaction per batch), together with
-//! each key's `last_used_at`. If the writer falls behind and the queue fills, entries are
-//! dropped and counted in `agentgate_request_log_dropped_total` rather than slowing traffic.
+//! each key's `last_used_at`. A writer that falls far behind stops offering its core to
+//! other threads until it has caught up ([`LogPace`]); if even so the queue fills, entries
+//! are dropped and counted in `agentgate_request_log_dropped_total` rather than slowing
+//! traffic.
 
 use std::borrow::Cow;
 use std::collections::HashMap;
@@ -15,10 +17,16 @@ use tokio::task::JoinHandle;
 
 use crate::ids::KeyId;
 use crate::metrics::Metrics;
-use crate::store::{RequestLogEntry, Store};
+use crate::store::{LogPace, RequestLogEntry, Store};
 
 /// Entries waiting for the writer before new ones are dropped.
 const QUEUE_CAPACITY: usize = 65_536;
+/// Entries still waiting, once a batch is taken, from which that batch is written at
+/// [`LogPace::CatchUp`]: half the queue, about half a second at the request rates of the
+/// bench. Below it the writer offers its core between rows, which the tail latency needs.
+/// Above it those offers had starved the writer on a saturated host until the queue
+/// overflowed (`docs/performance.md`, the run of 2026-12-07), so it writes straight through.
+const CATCH_UP_BACKLOG: usize = QUEUE_CAPACITY / 2;
 /// Entries per write, so per transaction. A commit writes all the pages its rows touched
 /// in one run of system calls that nothing interrupts, and a request woken on the writer's
 /// core waits it out: a commit of 4,096 rows took 1.0-1.1 ms of CPU at 32 connections, and
@@ -131,25 +139,30 @@ impl Writer {
                 }
                 fill(&mut rx, &mut batch);
             }
-            self.write(&mut batch).await;
+            let pace = pace(rx.len());
+            if pace == LogPace::CatchUp {
+                self.metrics.log_catch_up_batches.inc();
+            }
+            self.write(&mut batch, pace).await;
         }
+        // What is left is written as fast as it can be: the server is stopping.
         rx.close();
         loop {
             fill(&mut rx, &mut batch);
             if batch.is_empty() {
                 break;
             }
-            self.write(&mut batch).await;
+            self.write(&mut batch, LogPace::CatchUp).await;
         }
     }
 
-    async fn write(&mut self, batch: &mut Vec<RequestLogEntry>) {
+    async fn write(&mut self, batch: &mut Vec<RequestLogEntry>, pace: LogPace) {
         let uses = key_uses(&mut self.last_used, batch);
         // The next batch starts with room for as many entries as this one: growing a
         // buffer of hundreds of entries from empty copies it several times.
         let entries = std::mem::replace(batch, Vec::with_capacity(batch.len()));
         let count = entries.len();
-        match self.store.insert_request_logs(entries, &uses).await {
+        match self.store.insert_request_logs(entries, &uses, pace).await {
             Ok(()) => {
                 self.metrics.log_written.inc_by(count as u64);
             }
@@ -207,6 +220,15 @@ fn key_uses(last_used: &mut HashMap<KeyId, i64>, batch: &[RequestLogEntry]) -> V
         }
     }
     uses
+}
+
+/// The pace of a batch taken with `backlog` entries still queued behind it.
+fn pace(backlog: usize) -> LogPace {
+    if backlog >= CATCH_UP_BACKLOG {
+        LogPace::CatchUp
+    } else {
+        LogPace::Share
+    }
 }
 
 /// Takes what is queued, without waiting, until the batch is full. `recv_many` frees the
@@ -273,6 +295,51 @@ mod tests {
             [("key_a".to_owned(), 7_000), ("key_b".to_owned(), 6_000)],
             "refused attempts are not uses; key_c has none"
         );
+    }
+
+    /// Batches taken with at least [`CATCH_UP_BACKLOG`] entries queued behind them are
+    /// written straight through, the rest offering the core, and nothing is lost: with 20
+    /// full batches more than that queued before the writer first runs, exactly the first
+    /// 20 are catch-up batches, and every entry is stored.
+    #[tokio::test]
+    async fn a_writer_far_behind_catches_up_and_loses_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("log.db");
+        let store = crate::store::open(&format!("sqlite://{}", path.display()))
+            .await
+            .unwrap();
+        let metrics = Arc::new(Metrics::new());
+        let (logger, writer) = spawn(store, metrics.clone());
+        let queued = CATCH_UP_BACKLOG + 20 * MAX_BATCH;
+        // The writer's task has not run yet: the test's runtime has one thread, and it
+        // runs the task only at the first await below.
+        for i in 0..queued {
+            logger.record(entry("key_a", i as i64, None));
+        }
+        let all_written = async {
+            while metrics.log_written.get() < queued as u64 {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(120), all_written)
+            .await
+            .expect("the writer stores the whole backlog");
+        writer.stop().await;
+        assert_eq!(metrics.log_dropped.get(), 0);
+        assert_eq!(metrics.log_catch_up_batches.get(), 20);
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        let stored: usize = conn
+            .query_row("SELECT count(*) FROM request_log", [], |row| row.get(0))
+            .unwrap();
+        assert_eq!(stored, queued);
+    }
+
+    #[test]
+    fn pace_turns_to_catch_up_at_the_backlog() {
+        assert_eq!(pace(0), LogPace::Share);
+        assert_eq!(pace(CATCH_UP_BACKLOG - 1), LogPace::Share);
+        assert_eq!(pace(CATCH_UP_BACKLOG), LogPace::CatchUp);
+        assert_eq!(pace(QUEUE_CAPACITY), LogPace::CatchUp);
     }
 
     /// A key's use is written again only once it has moved by the resolution.

@@ -98,6 +98,22 @@ impl From<sqlx::Error> for StoreError {
     }
 }
 
+/// How the request log's writer may use its core while it writes a batch.
+///
+/// A writer that keeps up offers its core to other threads between rows, so a request woken
+/// on that core does not wait out the batch. On a saturated host those offers can starve the
+/// writer: each hands the core to the busy threads for the rest of their turn, and a writer
+/// that fell behind once never caught up until its queue overflowed and entries were
+/// dropped (`docs/performance.md`, the run of 2026-12-07). So a writer far behind writes
+/// straight through until it has caught up.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogPace {
+    /// The writer keeps up: offer the core between rows.
+    Share,
+    /// The writer has fallen behind: write without offering the core.
+    CatchUp,
+}
+
 /// Which database a store runs on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Backend {
@@ -209,11 +225,13 @@ pub trait Store:
     ) -> Result<(), StoreError>;
     /// Appends entries to the request log and moves each listed key's `last_used_at`
     /// forward (never backwards), in one transaction. The entries are taken by value so
-    /// their text is handed to the driver as it is, not copied.
+    /// their text is handed to the driver as it is, not copied. `pace` matters only to a
+    /// writer that offers its core while it writes (SQLite's); the others ignore it.
     async fn insert_request_logs(
         &self,
         entries: Vec<RequestLogEntry>,
         key_uses: &[(KeyId, i64)],
+        pace: LogPace,
     ) -> Result<(), StoreError>;
     /// Reads the entries of the workspace's request log that `query` selects, oldest first.
     async fn list_request_logs(

@@ -9,7 +9,7 @@ use super::rows::{
     AgentKeyRecord, ConnectionRecord, LogQuery, RequestLogEntry, RequestLogRecord, Workspace,
 };
 use super::sql::{self, impl_store};
-use super::{Backend, StoreError};
+use super::{Backend, LogPace, StoreError};
 use crate::ids::{KeyId, WorkspaceId};
 
 /// A store on a PostgreSQL database (or the schema its URL's `search_path` selects).

@@ -574,9 +574,10 @@ macro_rules! impl_store {
                 &self,
                 entries: Vec<RequestLogEntry>,
                 key_uses: &[(KeyId, i64)],
+                pace: LogPace,
             ) -> Result<(), StoreError> {
                 if let Some(writer) = self.direct_log_writer() {
-                    return writer.insert(entries, key_uses.to_vec()).await;
+                    return writer.insert(entries, key_uses.to_vec(), pace).await;
                 }
                 let mut tx = self.pool.begin().await?;
                 let mut rows = entries.into_iter();

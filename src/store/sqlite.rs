@@ -12,7 +12,7 @@ use super::rows::{
 };
 use super::sql::{self, impl_store};
 use super::sqlite_log::SqliteLogWriter;
-use super::{Backend, StoreError};
+use super::{Backend, LogPace, StoreError};
 use crate::ids::{KeyId, WorkspaceId};
 
 /// How long a writer waits for another process's write lock (the CLI and the server share

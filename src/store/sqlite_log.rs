@@ -10,13 +10,14 @@
 //! and moves `last_used_at`, the same statements the sqlx path runs.
 
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use rusqlite::{CachedStatement, Connection, OpenFlags};
 
 use super::sql::{self, log_chunk_sizes};
-use super::{Backend, RequestLogEntry, StoreError};
+use super::{Backend, LogPace, RequestLogEntry, StoreError};
 use crate::ids::KeyId;
 
 /// SQLite virtual-machine steps between two offers of the writer's core to other threads:
@@ -40,6 +41,8 @@ pub struct SqliteLogWriter {
     /// Opened on the first batch (the CLI never writes the log), dropped after an error so
     /// the next batch starts on a fresh connection.
     connection: Arc<Mutex<Option<Connection>>>,
+    /// Whether the progress handler offers the core: the current batch's [`LogPace`].
+    share_core: Arc<AtomicBool>,
 }
 
 impl SqliteLogWriter {
@@ -49,24 +52,31 @@ impl SqliteLogWriter {
             path,
             busy_timeout,
             connection: Arc::new(Mutex::new(None)),
+            share_core: Arc::new(AtomicBool::new(true)),
         }
     }
 
     /// Inserts `entries` and moves the keys' `last_used_at`, in one transaction, on a
-    /// blocking thread so the runtime's threads never wait for the disk.
+    /// blocking thread so the runtime's threads never wait for the disk. At
+    /// [`LogPace::Share`] the statements offer the thread's core to others (see [`open`]);
+    /// at [`LogPace::CatchUp`] they run straight through.
     pub async fn insert(
         &self,
         entries: Vec<RequestLogEntry>,
         key_uses: Vec<(KeyId, i64)>,
+        pace: LogPace,
     ) -> Result<(), StoreError> {
         let connection = self.connection.clone();
+        let share_core = self.share_core.clone();
         let path = self.path.clone();
         let busy_timeout = self.busy_timeout;
         tokio::task::spawn_blocking(move || {
             let mut slot = connection.lock().unwrap_or_else(PoisonError::into_inner);
+            // Set while the connection is held, so no other batch's pace can be in force.
+            share_core.store(pace == LogPace::Share, Ordering::Relaxed);
             let conn = match slot.as_mut() {
                 Some(conn) => conn,
-                None => slot.insert(open(&path, busy_timeout)?),
+                None => slot.insert(open(&path, busy_timeout, share_core)?),
             };
             let written = write_batch(conn, &entries, &key_uses);
             if written.is_err() {
@@ -84,8 +94,13 @@ impl SqliteLogWriter {
 /// already in WAL mode, which the pool set when the store opened it), short WAL checkpoints
 /// ([`WAL_AUTOCHECKPOINT_PAGES`]), and SQLite's progress
 /// handler offering the thread's core to whatever waits for it every
-/// [`STEPS_BETWEEN_YIELDS`] steps of a statement. The handler never interrupts a statement.
-fn open(path: &std::path::Path, busy_timeout: Duration) -> Result<Connection, rusqlite::Error> {
+/// [`STEPS_BETWEEN_YIELDS`] steps of a statement while `share_core` is set. The handler
+/// never interrupts a statement.
+fn open(
+    path: &std::path::Path,
+    busy_timeout: Duration,
+    share_core: Arc<AtomicBool>,
+) -> Result<Connection, rusqlite::Error> {
     // Never created here: a database file that has gone is an error to report, not an
     // empty file to fill with rows no migration made a table for.
     let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
@@ -96,8 +111,10 @@ fn open(path: &std::path::Path, busy_timeout: Duration) -> Result<Connection, ru
     conn.pragma_update(None, "wal_autocheckpoint", WAL_AUTOCHECKPOINT_PAGES)?;
     conn.progress_handler(
         STEPS_BETWEEN_YIELDS,
-        Some(|| {
-            std::thread::yield_now();
+        Some(move || {
+            if share_core.load(Ordering::Relaxed) {
+                std::thread::yield_now();
+            }
             false
         }),
     );
@@ -207,8 +224,9 @@ mod tests {
         ids.map(Result::unwrap).collect()
     }
 
-    /// The progress handler offers the core and never interrupts: a batch whose statements
-    /// run it about a hundred times (some 54 steps a row) is stored whole and in order.
+    /// The progress handler never interrupts, whether it offers the core or not: a batch
+    /// whose statements run it about a hundred times (some 54 steps a row) is stored whole
+    /// and in order at either pace, one after the other on the same connection.
     #[tokio::test]
     async fn a_batch_the_progress_handler_runs_through_is_stored_whole() {
         let dir = tempfile::tempdir().unwrap();
@@ -216,9 +234,13 @@ mod tests {
         let len = 200;
         assert!(len * 54 >= 100 * STEPS_BETWEEN_YIELDS as usize);
         let writer = SqliteLogWriter::new(path, Duration::from_secs(5));
-        writer.insert(entries(len, None), Vec::new()).await.unwrap();
-        let expected: Vec<String> = (0..len).map(|i| format!("agr_{i}")).collect();
-        assert_eq!(stored_ids(&conn), expected);
+        let mut expected = Vec::new();
+        for pace in [LogPace::Share, LogPace::CatchUp, LogPace::Share] {
+            let batch = entries(len, None);
+            expected.extend(batch.iter().map(|entry| entry.request_id.clone()));
+            writer.insert(batch, Vec::new(), pace).await.unwrap();
+            assert_eq!(stored_ids(&conn), expected, "{pace:?}");
+        }
     }
 
     /// A batch is all or nothing: a row refused in its second statement leaves neither that
@@ -235,7 +257,9 @@ mod tests {
         )
         .unwrap();
         let writer = SqliteLogWriter::new(path.clone(), Duration::from_secs(5));
-        let refused = writer.insert(entries(40, Some(35)), Vec::new()).await;
+        let refused = writer
+            .insert(entries(40, Some(35)), Vec::new(), LogPace::Share)
+            .await;
         assert!(
             matches!(refused, Err(StoreError::SqliteLog(_))),
             "{refused:?}"
@@ -244,7 +268,10 @@ mod tests {
             stored_ids(&conn).is_empty(),
             "nothing of the refused batch is stored"
         );
-        writer.insert(entries(40, None), Vec::new()).await.unwrap();
+        writer
+            .insert(entries(40, None), Vec::new(), LogPace::Share)
+            .await
+            .unwrap();
         assert_eq!(
             stored_ids(&conn).len(),
             40,
@@ -258,7 +285,12 @@ mod tests {
     async fn the_log_connection_checkpoints_short() {
         let dir = tempfile::tempdir().unwrap();
         let (path, _) = migrated(&dir).await;
-        let conn = open(&path, Duration::from_secs(5)).unwrap();
+        let conn = open(
+            &path,
+            Duration::from_secs(5),
+            Arc::new(AtomicBool::new(true)),
+        )
+        .unwrap();
         let pages: i64 = conn
             .pragma_query_value(None, "wal_autocheckpoint", |row| row.get(0))
             .unwrap();
@@ -275,7 +307,7 @@ mod tests {
         let path = dir.path().join("gone.db");
         let writer = SqliteLogWriter::new(path.clone(), Duration::from_millis(10));
         let written = writer
-            .insert(vec![RequestLogEntry::example()], Vec::new())
+            .insert(vec![RequestLogEntry::example()], Vec::new(), LogPace::Share)
             .await;
         assert!(
             matches!(written, Err(StoreError::SqliteLog(_))),

@@ -561,7 +561,10 @@ each_backend! {
                 ..real.entry.clone()
             })
             .collect();
-        app.store.insert_request_logs(entries, &[]).await.unwrap();
+        app.store
+            .insert_request_logs(entries, &[], agentgate::store::LogPace::Share)
+            .await
+            .unwrap();
         let rows = |page: &Page| page.body.matches("href=\"/logs/").count();
         let link = |page: &Page, label: &str| -> Option<String> {
             let end = page.body.find(label)?;

@@ -2,7 +2,7 @@
 //! migrations.
 
 use agentgate::ids::KeyId;
-use agentgate::store::{LogQuery, RequestLogEntry, StoreError};
+use agentgate::store::{LogPace, LogQuery, RequestLogEntry, StoreError};
 
 use crate::each_backend;
 use crate::support::app::open_store;
@@ -57,7 +57,7 @@ each_backend! {
             via: if i % 3 == 0 { "mcp".into() } else { "http".into() },
         };
         let entries: Vec<_> = (0..1200).map(entry).collect();
-        store.insert_request_logs(entries.clone(), &[(created.record.id.clone(), 77)]).await.unwrap();
+        store.insert_request_logs(entries.clone(), &[(created.record.id.clone(), 77)], LogPace::Share).await.unwrap();
         let keys = store.list_keys(&default.id).await.unwrap();
         assert_eq!(keys[0].last_used_at, Some(77));
         let newest = store.list_request_logs(&default.id, LogQuery { after_id: None, limit: 3, ..LogQuery::default() }).await.unwrap();
