@@ -162,23 +162,65 @@ snapshot() {
     '/^cpu /{idle = $5 + $6; total = 0; for (i = 2; i <= NF; i++) total += $i; print p, idle, total, s}' /proc/stat
 }
 
-# placement THREAD DATA REQUESTS: from the scheduling events perf recorded in DATA over
-# TRACE_SECONDS, in which REQUESTS requests a second were served, where the wake-ups made
-# by the thread THREAD landed, what preempted it and what ran while it waited long (see
-# TRACE=1 above). A switch away from the thread while it was still runnable (state R) is a
-# preemption; a CPU running task 0 is idle.
-placement() {
-  local thread=$1 data=$2 rate=$3
+# What both readings of a trace share, wrapped around each: the events' fields, the
+# largest entries of a table, and where each CPU's current run began and with which task.
+# Every line is one event of perf script's "-F tid,cpu,time,event,trace" (see trace_events).
+TRACE_AWK_BEFORE='
+  function field(text, key) {
+    if (!match(text, " " key "=[^ ]+")) return ""
+    return substr(text, RSTART + length(key) + 2, RLENGTH - length(key) - 2)
+  }
+  # largest VALUES SCALE FLOOR FORMAT: prints the entries of VALUES, largest first, each
+  # times SCALE with FORMAT, while that is at least FLOOR; then ends the line.
+  function largest(values, scale, floor, format,   top, name) {
+    while (length(values) > 0) {
+      top = ""
+      for (name in values) if (top == "" || values[name] > values[top]) top = name
+      if (values[top] * scale < floor) break
+      printf format, top, values[top] * scale
+      delete values[top]
+    }
+    printf "\n"
+  }
+  {
+    cpu = $2
+    gsub(/[][]/, "", cpu)
+    cpu += 0
+    now = $3 + 0
+  }
+  /sched:sched_switch:/ {
+    split($0, halves, " ==> ")
+    into = halves[2]
+    sub(/^next_comm=/, "", into)
+    sub(/ next_pid=.*/, "", into)
+    next_pid = field(" " halves[2], "next_pid")
+  }'
+TRACE_AWK_AFTER='
+  /sched:sched_switch:/ {
+    running[cpu] = next_pid
+    task_of[cpu] = into
+    since[cpu] = now
+  }'
+
+# trace_events DATA: the scheduling events perf recorded in DATA as text, in DATA.txt,
+# read once for both reports; or a line saying perf recorded nothing.
+trace_events() {
+  local data=$1
   if [[ ! -s "$data" ]]; then
     echo "  (perf recorded nothing: $(head -1 "$data.log" 2>/dev/null))"
-    return
+    return 1
   fi
-  perf script -i "$data" -F tid,cpu,time,event,trace 2>/dev/null |
-    awk -v w="$thread" -v per="$((rate * TRACE_SECONDS))" -v seconds="$TRACE_SECONDS" '
-    function field(text, key) {
-      if (!match(text, " " key "=[^ ]+")) return ""
-      return substr(text, RSTART + length(key) + 2, RLENGTH - length(key) - 2)
-    }
+  perf script -i "$data" -F tid,cpu,time,event,trace >"$data.txt" 2>/dev/null
+}
+
+# placement THREAD EVENTS REQUESTS: from the scheduling events in EVENTS (trace_events),
+# recorded over TRACE_SECONDS in which REQUESTS requests a second were served, where the
+# wake-ups made by the thread THREAD landed, what preempted it and what ran while it
+# waited long (see TRACE=1 above). A switch away from the thread while it was still
+# runnable (state R) is a preemption; a CPU running task 0 is idle.
+placement() {
+  local thread=$1 events=$2 rate=$3
+  awk -v w="$thread" -v per="$((rate * TRACE_SECONDS))" -v seconds="$TRACE_SECONDS" "$TRACE_AWK_BEFORE"'
     # ran CPU UNTIL: while the worker is stalled, counts the part of the run on CPU that
     # lies within the stall, up to UNTIL, for the task running there.
     function ran(c, until,   from) {
@@ -186,18 +228,7 @@ placement() {
       from = since[c] > stall_from ? since[c] : stall_from
       if (until > from) meanwhile[task_of[c]] += until - from
     }
-    {
-      cpu = $2
-      gsub(/[][]/, "", cpu)
-      cpu += 0
-      now = $3 + 0
-    }
     /sched:sched_switch:/ {
-      split($0, halves, " ==> ")
-      into = halves[2]
-      sub(/^next_comm=/, "", into)
-      sub(/ next_pid=.*/, "", into)
-      next_pid = field(" " halves[2], "next_pid")
       ran(cpu, now)
       if (field(halves[1], "prev_pid") == w && field(halves[1], "prev_state") ~ /^R/) {
         preempts++
@@ -215,65 +246,36 @@ placement() {
         }
         stalled = 0
       }
-      running[cpu] = next_pid
-      task_of[cpu] = into
-      since[cpu] = now
-      next
     }
     /sched:sched_wakeup:/ && $1 == w {
       wakeups++
-      if (field($0, "target_cpu") + 0 != cpu) next
-      own++
-      for (other in running) {
-        if (other + 0 != cpu && running[other] == "0") {
-          own_idle++
-          break
+      if (field($0, "target_cpu") + 0 == cpu) {
+        own++
+        for (other in running) {
+          if (other + 0 != cpu && running[other] == "0") {
+            own_idle++
+            break
+          }
         }
       }
-    }
+    }'"$TRACE_AWK_AFTER"'
     END {
       if (per == 0 || wakeups == 0) { print "  (no scheduling events recorded for the worker)"; exit }
       printf "  wake-ups %.3f a request: %.0f%% onto its own CPU, %.0f%% while another CPU was idle\n",
         wakeups / per, 100 * own / wakeups, 100 * own_idle / wakeups
       printf "  preempted %.3f a request, by:", preempts / per
-      while (length(by) > 0) {
-        top = ""
-        for (name in by) if (top == "" || by[name] > by[top]) top = name
-        if (by[top] / per < 0.001) break
-        printf " %s %.3f", top, by[top] / per
-        delete by[top]
-      }
-      printf "\n"
+      largest(by, 1 / per, 0.001, " %s %.3f")
       printf "  stalls %.1f a second, %.1f ms in all; running meanwhile (ms):", stalls / seconds, stall_time * 1e3
-      while (length(blame) > 0) {
-        top = ""
-        for (task in blame) if (top == "" || blame[task] > blame[top]) top = task
-        if (blame[top] < 0.0001) break
-        printf " %s %.1f", top, blame[top] * 1e3
-        delete blame[top]
-      }
-      printf "\n"
-    }'
+      largest(blame, 1e3, 0.1, " %s %.1f")
+    }' "$events"
 }
 
-# woken_waits DATA REQUESTS: from the same events, how long wrk and the stand-in, once
+# woken_waits EVENTS REQUESTS: from the same events, how long wrk and the stand-in, once
 # woken, waited for a CPU (see TRACE=1 above). A wait ends when the woken task is switched
 # in; the tasks that ran meanwhile on the CPU it was woken onto are what it waited behind.
 woken_waits() {
-  local data=$1 rate=$2
-  [[ -s "$data" ]] || return 0
-  perf script -i "$data" -F tid,cpu,time,event,trace 2>/dev/null |
-    awk -v up="$UPSTREAM_WORKER" -v per="$((rate * TRACE_SECONDS))" -v seconds="$TRACE_SECONDS" '
-    function field(text, key) {
-      if (!match(text, " " key "=[^ ]+")) return ""
-      return substr(text, RSTART + length(key) + 2, RLENGTH - length(key) - 2)
-    }
-    {
-      cpu = $2
-      gsub(/[][]/, "", cpu)
-      cpu += 0
-      now = $3 + 0
-    }
+  local events=$1 rate=$2
+  awk -v up="$UPSTREAM_WORKER" -v per="$((rate * TRACE_SECONDS))" -v seconds="$TRACE_SECONDS" "$TRACE_AWK_BEFORE"'
     /sched:sched_wakeup:/ {
       pid = field($0, "pid")
       if ((pid != up && field($0, "comm") != "wrk") || pid in woken) next
@@ -282,14 +284,8 @@ woken_waits() {
       idle_elsewhere[pid] = 0
       for (other in running)
         if (other + 0 != onto[pid] && running[other] == "0") idle_elsewhere[pid] = 1
-      next
     }
     /sched:sched_switch:/ {
-      split($0, halves, " ==> ")
-      into = halves[2]
-      sub(/^next_comm=/, "", into)
-      sub(/ next_pid=.*/, "", into)
-      next_pid = field(" " halves[2], "next_pid")
       for (pid in woken) {
         if (onto[pid] != cpu || !(cpu in since) || running[cpu] == "0") continue
         from = since[cpu] > woken[pid] ? since[cpu] : woken[pid]
@@ -310,23 +306,13 @@ woken_waits() {
         }
         delete woken[next_pid]
       }
-      running[cpu] = next_pid
-      task_of[cpu] = into
-      since[cpu] = now
-    }
+    }'"$TRACE_AWK_AFTER"'
     END {
       if (per == 0) exit
       printf "  woken waits of 0.2 ms or more (wrk, stand-in): %.1f a second, %.2f%% of requests, %.1f ms in all, %.0f%% with another CPU idle; behind (ms):",
         waits / seconds, 100 * waits / per, wait_time * 1e3, waits ? 100 * idle_waits / waits : 0
-      while (length(blame) > 0) {
-        top = ""
-        for (task in blame) if (top == "" || blame[task] > blame[top]) top = task
-        if (blame[top] < 0.0001) break
-        printf " %s %.1f", top, blame[top] * 1e3
-        delete blame[top]
-      }
-      printf "\n"
-    }'
+      largest(blame, 1e3, 0.1, " %s %.1f")
+    }' "$events"
 }
 
 # measure NAME PROCESS THREAD URL TOKEN: one wrk run, one line of the report.
@@ -357,8 +343,10 @@ measure() {
         100 * (y[6] - x[6]) / (y[7] - x[7])
     }'
   if [[ -n "$tracer" ]]; then
-    placement "$thread" "$RUN/$name.perf" "$((requests / SECONDS_PER_RUN))"
-    woken_waits "$RUN/$name.perf" "$((requests / SECONDS_PER_RUN))"
+    if trace_events "$RUN/$name.perf"; then
+      placement "$thread" "$RUN/$name.perf.txt" "$((requests / SECONDS_PER_RUN))"
+      woken_waits "$RUN/$name.perf.txt" "$((requests / SECONDS_PER_RUN))"
+    fi
   fi
 }
 
