@@ -25,7 +25,8 @@ const QUEUE_CAPACITY: usize = 65_536;
 /// [`LogPace::CatchUp`]: half the queue, about half a second at the request rates of the
 /// bench. Below it the writer offers its core between rows, which the tail latency needs.
 /// Above it those offers had starved the writer on a saturated host until the queue
-/// overflowed (`docs/performance.md`, the run of 2026-12-07), so it writes straight through.
+/// overflowed (`docs/performance.md`, the run of 2026-12-07, night), so it writes straight
+/// through.
 const CATCH_UP_BACKLOG: usize = QUEUE_CAPACITY / 2;
 /// Entries per write, so per transaction. A commit writes all the pages its rows touched
 /// in one run of system calls that nothing interrupts, and a request woken on the writer's

@@ -104,8 +104,8 @@ impl From<sqlx::Error> for StoreError {
 /// on that core does not wait out the batch. On a saturated host those offers can starve the
 /// writer: each hands the core to the busy threads for the rest of their turn, and a writer
 /// that fell behind once never caught up until its queue overflowed and entries were
-/// dropped (`docs/performance.md`, the run of 2026-12-07). So a writer far behind writes
-/// straight through until it has caught up.
+/// dropped (`docs/performance.md`, the run of 2026-12-07, night). So a writer far behind
+/// writes straight through until it has caught up.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum LogPace {
     /// The writer keeps up: offer the core between rows.
