@@ -19,6 +19,10 @@
 #   preempt  the worker's involuntary context switches (another task took its CPU)
 #   up-sleep the stand-in's voluntary context switches (it ran out of work and slept)
 #   idle     the machine's idle share while wrk ran
+#   busy     the CPU time of the whole machine (every CPU, every task: wrk, the stand-in, the
+#            proxy and the rest) while wrk ran, a request. At 32 connections the CPUs are
+#            saturated, so the number of CPUs divided by this bounds the throughput however
+#            the tasks are scheduled
 #
 # Knobs: SECONDS_PER_RUN=10, CONNS=32, REPS=3, SCHED_PORT=18096 (agentgate; nginx the next
 #   port), SCHED_UPSTREAM_PORT=18095, UPSTREAM_CONF=..., PEER_CONF=..., BUILD=0 (use the
@@ -336,11 +340,12 @@ measure() {
     -v p99="$(awk '$1 == "99%" {print $2}' <<<"$out")" \
     -v b="$before" -v a="$after" 'BEGIN {
       split(b, x); split(a, y)
-      printf "%-10s %8.0f req/s  p99 %-8s cpu %5.2f us  run %5.2f us (usr %5.2f sys %5.2f)  wait %5.2f us  preempt %.3f  up-sleep %.3f  idle %4.1f%%\n",
+      printf "%-10s %8.0f req/s  p99 %-8s cpu %5.2f us  run %5.2f us (usr %5.2f sys %5.2f)  wait %5.2f us  preempt %.3f  up-sleep %.3f  idle %4.1f%%  busy %5.2f us\n",
         name, n / s, p99, (y[1] - x[1]) * 1e6 / hz / n, (y[2] - x[2]) / 1e3 / n,
         (y[8] - x[8]) * 1e6 / hz / n, (y[9] - x[9]) * 1e6 / hz / n,
         (y[3] - x[3]) / 1e3 / n, (y[4] - x[4]) / n, (y[5] - x[5]) / n,
-        100 * (y[6] - x[6]) / (y[7] - x[7])
+        100 * (y[6] - x[6]) / (y[7] - x[7]),
+        ((y[7] - x[7]) - (y[6] - x[6])) * 1e6 / hz / n
     }'
   if [[ -n "$tracer" ]]; then
     if trace_events "$RUN/$name.perf"; then
