@@ -31,7 +31,10 @@
 #   and measured as "baseline" in every round, so two builds meet the same stretch of a
 #   noisy host), POST=1 (the peer benchmark's form POST, post.lua beside UPSTREAM_CONF,
 #   instead of GET), TRACE=1 (see below), PGO=1 (the profile-guided build of
-#   scripts/build-pgo.sh instead of the plain release build)
+#   scripts/build-pgo.sh instead of the plain release build), PEER_ACCESS_LOG=1 (the nginx
+#   peer keeps an access log of what agentgate's request log records of a request: time,
+#   request id, method, path, status, latency, Stripe's Request-Id, idempotency key;
+#   buffered 64 KiB, like a production nginx's, in the run's scratch directory)
 #
 # TRACE=1 also records the kernel's scheduling events with perf (apt-get install -y
 # linux-perf) for 2 s in the middle of each run, and prints under the run's line:
@@ -94,6 +97,13 @@ BIN="$(release_binary "$ROOT")"
 begin_run
 
 write_moved_confs "$RUN" "$UPSTREAM_PORT" "$PEER_PORT" "$CONF" "$PEER"
+if [[ "${PEER_ACCESS_LOG:-0}" == 1 ]]; then
+  # Relative to the peer's prefix, so the log lands in the scratch directory.
+  sed -i "s|^\( *\)access_log off;|\1log_format audit '\$msec \$request_id \$request_method \$uri \$status \$request_time \$upstream_http_request_id \$http_idempotency_key';\n\1access_log access.log audit buffer=64k flush=1s;|" \
+    "$RUN/peer/nginx.conf"
+  grep -q "access_log access.log audit" "$RUN/peer/nginx.conf" ||
+    { echo "PEER_ACCESS_LOG=1: no 'access_log off;' line to replace in $PEER" >&2; exit 2; }
+fi
 start_nginx "$RUN/up"
 UPSTREAM=$STARTED
 start_nginx "$RUN/peer"
@@ -357,7 +367,9 @@ measure() {
 
 REQUEST_PATH=/v1/connections/stripe/customers
 # What each round measures, in order: "name process thread port token".
-TARGETS=("nginx $NGINX_WORKER $NGINX_WORKER $PEER_PORT gw_test_123"
+PEER_NAME=nginx
+[[ "${PEER_ACCESS_LOG:-0}" != 1 ]] || PEER_NAME=nginx-log
+TARGETS=("$PEER_NAME $NGINX_WORKER $NGINX_WORKER $PEER_PORT gw_test_123"
   "agentgate $AGENTGATE $AGENTGATE_WORKER $PORT $AGENTGATE_TOKEN")
 [[ -z "$BASELINE_BIN" ]] ||
   TARGETS+=("baseline $BASELINE $BASELINE_WORKER $BASELINE_PORT $BASELINE_TOKEN")
@@ -375,4 +387,8 @@ for _ in $(seq "$REPS"); do
   done
 done
 echo "# agentgate's $(log_counters "$PORT")"
+if [[ "${PEER_ACCESS_LOG:-0}" == 1 ]]; then
+  # What nginx has written so far; its buffer holds at most the last second's lines.
+  echo "# nginx's access log: $(wc -l <"$RUN/peer/access.log") lines written"
+fi
 [[ -z "$BASELINE_BIN" ]] || echo "# baseline's $(log_counters "$BASELINE_PORT")"
