@@ -59,6 +59,27 @@ log_counters() {
     END { printf "request log: %d entries written, %d dropped, %d batches written straight through to catch up\n", written, dropped, catch_up }'
 }
 
+# log_backlog PORT: how many of the requests the agentgate on PORT has counted have a
+# request log entry that is neither written nor dropped yet.
+log_backlog() {
+  curl -fsS "http://127.0.0.1:$1/metrics" | awk '
+    /^agentgate_requests_total\{/ { requests += $NF }
+    /^agentgate_request_log_written_total / { written = $2 }
+    /^agentgate_request_log_dropped_total / { dropped = $2 }
+    END { printf "%d\n", requests - written - dropped }'
+}
+
+# wait_for_log PORT: waits up to a minute until the request log of the agentgate on PORT
+# has caught up with its requests, so that its writes do not run into the next target's run.
+wait_for_log() {
+  for _ in $(seq 600); do
+    (($(log_backlog "$1") <= 0)) && return 0
+    sleep 0.1
+  done
+  echo "the request log of the agentgate on port $1 did not catch up within a minute" >&2
+  exit 1
+}
+
 # process_ticks PID: the CPU time (user and system, all threads) the process has used, in
 # clock ticks (`getconf CLK_TCK` a second).
 process_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }

@@ -11,7 +11,9 @@
 # POST=1, the peer benchmark's form POST) with wrk to nginx and to agentgate in turn, and
 # prints per request, from /proc:
 #
-#   cpu      the proxy process's CPU time, all threads (agentgate's request log included)
+#   cpu      the proxy process's CPU time, all threads (agentgate's request log included,
+#            but for the entries still queued when wrk stopped, which the line under
+#            agentgate's run counts; the next run waits until they are written)
 #   run      the proxy's worker thread's time on a CPU
 #   usr/sys  how that time splits between the program and the kernel (the kernel samples
 #            this at each clock tick, so it is good to a few per cent over a run)
@@ -329,10 +331,12 @@ woken_waits() {
     }' "$events"
 }
 
-# measure NAME PROCESS THREAD URL TOKEN: one wrk run, one line of the report.
+# measure NAME PROCESS THREAD URL TOKEN [LOG_PORT]: one wrk run, one line of the report;
+# with LOG_PORT (an agentgate's), a line on its request log's queue at the run's end, and a
+# wait until that queue is written.
 measure() {
-  local name=$1 process=$2 thread=$3 url=$4 token=$5
-  local before after out requests tracer=""
+  local name=$1 process=$2 thread=$3 url=$4 token=$5 log_port=${6:-}
+  local before after out requests tracer="" backlog
   before="$(snapshot "$process" "$thread")"
   if [[ "$TRACE" == 1 ]]; then
     (
@@ -357,6 +361,14 @@ measure() {
         100 * (y[6] - x[6]) / (y[7] - x[7]),
         ((y[7] - x[7]) - (y[6] - x[6])) * 1e6 / hz / n
     }'
+  if [[ -n "$log_port" ]]; then
+    # Entries still queued when wrk stopped: log work this run's cpu does not include. The
+    # next run starts once they are written, so they do not land on the next target.
+    backlog="$(log_backlog "$log_port")"
+    awk -v b="$backlog" -v n="$requests" \
+      'BEGIN { printf "  request log: %d entries still queued at the run'"'"'s end, %.1f%% of its requests\n", b, 100 * b / n }'
+    wait_for_log "$log_port"
+  fi
   if [[ -n "$tracer" ]]; then
     if trace_events "$RUN/$name.perf"; then
       placement "$thread" "$RUN/$name.perf.txt" "$((requests / SECONDS_PER_RUN))"
@@ -376,14 +388,17 @@ TARGETS=("$PEER_NAME $NGINX_WORKER $NGINX_WORKER $PEER_PORT gw_test_123"
 
 echo "# $METHOD, $CONNS connections, ${SECONDS_PER_RUN}s per run, per request unless a share"
 for target in "${TARGETS[@]}"; do
-  read -r _ _ _ port token <<<"$target"
+  read -r name _ _ port token <<<"$target"
   wrk -t1 "-c$CONNS" -d2s "${WRK_SCRIPT[@]}" -H "Authorization: Bearer $token" \
     "http://127.0.0.1:$port$REQUEST_PATH" >/dev/null
+  [[ "$name" == "$PEER_NAME" ]] || wait_for_log "$port"
 done
 for _ in $(seq "$REPS"); do
   for target in "${TARGETS[@]}"; do
     read -r name process thread port token <<<"$target"
-    measure "$name" "$process" "$thread" "http://127.0.0.1:$port$REQUEST_PATH" "$token"
+    log_port=$port
+    [[ "$name" != "$PEER_NAME" ]] || log_port=""
+    measure "$name" "$process" "$thread" "http://127.0.0.1:$port$REQUEST_PATH" "$token" "$log_port"
   done
 done
 echo "# agentgate's $(log_counters "$PORT")"
