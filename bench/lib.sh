@@ -49,24 +49,31 @@ wait_for() {
   exit 1
 }
 
-# log_counters PORT: the request log's counters of the agentgate on PORT, as one line. A
-# run in which the log dropped entries did less work than the one it is compared with.
-log_counters() {
+# log_metrics PORT: "requests written dropped catch-up-batches" of the agentgate on PORT:
+# the requests it has counted, and its request log's counters.
+log_metrics() {
   curl -fsS "http://127.0.0.1:$1/metrics" | awk '
+    /^agentgate_requests_total\{/ { requests += $NF }
     /^agentgate_request_log_written_total / { written = $2 }
     /^agentgate_request_log_dropped_total / { dropped = $2 }
     /^agentgate_request_log_catch_up_batches_total / { catch_up = $2 }
-    END { printf "request log: %d entries written, %d dropped, %d batches written straight through to catch up\n", written, dropped, catch_up }'
+    END { printf "%d %d %d %d\n", requests, written, dropped, catch_up }'
+}
+
+# log_counters PORT: the request log's counters of the agentgate on PORT, as one line. A
+# run in which the log dropped entries did less work than the one it is compared with.
+log_counters() {
+  local written dropped catch_up
+  read -r _ written dropped catch_up < <(log_metrics "$1")
+  echo "request log: $written entries written, $dropped dropped, $catch_up batches written straight through to catch up"
 }
 
 # log_backlog PORT: how many of the requests the agentgate on PORT has counted have a
 # request log entry that is neither written nor dropped yet.
 log_backlog() {
-  curl -fsS "http://127.0.0.1:$1/metrics" | awk '
-    /^agentgate_requests_total\{/ { requests += $NF }
-    /^agentgate_request_log_written_total / { written = $2 }
-    /^agentgate_request_log_dropped_total / { dropped = $2 }
-    END { printf "%d\n", requests - written - dropped }'
+  local requests written dropped
+  read -r requests written dropped _ < <(log_metrics "$1")
+  echo $((requests - written - dropped))
 }
 
 # wait_for_log PORT: waits up to a minute until the request log of the agentgate on PORT

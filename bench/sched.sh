@@ -378,26 +378,27 @@ measure() {
 }
 
 REQUEST_PATH=/v1/connections/stripe/customers
-# What each round measures, in order: "name process thread port token".
+# What each round measures, in order: "name process thread port token log", where log is
+# yes for an agentgate (whose request log the runs wait for) and no for the nginx peer.
 PEER_NAME=nginx
 [[ "${PEER_ACCESS_LOG:-0}" != 1 ]] || PEER_NAME=nginx-log
-TARGETS=("$PEER_NAME $NGINX_WORKER $NGINX_WORKER $PEER_PORT gw_test_123"
-  "agentgate $AGENTGATE $AGENTGATE_WORKER $PORT $AGENTGATE_TOKEN")
+TARGETS=("$PEER_NAME $NGINX_WORKER $NGINX_WORKER $PEER_PORT gw_test_123 no"
+  "agentgate $AGENTGATE $AGENTGATE_WORKER $PORT $AGENTGATE_TOKEN yes")
 [[ -z "$BASELINE_BIN" ]] ||
-  TARGETS+=("baseline $BASELINE $BASELINE_WORKER $BASELINE_PORT $BASELINE_TOKEN")
+  TARGETS+=("baseline $BASELINE $BASELINE_WORKER $BASELINE_PORT $BASELINE_TOKEN yes")
 
 echo "# $METHOD, $CONNS connections, ${SECONDS_PER_RUN}s per run, per request unless a share"
 for target in "${TARGETS[@]}"; do
-  read -r name _ _ port token <<<"$target"
+  read -r _ _ _ port token log <<<"$target"
   wrk -t1 "-c$CONNS" -d2s "${WRK_SCRIPT[@]}" -H "Authorization: Bearer $token" \
     "http://127.0.0.1:$port$REQUEST_PATH" >/dev/null
-  [[ "$name" == "$PEER_NAME" ]] || wait_for_log "$port"
+  [[ "$log" != yes ]] || wait_for_log "$port"
 done
 for _ in $(seq "$REPS"); do
   for target in "${TARGETS[@]}"; do
-    read -r name process thread port token <<<"$target"
-    log_port=$port
-    [[ "$name" != "$PEER_NAME" ]] || log_port=""
+    read -r name process thread port token log <<<"$target"
+    log_port=""
+    [[ "$log" != yes ]] || log_port=$port
     measure "$name" "$process" "$thread" "http://127.0.0.1:$port$REQUEST_PATH" "$token" "$log_port"
   done
 done

@@ -10,7 +10,6 @@
 //! and moves `last_used_at`, the same statements the sqlx path runs.
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -41,8 +40,6 @@ pub struct SqliteLogWriter {
     /// Opened on the first batch (the CLI never writes the log), dropped after an error so
     /// the next batch starts on a fresh connection.
     connection: Arc<Mutex<Option<Connection>>>,
-    /// Whether the progress handler offers the core: the current batch's [`LogPace`].
-    share_core: Arc<AtomicBool>,
 }
 
 impl SqliteLogWriter {
@@ -52,14 +49,12 @@ impl SqliteLogWriter {
             path,
             busy_timeout,
             connection: Arc::new(Mutex::new(None)),
-            share_core: Arc::new(AtomicBool::new(true)),
         }
     }
 
     /// Inserts `entries` and moves the keys' `last_used_at`, in one transaction, on a
-    /// blocking thread so the runtime's threads never wait for the disk. At
-    /// [`LogPace::Share`] the statements offer the thread's core to others (see [`open`]);
-    /// at [`LogPace::CatchUp`] they run straight through.
+    /// blocking thread so the runtime's threads never wait for the disk, at `pace` (see
+    /// [`set_pace`]).
     pub async fn insert(
         &self,
         entries: Vec<RequestLogEntry>,
@@ -67,17 +62,15 @@ impl SqliteLogWriter {
         pace: LogPace,
     ) -> Result<(), StoreError> {
         let connection = self.connection.clone();
-        let share_core = self.share_core.clone();
         let path = self.path.clone();
         let busy_timeout = self.busy_timeout;
         tokio::task::spawn_blocking(move || {
             let mut slot = connection.lock().unwrap_or_else(PoisonError::into_inner);
-            // Set while the connection is held, so no other batch's pace can be in force.
-            share_core.store(pace == LogPace::Share, Ordering::Relaxed);
             let conn = match slot.as_mut() {
                 Some(conn) => conn,
-                None => slot.insert(open(&path, busy_timeout, share_core)?),
+                None => slot.insert(open(&path, busy_timeout)?),
             };
+            set_pace(conn, pace);
             let written = write_batch(conn, &entries, &key_uses);
             if written.is_err() {
                 *slot = None;
@@ -92,15 +85,8 @@ impl SqliteLogWriter {
 
 /// The log's connection, with the settings the sqlx pool's connections have (the file is
 /// already in WAL mode, which the pool set when the store opened it), short WAL checkpoints
-/// ([`WAL_AUTOCHECKPOINT_PAGES`]), and SQLite's progress
-/// handler offering the thread's core to whatever waits for it every
-/// [`STEPS_BETWEEN_YIELDS`] steps of a statement while `share_core` is set. The handler
-/// never interrupts a statement.
-fn open(
-    path: &std::path::Path,
-    busy_timeout: Duration,
-    share_core: Arc<AtomicBool>,
-) -> Result<Connection, rusqlite::Error> {
+/// ([`WAL_AUTOCHECKPOINT_PAGES`]).
+fn open(path: &std::path::Path, busy_timeout: Duration) -> Result<Connection, rusqlite::Error> {
     // Never created here: a database file that has gone is an error to report, not an
     // empty file to fill with rows no migration made a table for.
     let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
@@ -109,24 +95,32 @@ fn open(
     conn.pragma_update(None, "synchronous", "NORMAL")?;
     conn.pragma_update(None, "foreign_keys", true)?;
     conn.pragma_update(None, "wal_autocheckpoint", WAL_AUTOCHECKPOINT_PAGES)?;
-    conn.progress_handler(
-        STEPS_BETWEEN_YIELDS,
-        Some(move || {
-            if share_core.load(Ordering::Relaxed) {
-                std::thread::yield_now();
-            }
-            false
-        }),
-    );
     Ok(conn)
 }
 
+/// Sets how the next batch's statements use the thread's core. At [`LogPace::Share`]
+/// SQLite's progress handler offers the core to whatever waits for it every
+/// [`STEPS_BETWEEN_YIELDS`] steps; at [`LogPace::CatchUp`] there is no handler and the
+/// statements run straight through. The handler never interrupts a statement.
+fn set_pace(conn: &Connection, pace: LogPace) {
+    match pace {
+        LogPace::Share => conn.progress_handler(
+            STEPS_BETWEEN_YIELDS,
+            Some(|| {
+                std::thread::yield_now();
+                false
+            }),
+        ),
+        LogPace::CatchUp => conn.progress_handler(STEPS_BETWEEN_YIELDS, None::<fn() -> bool>),
+    }
+}
+
 /// One transaction: the rows in statements of at most [`sql::LOG_INSERT_CHUNK`] rows, then the
-/// keys' last use. Within the statements the connection's progress handler offers the
-/// thread's core to whatever is waiting for it (see [`open`]), so a request queued behind
-/// the writer can have the core after a couple of rows rather than after the batch
-/// (`docs/performance.md`, "SQLite's long runs"). The commit and its WAL checkpoint run
-/// without such offers.
+/// keys' last use. Within the statements of a batch at [`LogPace::Share`] the connection's
+/// progress handler offers the thread's core to whatever is waiting for it (see
+/// [`set_pace`]), so a request queued behind the writer can have the core after a couple of
+/// rows rather than after the batch (`docs/performance.md`, "SQLite's long runs"). The
+/// commit and its WAL checkpoint run without such offers.
 fn write_batch(
     conn: &mut Connection,
     entries: &[RequestLogEntry],
@@ -285,12 +279,7 @@ mod tests {
     async fn the_log_connection_checkpoints_short() {
         let dir = tempfile::tempdir().unwrap();
         let (path, _) = migrated(&dir).await;
-        let conn = open(
-            &path,
-            Duration::from_secs(5),
-            Arc::new(AtomicBool::new(true)),
-        )
-        .unwrap();
+        let conn = open(&path, Duration::from_secs(5)).unwrap();
         let pages: i64 = conn
             .pragma_query_value(None, "wal_autocheckpoint", |row| row.get(0))
             .unwrap();
