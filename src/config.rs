@@ -185,8 +185,9 @@ pub struct ServeArgs {
     #[arg(long, env = "AGENTGATE_MAX_BODY_BYTES", default_value_t = 1024 * 1024)]
     pub max_body_bytes: u64,
     /// Failed authentications (invalid agentgate keys) one client address may make per
-    /// minute; past it the address gets 429 for every request until the minute ends. Behind
-    /// a reverse proxy every client shares its address: raise it there, or 0 for no limit.
+    /// minute; past it the address gets 429 for every request (but the health checks and
+    /// metrics) until the minute ends. Behind a reverse proxy every client shares its
+    /// address: raise it there, or 0 for no limit.
     #[arg(long, env = "AGENTGATE_AUTH_FAILURE_LIMIT", default_value_t = 100)]
     pub auth_failure_limit: u32,
     /// Requests waiting for Stripe at once, across all workers; past it a request gets 503

@@ -247,7 +247,7 @@ impl App {
                 },
             ))
             .fallback(proxy::unknown_route);
-        let main = Entry::main(proxy.clone(), routes);
+        let main = Entry::main(proxy.clone(), routes, ops::PATHS);
         let sdk = sdk_connections
             .iter()
             .map(|connection| Entry::sdk(proxy.clone(), connection));

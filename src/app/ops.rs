@@ -36,12 +36,20 @@ impl Ops {
     }
 }
 
+const HEALTHZ: &str = "/healthz";
+const READYZ: &str = "/readyz";
+const METRICS: &str = "/metrics";
+
+/// The operations routes' paths. They take no key, and an address blocked for failed
+/// authentications still reaches them (see [`crate::proxy::Entry::main`]).
+pub const PATHS: &[&str] = &[HEALTHZ, READYZ, METRICS];
+
 /// The operations routes.
 pub fn router(ops: Arc<Ops>) -> Router {
     Router::new()
-        .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics))
+        .route(HEALTHZ, get(healthz))
+        .route(READYZ, get(readyz))
+        .route(METRICS, get(metrics))
         .with_state(ops)
 }
 

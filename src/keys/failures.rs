@@ -1,7 +1,8 @@
 //! Brute-force protection: failed authentications counted per client address in a fixed
 //! one-minute window. Past the limit the address gets 429 for every request until its
-//! window ends, a valid key included (otherwise the answer would tell a guess that hit);
-//! other addresses are unaffected. The table is bounded, so an attacker with many
+//! window ends, a valid key included (otherwise the answer would tell a guess that hit),
+//! but for the health checks and metrics, which take no key; other addresses are
+//! unaffected. The table is bounded, so an attacker with many
 //! addresses cannot grow it without limit.
 
 use std::collections::HashMap;

@@ -26,18 +26,23 @@ pub struct Entry {
 
 #[derive(Clone)]
 enum EntryKind {
-    /// The main listener: `/v1/connections/...` to the proxy, the rest to the router.
-    Main(Router),
+    /// The main listener: `/v1/connections/...` to the proxy, the rest to the router, and
+    /// the paths an address blocked for failed authentications may still reach.
+    Main(Router, &'static [&'static str]),
     /// An SDK listener: everything to the proxy, for one connection.
     Sdk(Arc<str>),
 }
 
 impl Entry {
     /// The main listener: the data plane under `/v1/connections/`, `routes` for the rest.
-    pub fn main(proxy: Arc<Proxy>, routes: Router) -> Self {
+    /// The `unblocked` paths (the health checks and metrics, which take no key) answer an
+    /// address that failed authentication too often as any other: a load balancer or
+    /// scraper that shares an address with a misbehaving client must not see the instance
+    /// as down.
+    pub fn main(proxy: Arc<Proxy>, routes: Router, unblocked: &'static [&'static str]) -> Self {
         Self {
             proxy,
-            kind: EntryKind::Main(routes),
+            kind: EntryKind::Main(routes, unblocked),
         }
     }
 
@@ -50,10 +55,15 @@ impl Entry {
     }
 
     /// Answers one request. An address that failed authentication too often is refused
-    /// here, before any route; a refusal of an invalid key on any route is counted here.
+    /// here, before any route but the unblocked ones ([`Self::main`]); a refusal of an
+    /// invalid key on any route is counted here.
     pub async fn serve(self, request: Request<Incoming>) -> Response {
         let address = client_ip(&request);
-        if let Some(refusal) = self.refusal(address) {
+        let unblocked = match &self.kind {
+            EntryKind::Main(_, unblocked) => unblocked.contains(&request.uri().path()),
+            EntryKind::Sdk(_) => false,
+        };
+        if let (false, Some(refusal)) = (unblocked, self.refusal(address)) {
             return refusal;
         }
         let response = self.route(request, address).await;
@@ -66,7 +76,7 @@ impl Entry {
     pub fn is_data_plane(&self, path: &str) -> bool {
         match &self.kind {
             EntryKind::Sdk(_) => true,
-            EntryKind::Main(_) => path.starts_with(CONNECTIONS_PREFIX),
+            EntryKind::Main(..) => path.starts_with(CONNECTIONS_PREFIX),
         }
     }
 
@@ -82,7 +92,7 @@ impl Entry {
         let (parts, body) = request.into_parts();
         let mount = match &self.kind {
             EntryKind::Sdk(connection) => Mount::Root(connection),
-            EntryKind::Main(_) => Mount::Prefixed,
+            EntryKind::Main(..) => Mount::Prefixed,
         };
         // Awaited where it is made: the data plane's future is several kilobytes, and
         // handing it to a helper by value would copy it on every request.
@@ -117,10 +127,10 @@ impl Entry {
                 let mount = Mount::Root(connection);
                 self.proxy.handle(request, mount, address).await
             }
-            EntryKind::Main(_) if request.uri().path().starts_with(CONNECTIONS_PREFIX) => {
+            EntryKind::Main(..) if request.uri().path().starts_with(CONNECTIONS_PREFIX) => {
                 self.proxy.handle(request, Mount::Prefixed, address).await
             }
-            EntryKind::Main(routes) => {
+            EntryKind::Main(routes, _) => {
                 let routes = routes.clone();
                 match routes.oneshot(request.map(Body::new)).await {
                     Ok(response) => response,

@@ -123,6 +123,11 @@ pub(super) const SELECT_LOG: &str = "SELECT id, created_at, workspace_id, reques
 /// The PostgreSQL advisory lock that serializes event inserts across instances (an
 /// arbitrary constant: "agentgat" in ASCII).
 pub(super) const EVENT_WRITER_LOCK: i64 = 0x6167_656e_7467_6174;
+/// The PostgreSQL advisory lock that serializes request log inserts across instances, for
+/// the same reason as [`EVENT_WRITER_LOCK`]: `logs tail` and every other reader that goes
+/// on from the highest id it has seen would otherwise skip a batch that took its ids first
+/// but committed after another instance's ("agentlog" in ASCII).
+pub(super) const REQUEST_LOG_WRITER_LOCK: i64 = 0x6167_656e_746c_6f67;
 pub(super) const BUMP_GENERATION: &str = "UPDATE state_generation SET value = value + 1";
 
 /// The columns of an event, in the order of [`EventRow`].
@@ -580,6 +585,13 @@ macro_rules! impl_store {
                     return writer.insert(entries, key_uses.to_vec(), pace).await;
                 }
                 let mut tx = self.pool.begin().await?;
+                if $backend == $crate::store::Backend::Postgres {
+                    // Ids in commit order (see the lock's documentation).
+                    sqlx::query("SELECT pg_advisory_xact_lock($1)")
+                        .bind(sql::REQUEST_LOG_WRITER_LOCK)
+                        .execute(&mut *tx)
+                        .await?;
+                }
                 let mut rows = entries.into_iter();
                 for size in sql::log_chunk_sizes(rows.len()) {
                     let mut query = sqlx::query(sql::log_insert_sql(size, $backend));

@@ -3,7 +3,8 @@
 //! within a second; an event ingested on one reaches a stream on the other at once (its
 //! store poll set to a minute, so only the database's notification can carry it); push
 //! deliveries are made once each across instances, and all of them even when one instance
-//! is killed mid-run; daily guardrail totals and per-key rate limits hold across instances.
+//! is killed mid-run; daily guardrail totals and per-key rate limits hold across instances;
+//! request log entries become visible in the order of their ids.
 //!
 //! PostgreSQL only: SQLite serves one instance. Skipped, with a line saying so, unless
 //! `AGENTGATE_TEST_POSTGRES` is set.
@@ -13,18 +14,20 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use agentgate::crypto::Sealer;
-use agentgate::ids::EndpointId;
+use agentgate::ids::{EndpointId, KeyId, WorkspaceId};
 use agentgate::policy::{Rate, Scopes};
+use agentgate::store::{LogPace, LogQuery, RequestLogEntry};
 use agentgate::webhooks::endpoints::{self, SigningSecret};
 use agentgate::webhooks::push::{self, DestinationSpec};
 use agentgate::webhooks::signature;
 use agentgate::webhooks::stream::StreamSettings;
 use axum::extract::State;
 use futures_util::StreamExt;
+use sqlx::Connection;
 use tokio::net::TcpListener;
 
-use crate::support::app::{TestApp, TestOptions};
-use crate::support::backend::Backend;
+use crate::support::app::{open_store, TestApp, TestOptions};
+use crate::support::backend::{Backend, TestDb};
 use crate::support::eventually;
 use crate::support::peer::Peer;
 use crate::support::served::ServedProcess;
@@ -525,4 +528,123 @@ async fn every_event_is_pushed_when_one_instance_is_killed_mid_run() {
         cluster.counter.total()
     );
     cluster.a.stop().await;
+}
+
+/// A request log batch of one entry, `request_id`, written as an instance's log writer does.
+async fn log_one(
+    store: Arc<dyn agentgate::store::Store>,
+    workspace: WorkspaceId,
+    request_id: &str,
+) {
+    let entry = RequestLogEntry {
+        created_at: agentgate::time::now_millis(),
+        workspace_id: workspace,
+        request_id: request_id.to_owned(),
+        key_id: KeyId::from_stored("key_x".into()),
+        connection: "stripe".into(),
+        method: "GET".into(),
+        path: "/v1/customers".into(),
+        status: 200,
+        latency_us: 10,
+        stripe_request_id: None,
+        idempotency_key: None,
+        outcome: "forwarded".into(),
+        operation: Some("customers.list".into()),
+        reason: None,
+        via: "http".into(),
+    };
+    store
+        .insert_request_logs(vec![entry], &[], LogPace::Share)
+        .await
+        .unwrap();
+}
+
+/// Whether the sessions named `application` wait for a lock.
+async fn waits(test: &mut sqlx::PgConnection, application: &str) -> bool {
+    let (waiting,): (i64,) = sqlx::query_as(
+        "SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid \
+         WHERE a.application_name = $1 AND NOT l.granted",
+    )
+    .bind(application)
+    .fetch_one(test)
+    .await
+    .unwrap();
+    waiting > 0
+}
+
+/// Request log ids become visible in the order they were taken, across instances, so a
+/// reader that goes on from the highest id it has seen (`logs tail`) misses no entry. One
+/// instance's batch is held in a trigger after taking its id; the other instance's batch
+/// must wait for it rather than commit a higher id first.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn request_log_ids_become_visible_in_the_order_they_were_taken() {
+    if !enabled("request_log_order") {
+        return;
+    }
+    let db = TestDb::create(Backend::Postgres).await;
+    let run = agentgate::ids::random_base62(8).to_lowercase();
+    let (first, second) = (format!("first_{run}"), format!("second_{run}"));
+    let named = |name: &str| format!("{}&application_name={name}", db.url);
+    let a = open_store(&named(&first)).await;
+    let b = open_store(&named(&second)).await;
+    let workspace = a.ensure_workspace("default").await.unwrap().id;
+    let mut test = sqlx::PgConnection::connect(&db.url).await.unwrap();
+    sqlx::raw_sql(
+        "CREATE FUNCTION hold() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN \
+           IF NEW.request_id = 'agr_held' THEN \
+             PERFORM pg_advisory_lock(4242); PERFORM pg_advisory_unlock(4242); \
+           END IF; RETURN NEW; END $$; \
+         CREATE TRIGGER hold BEFORE INSERT ON request_log \
+           FOR EACH ROW EXECUTE FUNCTION hold();",
+    )
+    .execute(&mut test)
+    .await
+    .unwrap();
+    sqlx::query("SELECT pg_advisory_lock(4242)")
+        .execute(&mut test)
+        .await
+        .unwrap();
+    let held = tokio::spawn(log_one(a.clone(), workspace.clone(), "agr_held"));
+    let limit = Duration::from_secs(10);
+    eventually(limit, "the first batch to be held", || async {
+        waits(
+            &mut sqlx::PgConnection::connect(&db.url).await.unwrap(),
+            &first,
+        )
+        .await
+        .then_some(())
+    })
+    .await;
+    let next = tokio::spawn(log_one(b.clone(), workspace.clone(), "agr_next"));
+    let waited = eventually(limit, "the second batch to wait or commit", || async {
+        if next.is_finished() {
+            return Some(false);
+        }
+        let mut conn = sqlx::PgConnection::connect(&db.url).await.unwrap();
+        waits(&mut conn, &second).await.then_some(true)
+    })
+    .await;
+    assert!(
+        waited,
+        "the second batch committed while the first held a lower id"
+    );
+    sqlx::query("SELECT pg_advisory_unlock(4242)")
+        .execute(&mut test)
+        .await
+        .unwrap();
+    held.await.unwrap();
+    next.await.unwrap();
+    let query = LogQuery {
+        after_id: Some(0),
+        limit: 10,
+        ..LogQuery::default()
+    };
+    let ids: Vec<String> = a
+        .list_request_logs(&workspace, query)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|record| record.entry.request_id)
+        .collect();
+    assert_eq!(ids, ["agr_held", "agr_next"]);
 }

@@ -297,6 +297,11 @@ each_backend! {
             let json: Value = response.json().await.unwrap();
             assert_eq!(json["error"]["code"], "too_many_failed_authentications");
         }
+        // A load balancer or scraper behind the same address still sees the instance up.
+        for path in ["/healthz", "/readyz", "/metrics"] {
+            let response = attacker.get(app.url(path)).send().await.unwrap();
+            assert_eq!(response.status(), 200, "{path} answers a blocked address");
+        }
         served(&app).await;
         let wrong = app
             .client
