@@ -1,13 +1,10 @@
 //! `agentgate connections set|list|validation|remove`.
 
-use std::io::{IsTerminal, Read};
-
 use anyhow::{bail, Context};
 use clap::Subcommand;
 use serde::Serialize;
-use zeroize::Zeroizing;
 
-use super::{open_workspace, output};
+use super::{open_workspace, output, terminal};
 use crate::config::StoreArgs;
 use crate::connections::stripe::StripeSecret;
 use crate::connections::{
@@ -112,7 +109,11 @@ async fn set(args: &StoreArgs, name: &str, json: bool) -> anyhow::Result<()> {
     if !is_connection_name(name) {
         bail!("a connection name is 1 to 64 letters, digits, '-' or '_'");
     }
-    let secret = StripeSecret::parse(&read_secret()?).context("refused the key")?;
+    let secret = StripeSecret::parse(
+        &terminal::read_secret("Paste the Stripe secret key (sk_... or rk_...) and press Enter: ")
+            .await?,
+    )
+    .context("refused the key")?;
     let sealer = args.sealer()?;
     let (store, workspace) = open_workspace(args).await?;
     verify_master_key(store.as_ref(), &sealer).await?;
@@ -147,18 +148,4 @@ async fn list(args: &StoreArgs, json: bool) -> anyhow::Result<()> {
         },
         "no connections yet: `agentgate connections set stripe` reads a Stripe key from stdin",
     )
-}
-
-/// Reads the secret from stdin: one line from a terminal (with a prompt on stderr), or
-/// everything piped in.
-fn read_secret() -> anyhow::Result<Zeroizing<String>> {
-    let mut text = Zeroizing::new(String::new());
-    let stdin = std::io::stdin();
-    if stdin.is_terminal() {
-        eprint!("Paste the Stripe secret key (sk_... or rk_...) and press Enter: ");
-        stdin.read_line(&mut text)?;
-    } else {
-        stdin.lock().read_to_string(&mut text)?;
-    }
-    Ok(text)
 }

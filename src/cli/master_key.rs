@@ -3,14 +3,13 @@
 //! keys from the file. Running servers re-read the key file when it changes, so they open
 //! both old and new ciphertexts throughout. Stopped half-way, running it again finishes.
 
-use std::io::Read;
 use std::path::PathBuf;
 
 use anyhow::{bail, Context};
 use clap::{ArgGroup, Subcommand};
 use zeroize::Zeroizing;
 
-use super::output;
+use super::{output, terminal};
 use crate::config::{StoreArgs, MASTER_KEY_ENV};
 use crate::crypto::rotate::{reseal_all, RotationLimits};
 use crate::crypto::{verify_master_key, MasterKey, Sealer};
@@ -59,8 +58,8 @@ pub async fn run(args: &StoreArgs, command: MasterKeyCommand) -> anyhow::Result<
             Some(MasterKey::decode(&text, &path.display().to_string())?)
         }
         (None, true, _) => {
-            let mut text = Zeroizing::new(String::new());
-            std::io::stdin().lock().read_to_string(&mut text)?;
+            let prompt = "Paste the new master key (base64 of 32 bytes) and press Enter: ";
+            let text = terminal::read_secret(prompt).await?;
             Some(MasterKey::decode(&text, "stdin")?)
         }
         (None, false, true) => Some(MasterKey::generate()),

@@ -13,6 +13,7 @@ mod mcp;
 mod operators;
 mod output;
 mod replay;
+mod terminal;
 mod webhooks;
 mod workspaces;
 

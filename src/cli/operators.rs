@@ -2,12 +2,11 @@
 //! dashboard. The password is read from stdin (one line), never from arguments, so it
 //! stays out of shell history and process listings.
 
-use std::io::{BufRead, IsTerminal};
-
 use anyhow::Context;
 use clap::Subcommand;
 use zeroize::Zeroizing;
 
+use super::terminal;
 use crate::config::StoreArgs;
 use crate::operators;
 use crate::store;
@@ -33,12 +32,12 @@ pub async fn run(args: &StoreArgs, command: OperatorsCommand) -> anyhow::Result<
     match command {
         OperatorsCommand::Create { name } => {
             operators::check_name(&name)?;
-            let password = read_password()?;
+            let password = read_password().await?;
             operators::create_operator(store.as_ref(), &name, &password).await?;
             eprintln!("operator {name} created; sign in at /login");
         }
         OperatorsCommand::ResetPassword { name } => {
-            let password = read_password()?;
+            let password = read_password().await?;
             operators::reset_password(store.as_ref(), &name, &password).await?;
             eprintln!("password of {name} changed; their sessions have ended");
         }
@@ -46,19 +45,15 @@ pub async fn run(args: &StoreArgs, command: OperatorsCommand) -> anyhow::Result<
     Ok(())
 }
 
-/// Reads one line from stdin (with a prompt on a terminal), without its line break.
-fn read_password() -> anyhow::Result<Zeroizing<String>> {
-    let stdin = std::io::stdin();
-    if stdin.is_terminal() {
-        eprint!(
-            "Password (at least {} characters): ",
-            operators::MIN_PASSWORD_LEN
-        );
-    }
-    let mut line = Zeroizing::new(String::new());
-    stdin
-        .lock()
-        .read_line(&mut line)
+/// Reads one line from stdin (typed at a terminal after a prompt, not shown), without its
+/// line break.
+async fn read_password() -> anyhow::Result<Zeroizing<String>> {
+    let prompt = format!(
+        "Password (at least {} characters): ",
+        operators::MIN_PASSWORD_LEN
+    );
+    let line = terminal::read_secret_line(&prompt)
+        .await
         .context("cannot read the password from stdin")?;
     let trimmed = Zeroizing::new(line.trim_end_matches(['\r', '\n']).to_owned());
     operators::check_password(&trimmed)?;

@@ -2,7 +2,6 @@
 //! events to. Signing secrets are read from stdin (or fetched from Stripe by `register`),
 //! sealed, and never printed.
 
-use std::io::{IsTerminal, Read};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,7 +11,7 @@ use clap::Subcommand;
 use serde::Serialize;
 use zeroize::Zeroizing;
 
-use super::{open_workspace, output};
+use super::{open_workspace, output, terminal};
 use crate::config::{PublicUrlArgs, StoreArgs};
 use crate::crypto::{verify_master_key, Sealer};
 use crate::proxy::client::{StripeBase, Upstream, UpstreamConfig};
@@ -147,7 +146,7 @@ pub async fn run(args: &StoreArgs, command: WebhooksCommand) -> anyhow::Result<(
             id,
             expire_others_in,
         } => {
-            let secret = SigningSecret::parse(&read_secret()?).map_err(explain)?;
+            let secret = SigningSecret::parse(&read_secret().await?).map_err(explain)?;
             let sealer = open_sealer(args)?;
             let (store, workspace) = open_workspace(args).await?;
             verify_master_key(store.as_ref(), &sealer).await?;
@@ -239,17 +238,12 @@ fn explain(error: WebhookError) -> anyhow::Error {
     }
 }
 
-/// Reads the signing secret from stdin: one line from a terminal (prompted on stderr), or
-/// everything piped in.
-fn read_secret() -> anyhow::Result<Zeroizing<String>> {
-    let mut text = Zeroizing::new(String::new());
-    let stdin = std::io::stdin();
-    if stdin.is_terminal() {
-        eprint!("Paste the endpoint's signing secret (whsec_...) and press Enter: ");
-        stdin.read_line(&mut text)?;
-    } else {
-        stdin.lock().read_to_string(&mut text)?;
-    }
+/// Reads the signing secret from stdin: typed at a terminal (prompted on stderr, not
+/// shown), or everything piped in.
+async fn read_secret() -> anyhow::Result<Zeroizing<String>> {
+    let text =
+        terminal::read_secret("Paste the endpoint's signing secret (whsec_...) and press Enter: ")
+            .await?;
     if text.trim().is_empty() {
         bail!("no signing secret on stdin");
     }

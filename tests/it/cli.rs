@@ -7,7 +7,7 @@ use serde_json::Value;
 
 use crate::each_backend;
 use crate::support::backend::{Backend, TestDb};
-use crate::support::cli::{self, binary, stderr, stdout};
+use crate::support::cli::{self, binary, stderr, stdout, AtTerminal};
 use crate::support::TEST_SECRET;
 
 fn master_key() -> String {
@@ -228,4 +228,66 @@ fn a_reader_that_goes_away_ends_the_command_quietly() {
     let output = child.wait_with_output().unwrap();
     assert!(output.status.success(), "{}", stderr(&output));
     assert!(!stderr(&output).contains("panicked"), "{}", stderr(&output));
+}
+
+/// What an operator types at a terminal is not shown as it is typed, and the terminal
+/// echoes again afterwards: the Stripe key, a webhook signing secret and an operator's
+/// password.
+#[tokio::test]
+async fn secrets_typed_at_a_terminal_are_not_shown() {
+    let db = TestDb::create(Backend::Sqlite).await;
+    let key = master_key();
+    let typed = |args: &[&str], secret: &str| {
+        let mut terminal = AtTerminal::start(&db.url, &key, args);
+        terminal.type_text(&format!("{secret}\n"));
+        let finished = terminal.finish();
+        let output = &finished.output;
+        assert!(output.status.success(), "{args:?}: {}", stderr(output));
+        assert!(
+            !finished.screen.contains(secret),
+            "{args:?} showed the secret: {:?}",
+            finished.screen
+        );
+        assert!(finished.screen.contains('\n'), "the line break is shown");
+        assert!(finished.echoes, "{args:?} left the terminal's echo off");
+        assert!(!stdout(output).contains(secret) && !stderr(output).contains(secret));
+        finished.output
+    };
+    let set = typed(&["connections", "set", "stripe"], TEST_SECRET);
+    assert_eq!(
+        stdout(&set),
+        "stripe: sk_test_…fXYZ (test mode, secret key)\n"
+    );
+    let created = cli::run(&db.url, &key, &["webhooks", "create", "--json"], "");
+    assert!(created.status.success(), "{}", stderr(&created));
+    let endpoint: Value = serde_json::from_str(&stdout(&created)).unwrap();
+    let endpoint = endpoint["id"].as_str().unwrap();
+    typed(
+        &["webhooks", "set-secret", endpoint],
+        "whsec_TypedAtATerminal0123456789",
+    );
+    typed(
+        &["operators", "create", "alice"],
+        "correct horse battery staple",
+    );
+}
+
+/// Ctrl-C at a secret's prompt ends the command, stores nothing, and leaves the terminal
+/// echoing as before.
+#[tokio::test]
+async fn ctrl_c_at_a_secret_prompt_puts_the_echo_back() {
+    let db = TestDb::create(Backend::Sqlite).await;
+    let key = master_key();
+    let terminal = AtTerminal::start(&db.url, &key, &["connections", "set", "stripe"]);
+    terminal.interrupt();
+    let finished = terminal.finish();
+    assert_eq!(
+        finished.output.status.code(),
+        Some(130),
+        "{}",
+        stderr(&finished.output)
+    );
+    assert!(finished.echoes, "the terminal's echo is back on");
+    let listed = cli::run(&db.url, &key, &["connections", "list", "--json"], "");
+    assert_eq!(stdout(&listed).trim(), "[]", "nothing stored");
 }
