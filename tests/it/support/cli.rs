@@ -99,11 +99,8 @@ impl AtTerminal {
 
     /// Sends the command SIGINT, as Ctrl-C at its shell does.
     pub fn interrupt(&self) {
-        let status = Command::new("kill")
-            .args(["-INT", &self.child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(status.success());
+        let pid = rustix::process::Pid::from_child(&self.child);
+        rustix::process::kill_process(pid, rustix::process::Signal::INT).unwrap();
     }
 
     /// Waits for the command to end: its output (stderr with the prompt), what the terminal
