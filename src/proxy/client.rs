@@ -21,6 +21,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use tokio::time::{Instant, Sleep};
 
+use super::connect_timeout::ConnectTimeout;
 use super::direct::{DirectBody, DirectClient, HeaderSource};
 use super::headers;
 use super::raw_headers::RawHeaders;
@@ -87,7 +88,7 @@ impl std::str::FromStr for StripeBase {
 /// The client that forwards requests to Stripe (one per worker).
 pub struct Upstream {
     /// For streamed request bodies.
-    client: Client<HttpsConnector<HttpConnector>, UpstreamBody>,
+    client: Client<ConnectTimeout<HttpsConnector<HttpConnector>>, UpstreamBody>,
     /// For request bodies already whole: cheaper per request.
     direct: DirectClient,
     config: UpstreamConfig,
@@ -158,6 +159,7 @@ impl Upstream {
             .https_or_http()
             .enable_http1()
             .wrap_connector(http);
+        let https = ConnectTimeout::new(https, config.connect_timeout);
         let client = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(60))
             .pool_max_idle_per_host(512)

@@ -12,6 +12,7 @@
 
 pub mod checks;
 pub mod client;
+mod connect_timeout;
 mod direct;
 pub mod discovery;
 mod dry_run;

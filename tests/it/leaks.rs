@@ -154,12 +154,20 @@ each_backend! {
             seen.extend(output.stdout);
             seen.extend(output.stderr);
         }
+        // The files as they are while the server runs, its WAL not yet folded into the
+        // database file (as a clean shutdown may do), and again after it has stopped.
+        let running = db.dump();
+        if let Some(file) = &db.sqlite_file {
+            let wal = std::fs::metadata(format!("{}-wal", file.display())).map(|m| m.len());
+            assert!(matches!(wal, Ok(len) if len > 0), "a running server's WAL is read: {wal:?}");
+        }
         server.terminate();
         let (status, logs) = server.wait();
         assert!(status.success(), "clean exit: {logs}");
         assert!(logs.contains("TRACE") || logs.contains("\"level\":\"TRACE\""), "trace logging was on");
         assert_no_canary("responses and CLI output", &seen);
         assert_no_canary("the server's log output", logs.as_bytes());
+        assert_no_canary("the database files of the running server", &running);
         assert_no_canary("the database files", &db.dump());
         assert!(!logs.contains(&key), "the agent key appears in the log");
         assert!(!String::from_utf8_lossy(&db.dump()).contains(&key), "the agent key is stored");

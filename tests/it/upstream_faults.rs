@@ -181,7 +181,34 @@ async fn untrusted_tls_server() -> (SocketAddr, Arc<Mutex<(usize, usize)>>) {
     (addr, seen)
 }
 
+/// A server that accepts TCP connections and never says a word: a TLS handshake with it
+/// stalls. The connections are held open until the test ends.
+async fn silent_server() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((stream, _)) = listener.accept().await {
+            held.push(stream);
+        }
+    });
+    addr
+}
+
 each_backend! {
+    async fn a_stalled_tls_handshake_is_502_at_the_connect_timeout_on_either_client(backend) {
+        let addr = silent_server().await;
+        // The connect timeout is 2 s in tests and the total timeout 10 s: a handshake the
+        // connect timeout does not cover would end at the total one, as a 504.
+        let app = spawn_against(backend, format!("https://{addr}")).await;
+        // A body read whole (to be validated) goes through the direct client...
+        assert_upstream_error(app.post_form("customers", "email=a%40b.c").await, 502, "upstream_unreachable").await;
+        // ...and a streamed one through hyper's pool.
+        let streamed = app.post_form_streamed("customers", "email=a%40b.c", &[("Agentgate-Validation", "off")]).await;
+        assert_upstream_error(streamed, 502, "upstream_unreachable").await;
+        app.stop().await;
+    }
+
     async fn stripe_refusing_connections_is_502(backend) {
         let refusing = crate::support::RefusingPort::bind();
         let app = spawn_against(backend, refusing.base()).await;
