@@ -4,7 +4,8 @@ use anyhow::{bail, Context};
 use clap::Subcommand;
 use serde::Serialize;
 
-use super::{open_workspace, output, terminal};
+use super::terminal::{self, Piped};
+use super::{open_workspace, output};
 use crate::config::StoreArgs;
 use crate::connections::stripe::StripeSecret;
 use crate::connections::{
@@ -110,8 +111,11 @@ async fn set(args: &StoreArgs, name: &str, json: bool) -> anyhow::Result<()> {
         bail!("a connection name is 1 to 64 letters, digits, '-' or '_'");
     }
     let secret = StripeSecret::parse(
-        &terminal::read_secret("Paste the Stripe secret key (sk_... or rk_...) and press Enter: ")
-            .await?,
+        &terminal::read_secret(
+            "Paste the Stripe secret key (sk_... or rk_...) and press Enter: ",
+            Piped::All,
+        )
+        .await?,
     )
     .context("refused the key")?;
     let sealer = args.sealer()?;

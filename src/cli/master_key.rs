@@ -9,7 +9,8 @@ use anyhow::{bail, Context};
 use clap::{ArgGroup, Subcommand};
 use zeroize::Zeroizing;
 
-use super::{output, terminal};
+use super::output;
+use super::terminal::{self, Piped};
 use crate::config::{StoreArgs, MASTER_KEY_ENV};
 use crate::crypto::rotate::{reseal_all, RotationLimits};
 use crate::crypto::{verify_master_key, MasterKey, Sealer};
@@ -59,7 +60,7 @@ pub async fn run(args: &StoreArgs, command: MasterKeyCommand) -> anyhow::Result<
         }
         (None, true, _) => {
             let prompt = "Paste the new master key (base64 of 32 bytes) and press Enter: ";
-            let text = terminal::read_secret(prompt).await?;
+            let text = terminal::read_secret(prompt, Piped::All).await?;
             Some(MasterKey::decode(&text, "stdin")?)
         }
         (None, false, true) => Some(MasterKey::generate()),

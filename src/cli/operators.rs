@@ -6,7 +6,7 @@ use anyhow::Context;
 use clap::Subcommand;
 use zeroize::Zeroizing;
 
-use super::terminal;
+use super::terminal::{self, Piped};
 use crate::config::StoreArgs;
 use crate::operators;
 use crate::store;
@@ -52,7 +52,7 @@ async fn read_password() -> anyhow::Result<Zeroizing<String>> {
         "Password (at least {} characters): ",
         operators::MIN_PASSWORD_LEN
     );
-    let line = terminal::read_secret_line(&prompt)
+    let line = terminal::read_secret(&prompt, Piped::Line)
         .await
         .context("cannot read the password from stdin")?;
     let trimmed = Zeroizing::new(line.trim_end_matches(['\r', '\n']).to_owned());

@@ -12,37 +12,29 @@ use rustix::termios::{self, LocalModes, OptionalActions, Termios};
 use tokio::signal::unix::{signal, SignalKind};
 use zeroize::Zeroizing;
 
-/// Reads a secret from stdin: from a terminal, one line typed with the echo off after
-/// `prompt` on stderr; otherwise everything piped in. The line break is left to the
-/// secret's parser.
-pub async fn read_secret(prompt: &str) -> anyhow::Result<Zeroizing<String>> {
-    match std::io::stdin().is_terminal() {
-        true => read_hidden_line(prompt).await,
-        false => {
-            let mut text = Zeroizing::new(String::new());
-            std::io::stdin()
-                .lock()
-                .read_to_string(&mut text)
-                .context("cannot read stdin")?;
-            Ok(text)
-        }
-    }
+/// How much of stdin a secret is when it is piped in rather than typed.
+pub enum Piped {
+    /// Everything up to the end of the input.
+    All,
+    /// The first line.
+    Line,
 }
 
-/// Reads one line from stdin: from a terminal, typed with the echo off after `prompt` on
-/// stderr. The line break is left in.
-pub async fn read_secret_line(prompt: &str) -> anyhow::Result<Zeroizing<String>> {
-    match std::io::stdin().is_terminal() {
-        true => read_hidden_line(prompt).await,
-        false => {
-            let mut line = Zeroizing::new(String::new());
-            std::io::stdin()
-                .lock()
-                .read_line(&mut line)
-                .context("cannot read stdin")?;
-            Ok(line)
-        }
+/// Reads a secret from stdin: from a terminal, one line typed with the echo off after
+/// `prompt` on stderr; otherwise as much as `piped` says. Line breaks are left to the
+/// secret's parser.
+pub async fn read_secret(prompt: &str, piped: Piped) -> anyhow::Result<Zeroizing<String>> {
+    if std::io::stdin().is_terminal() {
+        return read_hidden_line(prompt).await;
     }
+    let mut text = Zeroizing::new(String::new());
+    let mut stdin = std::io::stdin().lock();
+    match piped {
+        Piped::All => stdin.read_to_string(&mut text),
+        Piped::Line => stdin.read_line(&mut text),
+    }
+    .context("cannot read stdin")?;
+    Ok(text)
 }
 
 /// Reads one line from stdin, a terminal, with its echo off after `prompt` on stderr.

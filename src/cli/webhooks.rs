@@ -11,7 +11,8 @@ use clap::Subcommand;
 use serde::Serialize;
 use zeroize::Zeroizing;
 
-use super::{open_workspace, output, terminal};
+use super::terminal::{self, Piped};
+use super::{open_workspace, output};
 use crate::config::{PublicUrlArgs, StoreArgs};
 use crate::crypto::{verify_master_key, Sealer};
 use crate::proxy::client::{StripeBase, Upstream, UpstreamConfig};
@@ -241,9 +242,11 @@ fn explain(error: WebhookError) -> anyhow::Error {
 /// Reads the signing secret from stdin: typed at a terminal (prompted on stderr, not
 /// shown), or everything piped in.
 async fn read_secret() -> anyhow::Result<Zeroizing<String>> {
-    let text =
-        terminal::read_secret("Paste the endpoint's signing secret (whsec_...) and press Enter: ")
-            .await?;
+    let text = terminal::read_secret(
+        "Paste the endpoint's signing secret (whsec_...) and press Enter: ",
+        Piped::All,
+    )
+    .await?;
     if text.trim().is_empty() {
         bail!("no signing secret on stdin");
     }

@@ -2,8 +2,8 @@
 //! one-minute window. Past the limit the address gets 429 for every request until its
 //! window ends, a valid key included (otherwise the answer would tell a guess that hit),
 //! but for the health checks and metrics, which take no key; other addresses are
-//! unaffected. The table is bounded, so an attacker with many
-//! addresses cannot grow it without limit.
+//! unaffected. The table is bounded, so an attacker with many addresses cannot grow it
+//! without limit.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
