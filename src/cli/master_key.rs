@@ -50,6 +50,12 @@ pub async fn run(args: &StoreArgs, command: MasterKeyCommand) -> anyhow::Result<
         batch_size,
         max_batches,
     } = command;
+    let source = args.master_key_source()?;
+    let key_file = source.file_path().map(|p| p.to_path_buf());
+    // Refused before a new key is read, so no one pastes one only to have it refused.
+    if key_file.is_none() && (new_key_file.is_some() || new_key_stdin || generate) {
+        bail!("the master key comes from {MASTER_KEY_ENV}: put the new key first in it (NEW,OLD), restart every instance with it, then run `agentgate master-key rotate` without a new key");
+    }
     let new_key = match (new_key_file, new_key_stdin, generate) {
         (Some(path), _, _) => {
             let text = Zeroizing::new(
@@ -66,16 +72,11 @@ pub async fn run(args: &StoreArgs, command: MasterKeyCommand) -> anyhow::Result<
         (None, false, true) => Some(MasterKey::generate()),
         (None, false, false) => None,
     };
-    let source = args.master_key_source()?;
-    let key_file = source.file_path().map(|p| p.to_path_buf());
     let mut keys = MasterKey::load_all(source).context("cannot load the master key")?;
     let store = store::open(&args.database).await?;
     // The keys held must open this database before a new one is put in front of them.
     verify_master_key(store.as_ref(), &Sealer::with_previous(&keys[0], &keys[1..])).await?;
-    if let Some(new_key) = new_key {
-        let Some(path) = &key_file else {
-            bail!("the master key comes from {MASTER_KEY_ENV}: put the new key first in it (NEW,OLD), restart every instance with it, then run `agentgate master-key rotate` without a new key");
-        };
+    if let (Some(new_key), Some(path)) = (new_key, &key_file) {
         if !keys[0].same_as(&new_key) {
             keys.retain(|key| !key.same_as(&new_key));
             keys.insert(0, new_key);

@@ -291,3 +291,42 @@ async fn ctrl_c_at_a_secret_prompt_puts_the_echo_back() {
     let listed = cli::run(&db.url, &key, &["connections", "list", "--json"], "");
     assert_eq!(stdout(&listed).trim(), "[]", "nothing stored");
 }
+
+/// With the master key in the environment, a rotation to a new key is refused with what to
+/// do instead, before any new key is read, and nothing is changed.
+#[tokio::test]
+async fn a_new_master_key_is_refused_while_the_key_comes_from_the_environment() {
+    let db = TestDb::create(Backend::Sqlite).await;
+    let key = master_key();
+    let set = cli::run(
+        &db.url,
+        &key,
+        &["connections", "set", "stripe"],
+        TEST_SECRET,
+    );
+    assert!(set.status.success(), "{}", stderr(&set));
+    let new_key = master_key();
+    for (args, stdin) in [
+        (&["master-key", "rotate", "--generate"][..], ""),
+        (
+            &["master-key", "rotate", "--new-key-stdin"][..],
+            new_key.as_str(),
+        ),
+    ] {
+        let refused = cli::run(&db.url, &key, args, stdin);
+        assert!(!refused.status.success(), "{args:?}");
+        assert!(
+            stderr(&refused).contains("comes from AGENTGATE_MASTER_KEY: put the new key first"),
+            "{args:?}: {}",
+            stderr(&refused)
+        );
+    }
+    // Storing a secret checks the master key against the database: the old one still opens it.
+    let again = cli::run(
+        &db.url,
+        &key,
+        &["connections", "set", "stripe"],
+        TEST_SECRET,
+    );
+    assert!(again.status.success(), "{}", stderr(&again));
+}
