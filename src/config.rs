@@ -178,7 +178,8 @@ pub struct ServeArgs {
     /// How long connecting to Stripe (TCP and TLS) may take.
     #[arg(long, env = "AGENTGATE_UPSTREAM_CONNECT_TIMEOUT", default_value = "5s", value_parser = humantime::parse_duration)]
     pub upstream_connect_timeout: Duration,
-    /// How long a whole exchange with Stripe may take (Stripe's SDKs default to 80 s).
+    /// How long a whole exchange with Stripe may take (Stripe's SDKs default to 80 s), and
+    /// how long any request body may take to arrive.
     #[arg(long, env = "AGENTGATE_UPSTREAM_TIMEOUT", default_value = "80s", value_parser = humantime::parse_duration)]
     pub upstream_timeout: Duration,
     /// Largest request body forwarded, in bytes; larger ones get 413.

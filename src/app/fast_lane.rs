@@ -32,9 +32,10 @@ use super::listener::stopped;
 use crate::proxy::raw_headers::RawHeaders;
 use crate::proxy::{Answer, ClientAddr, Entry};
 
-/// Longest request head the lane reads before leaving the connection to hyper, which
-/// answers 431 to heads over its own limit.
-const MAX_HEAD: usize = 64 * 1024;
+/// Longest request head the lane reads before leaving the connection to hyper, which is
+/// given the same limit and answers 431 past it (hyper stops reading once it holds this
+/// much without a whole head, so it holds the limit to within one read).
+pub(super) const MAX_HEAD: usize = 64 * 1024;
 /// Most header lines the lane parses; a head with more is left to hyper.
 const MAX_HEADERS: usize = 100;
 /// Largest body the lane takes; larger ones are streamed by hyper.

@@ -116,6 +116,8 @@ impl WorkerState {
         builder
             .timer(TokioTimer::new())
             .header_read_timeout(options.header_timeout)
+            // hyper's own default is about 400 KiB; the lane's limit holds on every path.
+            .max_buf_size(super::fast_lane::MAX_HEAD)
             .keep_alive(true);
         Self {
             entries,

@@ -12,6 +12,7 @@ use http::{Method, Request};
 use hyper::body::Incoming;
 use tower::ServiceExt;
 
+use super::body_deadline::DeadlineBody;
 use super::inbound::Inbound;
 use super::{client_ip, target, Answer, ClientAddr, Mount, Proxy, Via, CONNECTIONS_PREFIX};
 use crate::error::{FailedAuthentication, GatewayError};
@@ -132,7 +133,9 @@ impl Entry {
             }
             EntryKind::Main(routes, _) => {
                 let routes = routes.clone();
-                match routes.oneshot(request.map(Body::new)).await {
+                let limit = self.proxy.upstream.config().timeout;
+                let request = request.map(|body| Body::new(DeadlineBody::new(body, limit)));
+                match routes.oneshot(request).await {
                     Ok(response) => response,
                     Err(never) => match never {},
                 }

@@ -10,6 +10,7 @@
 //! other routes pass through axum's router, so the hot path pays for no routing tables,
 //! path-parameter maps or extra boxing.
 
+mod body_deadline;
 pub mod checks;
 pub mod client;
 mod connect_timeout;

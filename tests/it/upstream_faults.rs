@@ -315,6 +315,13 @@ each_backend! {
             assert_eq!(response.headers()["stripe-should-retry"], "true");
             assert_eq!(response.text().await.unwrap(), body);
         }
+        // A POST without an Idempotency-Key that Stripe fails is not sent again either: only
+        // Stripe (or the agent's SDK) may decide it is safe to repeat.
+        let post = app.post_form("customers", "email=a%40b.c").await;
+        assert_eq!(post.status(), 500);
+        let received = app.double.received();
+        assert_eq!(received.len(), 3, "each request sent once, never retried");
+        assert!(received[2].headers.get("idempotency-key").is_none());
         app.stop().await;
     }
 
