@@ -21,6 +21,11 @@ use crate::time::{Clock, SystemClock};
 /// The environment variable holding the master key (base64 of 32 bytes).
 pub const MASTER_KEY_ENV: &str = "AGENTGATE_MASTER_KEY";
 
+/// The shortest `--event-retention`: Stripe retries an undelivered event for up to three
+/// days, and ingest tells a retry from a new event by the stored row, so an event pruned
+/// sooner would be stored, and reach agents, a second time.
+const MIN_EVENT_RETENTION: Duration = Duration::from_secs(3 * 24 * 60 * 60);
+
 /// Where state lives; shared by `serve` and every CLI command.
 #[derive(Clone, Debug, clap::Args)]
 pub struct StoreArgs {
@@ -221,7 +226,7 @@ pub struct ServeArgs {
     #[arg(long, env = "AGENTGATE_IDEMPOTENCY_WINDOW", default_value = "24h", value_parser = humantime::parse_duration)]
     pub idempotency_window: Duration,
     /// How long received webhook events are kept (for pull, streams and replay) before
-    /// an hourly task deletes them.
+    /// an hourly task deletes them; at least 3 days.
     #[arg(long, env = "AGENTGATE_EVENT_RETENTION", default_value = "30days", value_parser = humantime::parse_duration)]
     pub event_retention: Duration,
     /// How long an event stream may be idle before a heartbeat comment keeps it open.
@@ -302,8 +307,8 @@ impl Config {
         if serve.idempotency_window < Duration::from_secs(1) {
             bail!("--idempotency-window must be at least 1s");
         }
-        if serve.event_retention < Duration::from_secs(60) {
-            bail!("--event-retention must be at least 1m");
+        if serve.event_retention < MIN_EVENT_RETENTION {
+            bail!("--event-retention must be at least 3days: Stripe retries a delivery for up to three days, and an event pruned sooner would be stored and delivered again");
         }
         if serve.event_stream_heartbeat.is_zero() || serve.event_stream_poll.is_zero() {
             bail!("--event-stream-heartbeat and --event-stream-poll must be more than 0");

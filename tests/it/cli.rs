@@ -330,3 +330,29 @@ async fn a_new_master_key_is_refused_while_the_key_comes_from_the_environment() 
     );
     assert!(again.status.success(), "{}", stderr(&again));
 }
+
+/// An event retention shorter than Stripe's three days of retries is refused at start: a
+/// retry of an event already pruned would be stored and delivered again.
+#[tokio::test]
+async fn serve_refuses_an_event_retention_shorter_than_stripes_retries() {
+    let db = TestDb::create(Backend::Sqlite).await;
+    let output = binary()
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--event-retention",
+            "2days",
+        ])
+        .env("AGENTGATE_DATABASE", &db.url)
+        .env("AGENTGATE_MASTER_KEY", master_key())
+        .env_remove("AGENTGATE_MASTER_KEY_FILE")
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    assert!(
+        stderr(&output).contains("--event-retention must be at least 3days"),
+        "{}",
+        stderr(&output)
+    );
+}
