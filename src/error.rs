@@ -124,6 +124,10 @@ pub enum GatewayError {
     /// two parsers could read two different requests from it (request smuggling).
     #[error("The request states its length in two ways (Content-Length and Transfer-Encoding); send one.")]
     AmbiguousFraming,
+    /// An HTTP/1.1 request without exactly one Host header naming a host (and port), which
+    /// RFC 9112 requires a server to refuse.
+    #[error("An HTTP/1.1 request carries exactly one Host header, a host name or address with an optional port.")]
+    InvalidHost,
     /// An agentgate key in the URL, where proxies, browsers and logs keep it.
     #[error("Send the agentgate key in the Authorization header, never in the URL; this key should be considered exposed and rotated.")]
     KeyInQuery,
@@ -167,6 +171,7 @@ impl GatewayError {
             | GatewayError::Invalid(_)
             | GatewayError::BodyUnreadable
             | GatewayError::AmbiguousFraming
+            | GatewayError::InvalidHost
             | GatewayError::KeyInQuery => StatusCode::BAD_REQUEST,
             GatewayError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             GatewayError::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
@@ -196,6 +201,7 @@ impl GatewayError {
             | GatewayError::BodyUnreadable
             | GatewayError::BodyTooLarge { .. }
             | GatewayError::AmbiguousFraming
+            | GatewayError::InvalidHost
             | GatewayError::KeyInQuery
             | GatewayError::TooManyFailedAuthentications { .. } => Blame::Caller,
             GatewayError::UpstreamUnreachable
@@ -236,7 +242,7 @@ impl GatewayError {
             GatewayError::BodyTooLarge { .. } => "request_too_large",
             GatewayError::UpstreamUnreachable => "upstream_unreachable",
             GatewayError::UpstreamTimeout { .. } => "upstream_timeout",
-            GatewayError::AmbiguousFraming => "request_malformed",
+            GatewayError::AmbiguousFraming | GatewayError::InvalidHost => "request_malformed",
             GatewayError::KeyInQuery => "api_key_in_url",
             GatewayError::TooManyFailedAuthentications { .. } => "too_many_failed_authentications",
             GatewayError::UpstreamBusy { .. } => "upstream_busy",

@@ -5,7 +5,8 @@
 //! the connection: bytes after an ambiguous head are never read as another request.
 
 use axum::response::{IntoResponse, Response};
-use http::{header, HeaderValue, Request};
+use http::uri::Authority;
+use http::{header, HeaderMap, HeaderValue, Request, Version};
 
 use crate::error::GatewayError;
 use crate::keys::format::KEY_PREFIX;
@@ -26,11 +27,37 @@ pub fn refuse<B>(request: &Request<B>, ambiguous_framing: bool) -> Option<Respon
 }
 
 fn screen<B>(request: &Request<B>) -> Option<GatewayError> {
+    if request.version() == Version::HTTP_11 && !has_one_valid_host(request.headers()) {
+        return Some(GatewayError::InvalidHost);
+    }
     request
         .uri()
         .query()
         .is_some_and(names_a_key)
         .then_some(GatewayError::KeyInQuery)
+}
+
+/// Whether the head has exactly one Host header whose value is empty or a host with an
+/// optional port (RFC 9112, section 3.2): no user information, path or second authority.
+/// Host never chooses where agentgate sends a request; this is the RFC's due, so that
+/// agentgate and any proxy in front of it cannot read one request two ways.
+fn has_one_valid_host(headers: &HeaderMap) -> bool {
+    let mut hosts = headers.get_all(header::HOST).iter();
+    let (Some(host), None) = (hosts.next(), hosts.next()) else {
+        return false;
+    };
+    let Ok(host) = host.to_str() else {
+        return false;
+    };
+    // `Authority` takes a port of any characters (and `port()` then says there is none);
+    // the RFC's port is digits.
+    let port_is_digits = host.ends_with(']')
+        || host
+            .rsplit_once(':')
+            .is_none_or(|(_, port)| port.bytes().all(|b| b.is_ascii_digit()));
+    let authority = host.parse::<Authority>();
+    host.is_empty()
+        || (port_is_digits && !host.contains('@') && authority.is_ok_and(|a| a.as_str() == host))
 }
 
 /// Whether a query string holds something shaped like an agentgate key, raw or with its
@@ -55,11 +82,41 @@ mod tests {
 
     #[test]
     fn refuses_keys_in_the_query() {
-        let query = request("/v1/x?api_key=agk_abc", &[]);
+        let query = request("/v1/x?api_key=agk_abc", &[("host", "x")]);
         assert!(matches!(screen(&query), Some(GatewayError::KeyInQuery)));
-        let encoded = request("/v1/x?key=AGK%5Fabc", &[]);
+        let encoded = request("/v1/x?key=AGK%5Fabc", &[("host", "x")]);
         assert!(matches!(screen(&encoded), Some(GatewayError::KeyInQuery)));
-        let fine = request("/v1/customers?email=a%40b.c", &[("content-length", "5")]);
+        let fine = request(
+            "/v1/customers?email=a%40b.c",
+            &[("content-length", "5"), ("host", "x")],
+        );
         assert!(screen(&fine).is_none());
+    }
+
+    #[test]
+    fn an_http_1_1_request_needs_exactly_one_plain_host() {
+        for host in ["api.example.com", "127.0.0.1:8080", "[::1]:8080", "gw", ""] {
+            let request = request("/v1/x", &[("host", host)]);
+            assert!(screen(&request).is_none(), "{host:?} is a valid Host");
+        }
+        let refused = |headers: &[(&str, &str)]| {
+            matches!(
+                screen(&request("/v1/x", headers)),
+                Some(GatewayError::InvalidHost)
+            )
+        };
+        assert!(refused(&[]), "no Host");
+        assert!(refused(&[("host", "a"), ("host", "b")]), "two Hosts");
+        for host in [
+            "127.0.0.1@attacker.example",
+            "attacker.example:443/v1",
+            "a b",
+            "x:port",
+        ] {
+            assert!(refused(&[("host", host)]), "{host:?}");
+        }
+        let mut http_1_0 = request("/v1/x", &[]);
+        *http_1_0.version_mut() = Version::HTTP_10;
+        assert!(screen(&http_1_0).is_none(), "HTTP/1.0 may leave Host out");
     }
 }
