@@ -5,7 +5,6 @@
 //! the connection: bytes after an ambiguous head are never read as another request.
 
 use axum::response::{IntoResponse, Response};
-use http::uri::Authority;
 use http::{header, HeaderMap, HeaderValue, Request, Version};
 
 use crate::error::GatewayError;
@@ -46,18 +45,42 @@ fn has_one_valid_host(headers: &HeaderMap) -> bool {
     let (Some(host), None) = (hosts.next(), hosts.next()) else {
         return false;
     };
-    let Ok(host) = host.to_str() else {
-        return false;
+    is_host_and_port(host.as_bytes())
+}
+
+/// Whether `host` is RFC 3986's `host [ ":" port ]`: a name (or IPv4 address) of the
+/// characters a `reg-name` may hold, or an IPv6 address in brackets, then an optional port
+/// of digits. Checked byte by byte: it runs on every request, and parsing an
+/// `http::uri::Authority` would copy the value.
+fn is_host_and_port(host: &[u8]) -> bool {
+    let (name, port) = match host.strip_prefix(b"[") {
+        Some(bracketed) => {
+            let Some(end) = bracketed.iter().position(|&b| b == b']') else {
+                return false;
+            };
+            let address = &bracketed[..end];
+            let is_address = !address.is_empty()
+                && address
+                    .iter()
+                    .all(|&b| b.is_ascii_hexdigit() || b == b':' || b == b'.');
+            if !is_address {
+                return false;
+            }
+            (&[][..], &bracketed[end + 1..])
+        }
+        None => match host.iter().position(|&b| b == b':') {
+            Some(colon) => host.split_at(colon),
+            None => (host, &[][..]),
+        },
     };
-    // `Authority` takes a port of any characters (and `port()` then says there is none);
-    // the RFC's port is digits.
-    let port_is_digits = host.ends_with(']')
-        || host
-            .rsplit_once(':')
-            .is_none_or(|(_, port)| port.bytes().all(|b| b.is_ascii_digit()));
-    let authority = host.parse::<Authority>();
-    host.is_empty()
-        || (port_is_digits && !host.contains('@') && authority.is_ok_and(|a| a.as_str() == host))
+    let name_is_plain = name
+        .iter()
+        .all(|&b| b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=%".contains(&b));
+    let port_is_digits = port.is_empty()
+        || port
+            .strip_prefix(b":")
+            .is_some_and(|digits| digits.iter().all(u8::is_ascii_digit));
+    name_is_plain && port_is_digits
 }
 
 /// Whether a query string holds something shaped like an agentgate key, raw or with its
@@ -95,7 +118,14 @@ mod tests {
 
     #[test]
     fn an_http_1_1_request_needs_exactly_one_plain_host() {
-        for host in ["api.example.com", "127.0.0.1:8080", "[::1]:8080", "gw", ""] {
+        for host in [
+            "api.example.com",
+            "127.0.0.1:8080",
+            "[::1]:8080",
+            "[::1]",
+            "gw",
+            "",
+        ] {
             let request = request("/v1/x", &[("host", host)]);
             assert!(screen(&request).is_none(), "{host:?} is a valid Host");
         }
@@ -112,6 +142,10 @@ mod tests {
             "attacker.example:443/v1",
             "a b",
             "x:port",
+            "[::1",
+            "[::1]x",
+            "[]:80",
+            "a:1:2",
         ] {
             assert!(refused(&[("host", host)]), "{host:?}");
         }
