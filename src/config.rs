@@ -209,6 +209,11 @@ pub struct ServeArgs {
     /// How long in-flight requests may run after SIGTERM before the process exits anyway.
     #[arg(long, env = "AGENTGATE_SHUTDOWN_GRACE", default_value = "30s", value_parser = humantime::parse_duration)]
     pub shutdown_grace: Duration,
+    /// How long after SIGTERM agentgate keeps accepting requests while `/readyz` answers
+    /// 503, so a load balancer sees it leave before its listener closes (set it to the
+    /// balancer's health-check interval or more). 0: the listener closes at once.
+    #[arg(long, env = "AGENTGATE_SHUTDOWN_DELAY", default_value = "0s", value_parser = humantime::parse_duration)]
+    pub shutdown_delay: Duration,
     /// An operation catalog written by `agentgate catalog import` (default: the built-in one
     /// for Stripe API 2026-07-29.dahlia).
     #[arg(long, env = "AGENTGATE_CATALOG")]
@@ -278,6 +283,8 @@ pub struct Config {
     pub upstream_max_in_flight: usize,
     /// Drain time after SIGTERM.
     pub shutdown_grace: Duration,
+    /// Time after SIGTERM that requests are still accepted, `/readyz` answering 503.
+    pub shutdown_delay: Duration,
     /// Worker threads.
     pub workers: usize,
     /// The operations validated before they are forwarded.
@@ -342,6 +349,7 @@ impl Config {
             auth_failure_limit: NonZeroU32::new(serve.auth_failure_limit),
             upstream_max_in_flight: serve.upstream_max_in_flight,
             shutdown_grace: serve.shutdown_grace,
+            shutdown_delay: serve.shutdown_delay,
             workers: serve.workers.unwrap_or_else(default_workers),
             catalog: Arc::new(load_catalog(serve.catalog.as_deref())?),
             connection_rates: ConnectionRates {
@@ -387,6 +395,7 @@ impl Config {
             auth_failure_limit: NonZeroU32::new(100),
             upstream_max_in_flight: 1024,
             shutdown_grace: Duration::from_secs(10),
+            shutdown_delay: Duration::ZERO,
             workers: 2,
             catalog: Arc::new(Catalog::embedded()),
             connection_rates: ConnectionRates::UNLIMITED,

@@ -13,6 +13,7 @@ mod workers;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 use tokio::net::TcpListener;
@@ -53,6 +54,8 @@ pub struct App {
     public_url: String,
     workers: usize,
     serve_options: ServeOptions,
+    /// How long the listeners stay open after the shutdown signal, `/readyz` failing.
+    shutdown_delay: Duration,
     default_workspace: WorkspaceId,
     /// Push delivery settings and the clock its schedule reads.
     push: (
@@ -174,6 +177,7 @@ impl App {
                 header_timeout: config.header_timeout,
                 shutdown_grace: config.shutdown_grace,
             },
+            shutdown_delay: config.shutdown_delay,
             default_workspace,
             push: (config.push.clone(), config.clock.clone()),
             event_retention: (config.event_retention, config.clock.clone()),
@@ -315,8 +319,12 @@ impl App {
             acceptors.spawn(accept);
         }
         shutdown.await;
-        tracing::info!("shutting down: no new connections; draining in-flight requests");
         self.ops.start_draining();
+        if !self.shutdown_delay.is_zero() {
+            tracing::info!(delay = ?self.shutdown_delay, "shutting down: /readyz answers 503; still serving until the delay ends");
+            tokio::time::sleep(self.shutdown_delay).await;
+        }
+        tracing::info!("shutting down: no new connections; draining in-flight requests");
         let _ = stop_tx.send(true);
         while acceptors.join_next().await.is_some() {}
         drop(handles);

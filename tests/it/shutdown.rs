@@ -66,3 +66,60 @@ async fn sigterm_drains_in_flight_requests_and_exits_zero() {
         "the drained request was logged before exit"
     );
 }
+
+/// With `--shutdown-delay`, SIGTERM first turns `/readyz` to 503 while requests are still
+/// served, so a load balancer sees the instance leave before its listener closes; then the
+/// process drains and exits 0 as without a delay.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shutdown_delay_keeps_serving_while_readyz_says_draining() {
+    let double = StripeDouble::start().await;
+    let db = TestDb::create(Backend::Sqlite).await;
+    let master = agentgate::crypto::MasterKey::generate()
+        .to_base64()
+        .to_string();
+    let set = cli::run(
+        &db.url,
+        &master,
+        &["connections", "set", "stripe"],
+        TEST_SECRET,
+    );
+    assert!(set.status.success());
+    let created = cli::run(&db.url, &master, &["keys", "create", "--name", "delay"], "");
+    let key = cli::stdout(&created).trim().to_owned();
+    let server = ServedProcess::start_with(
+        &db.url,
+        &master,
+        &double.base_url(),
+        "info",
+        &[("AGENTGATE_SHUTDOWN_DELAY", "5s")],
+    );
+    let base = format!("http://{}", server.addr);
+    let client = reqwest::Client::new();
+    let ready = client.get(format!("{base}/readyz")).send().await.unwrap();
+    assert_eq!(ready.status(), 200);
+    server.terminate();
+    crate::support::eventually(
+        std::time::Duration::from_secs(4),
+        "/readyz to answer 503",
+        || async {
+            let response = client.get(format!("{base}/readyz")).send().await.ok()?;
+            (response.status() == 503).then_some(())
+        },
+    )
+    .await;
+    // A new connection, not one kept alive from before the signal.
+    let fresh = reqwest::Client::new();
+    let served = fresh
+        .get(format!("{base}/v1/connections/stripe/customers"))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .expect("still accepting during the delay");
+    assert_eq!(served.status(), 200);
+    let (status, logs) = server.wait();
+    assert!(status.success(), "exit status {status:?}: {logs}");
+    assert!(
+        logs.contains("still serving until the delay ends"),
+        "{logs}"
+    );
+}
