@@ -1,8 +1,10 @@
-//! A deadline for reading a request body on the routes outside the data plane (the
-//! dashboard's forms, webhook ingest, the management API, MCP). The data plane reads its
-//! bodies within the upstream timeout; without the same bound here, a client that sent its
-//! head and then trickled or withheld the body held a connection for as long as it liked,
-//! and enough of them used up the process's file descriptors.
+//! A body with a deadline: past it, the stream fails instead of waiting on. Two bodies get
+//! one. Stripe's response body carries what is left of its exchange's timeout, so the
+//! caller's connection is aborted and a cut body never looks complete. A request body on
+//! the routes outside the data plane (the dashboard's forms, webhook ingest, the management
+//! API, MCP) must arrive within the upstream timeout, as the data plane's bodies must:
+//! without it, a client that sent a head and then trickled or withheld the body held a
+//! connection for as long as it liked.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -12,34 +14,33 @@ use std::time::Duration;
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use tokio::time::Sleep;
+use tower::BoxError;
 
-/// Why a body stopped: its own error, or the deadline.
-type BoxError = Box<dyn std::error::Error + Send + Sync>;
-
-/// A request body that was not whole within the deadline.
+/// The error a body ends with when its deadline passes; names the body.
 #[derive(Debug, thiserror::Error)]
-#[error("the request body did not arrive within {0:?}")]
-pub struct BodyTimedOut(Duration);
+#[error("{0} did not complete before its deadline")]
+pub struct DeadlinePassed(&'static str);
 
 pin_project_lite::pin_project! {
-    /// `inner`, failing with [`BodyTimedOut`] once `limit` has passed since it was wrapped.
+    /// `inner`, failing with [`DeadlinePassed`] once `timer` fires.
     pub struct DeadlineBody<B> {
         #[pin]
         inner: B,
-        #[pin]
-        deadline: Sleep,
-        limit: Duration,
+        timer: Pin<Box<Sleep>>,
+        what: &'static str,
     }
 }
 
 impl<B> DeadlineBody<B> {
-    /// Wraps `inner`; the clock starts now.
-    pub fn new(inner: B, limit: Duration) -> Self {
-        Self {
-            inner,
-            deadline: tokio::time::sleep(limit),
-            limit,
-        }
+    /// `inner`, ended by `timer` (one already running, such as an exchange's); `what` names
+    /// the body in the error.
+    pub fn new(inner: B, timer: Pin<Box<Sleep>>, what: &'static str) -> Self {
+        Self { inner, timer, what }
+    }
+
+    /// `inner`, ended `limit` from now.
+    pub fn within(inner: B, limit: Duration, what: &'static str) -> Self {
+        Self::new(inner, Box::pin(tokio::time::sleep(limit)), what)
     }
 }
 
@@ -59,8 +60,8 @@ where
         if let Poll::Ready(frame) = this.inner.poll_frame(cx) {
             return Poll::Ready(frame.map(|frame| frame.map_err(Into::into)));
         }
-        match this.deadline.poll(cx) {
-            Poll::Ready(()) => Poll::Ready(Some(Err(BodyTimedOut(*this.limit).into()))),
+        match this.timer.as_mut().poll(cx) {
+            Poll::Ready(()) => Poll::Ready(Some(Err(DeadlinePassed(this.what).into()))),
             Poll::Pending => Poll::Pending,
         }
     }
@@ -84,19 +85,21 @@ mod tests {
         let never = StreamBody::new(futures_util::stream::pending::<
             Result<Frame<Bytes>, std::convert::Infallible>,
         >());
-        let body = DeadlineBody::new(never, Duration::from_secs(30));
+        let body = DeadlineBody::within(never, Duration::from_secs(30), "the body");
         let Err(error) = body.collect().await else {
             panic!("a body that never ends must fail");
         };
-        assert!(error.is::<BodyTimedOut>(), "{error}");
+        assert!(error.is::<DeadlinePassed>(), "{error}");
+        assert_eq!(
+            error.to_string(),
+            "the body did not complete before its deadline"
+        );
     }
 
     #[tokio::test(start_paused = true)]
     async fn a_body_that_arrives_in_time_is_whole() {
-        let body = DeadlineBody::new(
-            Full::new(Bytes::from_static(b"a=1")),
-            Duration::from_secs(30),
-        );
+        let whole = Full::new(Bytes::from_static(b"a=1"));
+        let body = DeadlineBody::within(whole, Duration::from_secs(30), "the body");
         assert!(!body.is_end_stream());
         let bytes = body.collect().await.unwrap().to_bytes();
         assert_eq!(bytes, "a=1");

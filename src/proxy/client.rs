@@ -5,28 +5,29 @@
 //! whose pooled connection closed before any byte was written.
 
 use std::error::Error as StdError;
-use std::future::Future;
-use std::pin::Pin;
-use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
 use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{HeaderMap, HeaderValue, Method, Request, Response, Uri};
-use http_body::{Body as HttpBody, Frame, SizeHint};
+use http_body::Body as HttpBody;
 use http_body_util::{Either, Full, LengthLimitError, Limited};
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
-use tokio::time::{Instant, Sleep};
+use tokio::time::Instant;
 
+use super::body_deadline::DeadlineBody;
 use super::connect_timeout::ConnectTimeout;
 use super::direct::{DirectBody, DirectClient, HeaderSource};
 use super::headers;
 use super::raw_headers::RawHeaders;
 use super::target::StripeTarget;
 use crate::error::GatewayError;
+
+/// What a response body cut at the exchange's deadline is called in its error.
+const RESPONSE: &str = "Stripe's response";
 
 /// The error a response body from Stripe ends with.
 type BoxError = Box<dyn StdError + Send + Sync>;
@@ -293,10 +294,8 @@ impl Upstream {
                     response = self.direct.exchange(method, target, &headers, body) => response?,
                     () = &mut sleep => return Err(self.timeout()),
                 };
-                let response = response.map(|direct| DeadlineBody {
-                    inner: Either::Left(direct),
-                    sleep,
-                });
+                let response =
+                    response.map(|direct| DeadlineBody::new(Either::Left(direct), sleep, RESPONSE));
                 Ok((response, lines))
             }
             Exchange::Hyper(request) => {
@@ -306,10 +305,8 @@ impl Upstream {
                     () = &mut sleep => return Err(self.timeout()),
                 };
                 headers::strip_hop_by_hop(response.headers_mut());
-                let response = response.map(|incoming| DeadlineBody {
-                    inner: Either::Right(incoming),
-                    sleep,
-                });
+                let response = response
+                    .map(|incoming| DeadlineBody::new(Either::Right(incoming), sleep, RESPONSE));
                 Ok((response, RawHeaders::default()))
             }
         }
@@ -372,52 +369,6 @@ fn error_chain(error: &dyn StdError) -> String {
         source = cause.source();
     }
     text
-}
-
-pin_project_lite::pin_project! {
-    /// Stripe's response body with the exchange's deadline: past it the stream fails, so the
-    /// caller's connection is aborted and a cut body never looks complete.
-    struct DeadlineBody<B> {
-        #[pin]
-        inner: B,
-        sleep: Pin<Box<Sleep>>,
-    }
-}
-
-/// The error a response body ends with when the deadline passes.
-#[derive(Debug, thiserror::Error)]
-#[error("Stripe's response did not complete before the timeout")]
-struct ResponseDeadline;
-
-impl<B> HttpBody for DeadlineBody<B>
-where
-    B: HttpBody<Data = Bytes>,
-    B::Error: Into<Box<dyn StdError + Send + Sync>>,
-{
-    type Data = Bytes;
-    type Error = BoxError;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
-        let this = self.project();
-        if let Poll::Ready(frame) = this.inner.poll_frame(cx) {
-            return Poll::Ready(frame.map(|r| r.map_err(Into::into)));
-        }
-        match this.sleep.as_mut().poll(cx) {
-            Poll::Ready(()) => Poll::Ready(Some(Err(Box::new(ResponseDeadline)))),
-            Poll::Pending => Poll::Pending,
-        }
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
-    }
 }
 
 #[cfg(test)]

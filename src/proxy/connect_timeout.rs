@@ -9,10 +9,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use http::Uri;
-use tower::Service;
-
-/// Why a connection attempt failed: the connector's own error, or the deadline.
-type BoxError = Box<dyn std::error::Error + Send + Sync>;
+use tower::{BoxError, Service};
 
 /// A connection to Stripe that was not ready within the connect timeout.
 #[derive(Debug, thiserror::Error)]

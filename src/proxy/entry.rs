@@ -134,7 +134,8 @@ impl Entry {
             EntryKind::Main(routes, _) => {
                 let routes = routes.clone();
                 let limit = self.proxy.upstream.config().timeout;
-                let request = request.map(|body| Body::new(DeadlineBody::new(body, limit)));
+                let request = request
+                    .map(|body| Body::new(DeadlineBody::within(body, limit, "the request body")));
                 match routes.oneshot(request).await {
                     Ok(response) => response,
                     Err(never) => match never {},

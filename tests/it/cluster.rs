@@ -14,9 +14,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use agentgate::crypto::Sealer;
-use agentgate::ids::{EndpointId, KeyId, WorkspaceId};
+use agentgate::ids::{EndpointId, WorkspaceId};
 use agentgate::policy::{Rate, Scopes};
-use agentgate::store::{LogPace, LogQuery, RequestLogEntry};
+use agentgate::store::{LogPace, LogQuery};
 use agentgate::webhooks::endpoints::{self, SigningSecret};
 use agentgate::webhooks::push::{self, DestinationSpec};
 use agentgate::webhooks::signature;
@@ -536,23 +536,7 @@ async fn log_one(
     workspace: WorkspaceId,
     request_id: &str,
 ) {
-    let entry = RequestLogEntry {
-        created_at: agentgate::time::now_millis(),
-        workspace_id: workspace,
-        request_id: request_id.to_owned(),
-        key_id: KeyId::from_stored("key_x".into()),
-        connection: "stripe".into(),
-        method: "GET".into(),
-        path: "/v1/customers".into(),
-        status: 200,
-        latency_us: 10,
-        stripe_request_id: None,
-        idempotency_key: None,
-        outcome: "forwarded".into(),
-        operation: Some("customers.list".into()),
-        reason: None,
-        via: "http".into(),
-    };
+    let entry = crate::support::log_entry(&workspace, request_id);
     store
         .insert_request_logs(vec![entry], &[], LogPace::Share)
         .await
@@ -560,13 +544,13 @@ async fn log_one(
 }
 
 /// Whether the sessions named `application` wait for a lock.
-async fn waits(test: &mut sqlx::PgConnection, application: &str) -> bool {
+async fn waits(monitor: &sqlx::PgPool, application: &str) -> bool {
     let (waiting,): (i64,) = sqlx::query_as(
         "SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid \
          WHERE a.application_name = $1 AND NOT l.granted",
     )
     .bind(application)
-    .fetch_one(test)
+    .fetch_one(monitor)
     .await
     .unwrap();
     waiting > 0
@@ -606,13 +590,9 @@ async fn request_log_ids_become_visible_in_the_order_they_were_taken() {
         .unwrap();
     let held = tokio::spawn(log_one(a.clone(), workspace.clone(), "agr_held"));
     let limit = Duration::from_secs(10);
+    let monitor = sqlx::PgPool::connect(&db.url).await.unwrap();
     eventually(limit, "the first batch to be held", || async {
-        waits(
-            &mut sqlx::PgConnection::connect(&db.url).await.unwrap(),
-            &first,
-        )
-        .await
-        .then_some(())
+        waits(&monitor, &first).await.then_some(())
     })
     .await;
     let next = tokio::spawn(log_one(b.clone(), workspace.clone(), "agr_next"));
@@ -620,8 +600,7 @@ async fn request_log_ids_become_visible_in_the_order_they_were_taken() {
         if next.is_finished() {
             return Some(false);
         }
-        let mut conn = sqlx::PgConnection::connect(&db.url).await.unwrap();
-        waits(&mut conn, &second).await.then_some(true)
+        waits(&monitor, &second).await.then_some(true)
     })
     .await;
     assert!(

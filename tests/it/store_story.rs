@@ -1,7 +1,6 @@
 //! The store as a story run on both backends, and the rule that both have the same
 //! migrations.
 
-use agentgate::ids::KeyId;
 use agentgate::store::{LogPace, LogQuery, RequestLogEntry, StoreError};
 
 use crate::each_backend;
@@ -41,20 +40,11 @@ each_backend! {
         assert!(store.generation().await.unwrap() > before, "a revocation moves the generation");
         let entry = |i: i64| RequestLogEntry {
             created_at: i,
-            workspace_id: default.id.clone(),
-            request_id: format!("agr_{i}"),
-            key_id: KeyId::from_stored("key_x".into()),
-            connection: "stripe".into(),
-            method: "GET".into(),
-            path: "/v1/customers".into(),
-            status: 200,
-            latency_us: 10,
-            stripe_request_id: None,
             idempotency_key: Some("k".into()),
             outcome: if i % 2 == 0 { "forwarded".into() } else { "caller".into() },
-            operation: Some("customers.list".into()),
             reason: (i % 2 == 1).then(|| "agentgate_scope_denied operation".into()),
             via: if i % 3 == 0 { "mcp".into() } else { "http".into() },
+            ..crate::support::log_entry(&default.id, &format!("agr_{i}"))
         };
         let entries: Vec<_> = (0..1200).map(entry).collect();
         store.insert_request_logs(entries.clone(), &[(created.record.id.clone(), 77)], LogPace::Share).await.unwrap();

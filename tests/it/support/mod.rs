@@ -15,6 +15,31 @@ use std::time::{Duration, Instant};
 /// The Stripe key every test stores: a canary searched for in outputs and files.
 pub const TEST_SECRET: &str = "sk_test_51CanaryAgentgateSecret0123456789abcdefXYZ";
 
+/// A forwarded `GET /v1/customers` of `workspace` by `key_x`, logged now as `request_id`,
+/// for tests to vary with struct update syntax.
+pub fn log_entry(
+    workspace: &agentgate::ids::WorkspaceId,
+    request_id: &str,
+) -> agentgate::store::RequestLogEntry {
+    agentgate::store::RequestLogEntry {
+        created_at: agentgate::time::now_millis(),
+        workspace_id: workspace.clone(),
+        request_id: request_id.to_owned(),
+        key_id: agentgate::ids::KeyId::from_stored("key_x".into()),
+        connection: "stripe".into(),
+        method: "GET".into(),
+        path: "/v1/customers".into(),
+        status: 200,
+        latency_us: 10,
+        stripe_request_id: None,
+        idempotency_key: None,
+        outcome: "forwarded".into(),
+        operation: Some("customers.list".into()),
+        reason: None,
+        via: "http".into(),
+    }
+}
+
 /// A request body sent in `chunk`-sized pieces without a length (chunked encoding).
 pub fn streamed(bytes: &[u8], chunk: usize) -> reqwest::Body {
     let chunks: Vec<Result<Vec<u8>, std::io::Error>> =
