@@ -3,7 +3,7 @@
 //! The master key itself is read only from `AGENTGATE_MASTER_KEY` or a file, never argv.
 
 use std::net::SocketAddr;
-use std::num::NonZeroU32;
+use std::num::{NonZeroU32, NonZeroUsize};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -200,6 +200,12 @@ pub struct ServeArgs {
     /// with Retry-After at once instead of queueing behind a slow Stripe. 0 for no bound.
     #[arg(long, env = "AGENTGATE_UPSTREAM_MAX_IN_FLIGHT", default_value_t = 1024)]
     pub upstream_max_in_flight: usize,
+    /// Client connections open at once, across all listeners; past it new connections wait
+    /// in the listen queue until one closes. Default: what the file limit leaves room for
+    /// (raised to its hard ceiling at start), two descriptors a connection after 256 kept
+    /// for the database, the log and the rest.
+    #[arg(long, env = "AGENTGATE_MAX_CONNECTIONS")]
+    pub max_connections: Option<NonZeroUsize>,
     /// How long a client may take to send the request headers.
     #[arg(long, env = "AGENTGATE_HEADER_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
     pub header_timeout: Duration,
@@ -277,6 +283,8 @@ pub struct Config {
     pub upstream: UpstreamConfig,
     /// Header read timeout for clients.
     pub header_timeout: Duration,
+    /// Client connections open at once (`None`: what the file limit leaves room for).
+    pub max_connections: Option<NonZeroUsize>,
     /// Failed authentications per client address per minute (`None`: no limit).
     pub auth_failure_limit: Option<NonZeroU32>,
     /// Requests waiting for Stripe at once (0: no bound).
@@ -346,6 +354,7 @@ impl Config {
                 max_body_bytes: serve.max_body_bytes,
             },
             header_timeout: serve.header_timeout,
+            max_connections: serve.max_connections,
             auth_failure_limit: NonZeroU32::new(serve.auth_failure_limit),
             upstream_max_in_flight: serve.upstream_max_in_flight,
             shutdown_grace: serve.shutdown_grace,
@@ -392,6 +401,7 @@ impl Config {
                 max_body_bytes: 1024 * 1024,
             },
             header_timeout: Duration::from_secs(10),
+            max_connections: None,
             auth_failure_limit: NonZeroU32::new(100),
             upstream_max_in_flight: 1024,
             shutdown_grace: Duration::from_secs(10),

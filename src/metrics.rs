@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
@@ -67,6 +68,10 @@ pub struct Metrics {
     /// Request log batches written straight through because the writer had fallen behind
     /// (not counting those written while the server stops).
     pub log_catch_up_batches: Counter,
+    /// Client connections open now (see `--max-connections`).
+    pub client_connections: Gauge,
+    /// Times a new client connection had to wait because `--max-connections` were open.
+    pub connection_limit_waits: Counter,
     unresolved: SharedLabel,
 }
 
@@ -123,6 +128,18 @@ impl Metrics {
             "Request log batches written straight through because the writer had fallen behind",
             log_catch_up_batches.clone(),
         );
+        let client_connections = Gauge::default();
+        registry.register(
+            "client_connections",
+            "Client connections open now",
+            client_connections.clone(),
+        );
+        let connection_limit_waits = Counter::default();
+        registry.register(
+            "connection_limit_waits",
+            "New client connections that waited in the listen queue because --max-connections were open",
+            connection_limit_waits.clone(),
+        );
         Self {
             registry,
             requests,
@@ -132,6 +149,8 @@ impl Metrics {
             log_dropped,
             log_write_failures,
             log_catch_up_batches,
+            client_connections,
+            connection_limit_waits,
             unresolved: SharedLabel(Arc::from("-")),
         }
     }

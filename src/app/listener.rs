@@ -1,7 +1,8 @@
 //! Accepting connections: one loop per listening socket, on the main runtime, hands each
 //! new connection to the worker serving the fewest connections. Balancing here, rather than
 //! letting every worker race for `accept`, keeps one core from getting most of the
-//! long-lived keep-alive connections while the other idles.
+//! long-lived keep-alive connections while the other idles. A loop takes a slot under the
+//! connection cap before it accepts, so past the cap connections wait in the listen queue.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -9,6 +10,7 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+use super::connection_cap::ConnectionCap;
 use super::workers::WorkerHandle;
 
 /// Accepts on `listener` (the `index`-th listening socket) until `stop` turns true.
@@ -16,15 +18,22 @@ pub async fn accept(
     listener: TcpListener,
     index: usize,
     workers: Arc<[WorkerHandle]>,
+    cap: Arc<ConnectionCap>,
     mut stop: watch::Receiver<bool>,
 ) {
     loop {
+        let admission = tokio::select! {
+            admission = cap.admit() => admission,
+            _ = stopped(&mut stop) => break,
+        };
         tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((stream, _peer)) => {
                     let _ = stream.set_nodelay(true);
                     match stream.into_std() {
-                        Ok(stream) => least_busy(&workers).hand_over(index, stream),
+                        Ok(stream) => {
+                            least_busy(&workers).hand_over(index, stream, admission.connected());
+                        }
                         Err(error) => tracing::debug!(%error, "cannot hand over a connection"),
                     }
                 }

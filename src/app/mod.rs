@@ -1,6 +1,7 @@
 //! The application: builds the shared state from a [`Config`], starts one worker thread per
 //! core to serve the bound listeners until shutdown, then drains and flushes the request log.
 
+pub mod connection_cap;
 mod fast_lane;
 mod framing;
 mod listener;
@@ -12,6 +13,7 @@ mod workers;
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::num::NonZeroUsize;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -54,6 +56,8 @@ pub struct App {
     public_url: String,
     workers: usize,
     serve_options: ServeOptions,
+    /// The cap on open client connections, shared by every listener.
+    connection_cap: Arc<connection_cap::ConnectionCap>,
     /// How long the listeners stay open after the shutdown signal, `/readyz` failing.
     shutdown_delay: Duration,
     default_workspace: WorkspaceId,
@@ -149,6 +153,10 @@ impl App {
             auth_failures: AuthFailures::new(config.auth_failure_limit, config.clock.clone()),
             upstream_slots: UpstreamSlots::new(config.upstream_max_in_flight),
         });
+        let connection_cap = Arc::new(connection_cap::ConnectionCap::new(
+            max_connections(config.max_connections),
+            &metrics,
+        ));
         let ops = Arc::new(Ops::new(store.clone(), metrics));
         if !store.event_commits_are_durable().await? {
             anyhow::bail!("the database does not commit webhook events durably (PostgreSQL: synchronous_commit is off); refusing to acknowledge events it could lose");
@@ -162,7 +170,12 @@ impl App {
         let change_feed = store::changes::ChangeFeed::connect(&config.database_url)
             .await
             .context("cannot listen for changes on the database")?;
-        tracing::info!(backend = ?store.backend(), workers = config.workers, "store ready");
+        tracing::info!(
+            backend = ?store.backend(),
+            workers = config.workers,
+            max_connections = connection_cap.max(),
+            "store ready"
+        );
         Ok(Self {
             store,
             sealer,
@@ -178,6 +191,7 @@ impl App {
                 shutdown_grace: config.shutdown_grace,
             },
             shutdown_delay: config.shutdown_delay,
+            connection_cap,
             default_workspace,
             push: (config.push.clone(), config.clock.clone()),
             event_retention: (config.event_retention, config.clock.clone()),
@@ -315,7 +329,13 @@ impl App {
         let sockets =
             std::iter::once(listeners.main).chain(listeners.sdk.into_iter().map(|(_, l)| l));
         for (index, socket) in sockets.enumerate() {
-            let accept = listener::accept(socket, index, handles.clone(), stop_rx.clone());
+            let accept = listener::accept(
+                socket,
+                index,
+                handles.clone(),
+                self.connection_cap.clone(),
+                stop_rx.clone(),
+            );
             acceptors.spawn(accept);
         }
         shutdown.await;
@@ -338,6 +358,26 @@ impl App {
         self.writer.stop().await;
         tracing::info!("stopped");
         Ok(())
+    }
+}
+
+/// The configured cap on client connections, or what the file limit leaves room for;
+/// warns when a configured cap is more than that.
+fn max_connections(configured: Option<NonZeroUsize>) -> usize {
+    let file_limit = connection_cap::file_limit();
+    let room = connection_cap::default_for(file_limit);
+    match configured {
+        None => room,
+        Some(max) => {
+            if max.get() > room {
+                tracing::warn!(
+                    max_connections = max.get(),
+                    ?file_limit,
+                    "--max-connections is more than the file limit leaves room for; connections past it may fail for want of file descriptors"
+                );
+            }
+            max.get()
+        }
     }
 }
 

@@ -16,6 +16,7 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::sync::{mpsc, oneshot, watch};
 
+use super::connection_cap::Slot;
 use super::fast_lane::{Lane, Outcome};
 use super::framing::{AmbiguousFraming, Sniffed};
 use super::listener::stopped;
@@ -31,10 +32,12 @@ pub struct ServeOptions {
     pub shutdown_grace: Duration,
 }
 
-/// A new connection, and which listening socket it came from.
+/// A new connection, which listening socket it came from, and its place under the
+/// connection cap (given back when the connection ends).
 struct Accepted {
     listener: usize,
     stream: StdStream,
+    slot: Slot,
 }
 
 /// How the accept loops reach a worker.
@@ -50,9 +53,14 @@ impl WorkerHandle {
     }
 
     /// Gives the worker a connection from the `listener`-th socket.
-    pub fn hand_over(&self, listener: usize, stream: StdStream) {
+    pub fn hand_over(&self, listener: usize, stream: StdStream, slot: Slot) {
         self.connections.fetch_add(1, Ordering::Relaxed);
-        if self.tx.send(Accepted { listener, stream }).is_err() {
+        let accepted = Accepted {
+            listener,
+            stream,
+            slot,
+        };
+        if self.tx.send(accepted).is_err() {
             self.connections.fetch_sub(1, Ordering::Relaxed);
         }
     }
@@ -173,7 +181,9 @@ impl WorkerState {
         let peer = stream.peer_addr().ok().map(ClientAddr);
         let header_timeout = self.options.header_timeout;
         let builder = self.builder.clone();
+        let slot = accepted.slot;
         tokio::spawn(async move {
+            let _slot = slot;
             let mut tie = tie;
             let lane = Lane {
                 entry: &entry,

@@ -120,6 +120,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
 }
 
 async fn run_serve(store: &StoreArgs, serve: &ServeArgs) -> anyhow::Result<()> {
+    app::connection_cap::raise_file_limit();
     let config = Config::from_args(store, serve)?;
     let listeners = Listeners::bind(&config).await?;
     let public_url = config.public_url.clone();

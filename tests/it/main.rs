@@ -9,6 +9,7 @@ mod catalog;
 mod ciphertext_binding;
 mod cli;
 mod cluster;
+mod connection_cap;
 mod dashboard;
 mod dashboard_browser;
 mod dashboard_webhooks;
