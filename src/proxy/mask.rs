@@ -1,14 +1,22 @@
-//! Masks the connection's Stripe key in Stripe's error bodies before they reach the agent:
-//! an error may echo the key it was sent (a misconfigured double, a proxy in front of
-//! Stripe, a future error message), and the agent must never learn it. The body streams
-//! through; only the last `key length - 1` bytes are held back between chunks, so a key
-//! split across chunks is still found, and nothing is buffered beyond that.
+//! Masks the connection's Stripe key in what Stripe sends back before it reaches the agent:
+//! a header or an error may echo the key it was sent (a misconfigured double, a proxy in
+//! front of Stripe, a future error message), and the agent must never learn it. Header
+//! values are checked on every answer ([`find_key`]); error bodies stream through
+//! [`MaskedBody`], which holds back only the last `key length - 1` bytes between chunks, so
+//! a key split across chunks is still found, and nothing is buffered beyond that.
 
 use std::pin::Pin;
+use std::sync::LazyLock;
 use std::task::{Context, Poll};
 
 use bytes::{Bytes, BytesMut};
 use http_body::{Body as HttpBody, Frame, SizeHint};
+use memchr::memmem::Finder;
+
+/// The forms a stored key starts with (`connections set` accepts no other). They are not
+/// secret, so searchers for them can be built once and kept.
+static KEY_FORMS: LazyLock<[Finder<'static>; 4]> =
+    LazyLock::new(|| [b"sk_test_", b"sk_live_", b"rk_test_", b"rk_live_"].map(Finder::new));
 
 pin_project_lite::pin_project! {
     /// A response body with every occurrence of `secret` replaced by `replacement`.
@@ -36,10 +44,10 @@ impl<B> MaskedBody<B> {
 }
 
 /// Replaces every whole occurrence of `secret` in `data`.
-fn replace_all(data: &[u8], secret: &[u8], replacement: &[u8]) -> BytesMut {
+pub fn replace_all(data: &[u8], secret: &[u8], replacement: &[u8]) -> BytesMut {
     let mut out = BytesMut::with_capacity(data.len());
     let mut rest = data;
-    while let Some(at) = find(rest, secret) {
+    while let Some(at) = find_key(rest, secret) {
         out.extend_from_slice(&rest[..at]);
         out.extend_from_slice(replacement);
         rest = &rest[at + secret.len()..];
@@ -48,11 +56,28 @@ fn replace_all(data: &[u8], secret: &[u8], replacement: &[u8]) -> BytesMut {
     out
 }
 
-fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
-    if needle.is_empty() || haystack.len() < needle.len() {
+/// Where `secret` first occurs in `haystack`. A key's form prefix is searched with a kept
+/// searcher and each hit compared whole, so no searcher holds a copy of the key (only the
+/// zeroized `Authorization` value does) and none is built per call.
+pub fn find_key(haystack: &[u8], secret: &[u8]) -> Option<usize> {
+    if secret.is_empty() || haystack.len() < secret.len() {
         return None;
     }
-    haystack.windows(needle.len()).position(|w| w == needle)
+    let Some(form) = KEY_FORMS
+        .iter()
+        .find(|form| secret.starts_with(form.needle()))
+    else {
+        return haystack.windows(secret.len()).position(|w| w == secret);
+    };
+    let mut from = 0;
+    while let Some(at) = form.find(&haystack[from..]) {
+        let start = from + at;
+        if haystack[start..].starts_with(secret) {
+            return Some(start);
+        }
+        from = start + 1;
+    }
+    None
 }
 
 impl<B> HttpBody for MaskedBody<B>
@@ -144,6 +169,24 @@ mod tests {
                 assert_eq!(out, text.replace(secret, "sk_test_***"));
             }
         }
+    }
+
+    #[test]
+    fn a_key_is_found_after_lookalikes_and_in_any_form() {
+        let secret = b"rk_live_abcdefghij";
+        assert_eq!(
+            find_key(b"rk_live_abc rk_live_abcdefghij", secret),
+            Some(12)
+        );
+        assert_eq!(find_key(b"rk_live_abcdefghi", secret), None);
+        assert_eq!(
+            find_key(b"x: other_abcdefghij", b"other_abcdefghij"),
+            Some(3)
+        );
+        assert_eq!(
+            replace_all(b"a sk_test_k1 b sk_test_k1", b"sk_test_k1", b"***").as_ref(),
+            b"a *** b ***"
+        );
     }
 
     #[tokio::test]

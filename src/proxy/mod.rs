@@ -412,6 +412,7 @@ impl Proxy {
                     response,
                     stripe_headers,
                 };
+                mask_key_in_headers(&mut answer, connection);
                 let status = answer.response.status();
                 if status.is_client_error() || status.is_server_error() {
                     answer = mask_key(answer, connection);
@@ -527,16 +528,48 @@ impl IntoResponse for Answer {
     }
 }
 
-/// Stripe's error body with the connection's key masked (see [`mask`]); the length
-/// header goes, since masking changes the length.
-fn mask_key(answer: Answer, connection: &ResolvedConnection) -> Answer {
-    let secret = connection
+/// The connection's Stripe key, as sent in its `Authorization`.
+fn stripe_key(connection: &ResolvedConnection) -> Option<&[u8]> {
+    connection
         .authorization
         .as_bytes()
         .strip_prefix(b"Bearer ")
         .filter(|secret| !secret.is_empty())
-        .map(bytes::Bytes::copy_from_slice);
-    let Some(secret) = secret else {
+}
+
+/// Stripe's headers with the connection's key masked wherever a value holds it (see
+/// [`mask`]), on every answer: a header is read whole, so checking costs one search of
+/// the header lines. The replacement is the masked key in ASCII (`sk_test_...4242`).
+fn mask_key_in_headers(answer: &mut Answer, connection: &ResolvedConnection) {
+    let Some(secret) = stripe_key(connection) else {
+        return;
+    };
+    let in_lines = mask::find_key(answer.stripe_headers.lines(), secret).is_some();
+    let in_map = answer
+        .response
+        .headers()
+        .values()
+        .any(|value| mask::find_key(value.as_bytes(), secret).is_some());
+    if !in_lines && !in_map {
+        return;
+    }
+    let replacement = connection.secret_hint.replace('…', "...");
+    if in_lines {
+        answer.stripe_headers = answer.stripe_headers.masked(secret, replacement.as_bytes());
+    }
+    for value in answer.response.headers_mut().values_mut() {
+        if mask::find_key(value.as_bytes(), secret).is_some() {
+            let masked = mask::replace_all(value.as_bytes(), secret, replacement.as_bytes());
+            *value = HeaderValue::from_maybe_shared(masked.freeze())
+                .unwrap_or(HeaderValue::from_static("[masked]"));
+        }
+    }
+}
+
+/// Stripe's error body with the connection's key masked (see [`mask`]); the length
+/// header goes, since masking changes the length.
+fn mask_key(answer: Answer, connection: &ResolvedConnection) -> Answer {
+    let Some(secret) = stripe_key(connection).map(bytes::Bytes::copy_from_slice) else {
         return answer;
     };
     let replacement = bytes::Bytes::copy_from_slice(connection.secret_hint.as_bytes());

@@ -110,6 +110,16 @@ impl RawHeaders {
         self.content_length = None;
     }
 
+    /// The same headers with every occurrence of `secret` in a value replaced by
+    /// `replacement`, which holds no line break (see `mask`).
+    pub fn masked(&self, secret: &[u8], replacement: &[u8]) -> RawHeaders {
+        let mut builder = RawHeadersBuilder::with_capacity(self.lines.len());
+        for (name, value) in self.iter() {
+            builder.push(name, &super::mask::replace_all(value, secret, replacement));
+        }
+        builder.finish(self.content_length)
+    }
+
     /// Adds every header, the length included, to `map`.
     pub fn append_to(self, map: &mut HeaderMap) {
         if self.lines.is_empty() && self.content_length.is_none() {
@@ -173,6 +183,24 @@ mod tests {
             builder.push(name.as_bytes(), value.as_bytes());
         }
         builder.finish(content_length)
+    }
+
+    #[test]
+    fn a_masked_copy_replaces_the_secret_in_every_value_and_keeps_the_rest() {
+        let headers = raw(
+            &[
+                ("Request-Id", "req_sk_test_k1"),
+                ("X-Echo", "Bearer sk_test_k1, sk_test_k1"),
+            ],
+            Some(3),
+        );
+        let masked = headers.masked(b"sk_test_k1", b"sk_test_...k1");
+        assert_eq!(
+            masked.lines(),
+            b"Request-Id: req_sk_test_...k1\r\nX-Echo: Bearer sk_test_...k1, sk_test_...k1\r\n"
+        );
+        assert_eq!(masked.request_id(), Some(b"req_sk_test_...k1".as_slice()));
+        assert_eq!(masked.content_length(), Some(3));
     }
 
     #[test]

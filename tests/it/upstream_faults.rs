@@ -1,7 +1,7 @@
 //! Stripe failing in every way a network lets it: refused, reset before or during the
 //! answer, too slow for the pool, an untrusted certificate, or answering 429/500. Each shows
 //! the status and Stripe-shaped body the agent sees; a cut body never looks complete; a
-//! Stripe error that echoes the key reaches the agent with the key masked.
+//! Stripe error or header that echoes the key reaches the agent with the key masked.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -349,6 +349,42 @@ each_backend! {
             assert!(json["error"]["message"].as_str().unwrap().starts_with("Invalid API Key provided: sk_test_…"));
             app.stop().await;
         }
+    }
+}
+
+each_backend! {
+    async fn stripe_echoing_the_key_in_a_header_reaches_the_agent_masked(backend) {
+        let app = TestApp::spawn(backend).await;
+        app.double.respond(Reply::Json {
+            status: 200,
+            headers: vec![
+                ("Request-Id".into(), format!("req_{TEST_SECRET}")),
+                ("X-Echo".into(), format!("Bearer {TEST_SECRET}; again {TEST_SECRET}")),
+                ("Content-Type".into(), "application/json".into()),
+            ],
+            body: r#"{"id":"cus_1","object":"customer"}"#.into(),
+        });
+        // A whole body goes through the direct client and the fast lane; a streamed one
+        // through hyper on both sides.
+        let direct = app.get("customers").await;
+        let streamed = app.post_form_streamed("customers", "email=a%40b.c", &[]).await;
+        for response in [direct, streamed] {
+            assert_eq!(response.status(), 200);
+            let headers = format!("{:?}", response.headers());
+            assert!(!headers.contains(TEST_SECRET), "{headers}");
+            let echo = response.headers()["x-echo"].to_str().unwrap().to_owned();
+            assert!(
+                echo.starts_with("Bearer sk_test_...") && echo.contains("; again sk_test_..."),
+                "{echo}"
+            );
+            assert!(response.headers()["request-id"].to_str().unwrap().starts_with("req_sk_test_..."));
+            assert_eq!(response.text().await.unwrap(), r#"{"id":"cus_1","object":"customer"}"#);
+        }
+        for entry in app.logged(2).await {
+            let logged = entry.entry.stripe_request_id.unwrap_or_default();
+            assert!(logged.starts_with("req_sk_test_...") && !logged.contains(TEST_SECRET), "{logged}");
+        }
+        app.stop().await;
     }
 }
 
