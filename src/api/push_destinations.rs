@@ -159,6 +159,7 @@ fn push_failed(error: PushError, id: &str) -> ApiError {
         (status = 200, description = "The endpoint's destinations", body = List<DestinationOut>),
         (status = 401, description = "No valid agentgate key", body = ErrorBody),
         (status = 403, description = "Not an admin key", body = ErrorBody),
+        (status = 404, description = "No such webhook endpoint in this workspace", body = ErrorBody),
     )
 )]
 pub async fn list(

@@ -1,15 +1,16 @@
 //! The management API over real HTTP: every route with an admin key, the role and key
-//! checks on every route, workspace isolation on every route that names a resource, bad
+//! checks on every route, workspace isolation on every route that names a resource (and
+//! on agents' event reads), bad
 //! input, the request log's filters and cursor, the audit of management actions (without
 //! secrets), and the OpenAPI document held against the routes that exist.
 
 use agentgate::connections::set_stripe_connection;
 use agentgate::connections::stripe::StripeSecret;
 use agentgate::crypto::{MasterKey, Sealer};
-use agentgate::ids::WorkspaceId;
+use agentgate::ids::{EndpointId, WorkspaceId};
 use agentgate::keys::{create_key, KeySpec};
 use agentgate::policy::Role;
-use agentgate::store::RequestLogRecord;
+use agentgate::store::{NewEvent, RequestLogRecord};
 use base64::Engine;
 use reqwest::Method;
 use serde_json::{json, Value};
@@ -75,13 +76,44 @@ async fn store_connection(app: &TestApp, workspace: &WorkspaceId, name: &str, se
         .unwrap();
 }
 
-/// Every management route with a path that names an existing resource of the default
-/// workspace: `{name}` is `stripe`, `{id}` is `key_id`.
-fn every_route(key_id: &str) -> Vec<(Method, String, Option<Value>)> {
+/// What a route's path may name: `{name}` is a connection; `{id}` a key, a webhook
+/// endpoint or a push destination, by the path's first segment.
+struct RouteIds<'a> {
+    connection: &'a str,
+    key: &'a str,
+    endpoint: &'a str,
+    destination: &'a str,
+}
+
+impl RouteIds<'_> {
+    /// The path with its placeholders filled.
+    fn fill(&self, path: &str) -> String {
+        let id = if path.starts_with("/api/v1/keys/") {
+            self.key
+        } else if path.starts_with("/api/v1/webhooks/") {
+            self.endpoint
+        } else {
+            self.destination
+        };
+        path.replace("{name}", self.connection).replace("{id}", id)
+    }
+
+    /// Whether a filled path names one of these resources.
+    fn named_in(&self, path: &str) -> bool {
+        let named = |id: &str| path.split('/').any(|segment| segment == id);
+        [self.connection, self.key, self.endpoint, self.destination]
+            .into_iter()
+            .any(named)
+    }
+}
+
+/// Every management route in the OpenAPI document, its path filled from `ids`, with a
+/// body the route accepts.
+fn every_route(ids: &RouteIds<'_>) -> Vec<(Method, String, Option<Value>)> {
     let spec = agentgate::api::openapi();
     let mut routes = Vec::new();
     for (path, item) in &spec.paths.paths {
-        let path = path.replace("{name}", "stripe").replace("{id}", key_id);
+        let path = ids.fill(path);
         let operations = [
             (Method::GET, &item.get),
             (Method::PUT, &item.put),
@@ -100,7 +132,7 @@ fn every_route(key_id: &str) -> Vec<(Method, String, Option<Value>)> {
                     Some(json!({ "secret": "whsec_everyRouteProbeSecret123" }))
                 }
                 ("POST", p) if p.ends_with("/destinations") => {
-                    Some(json!({ "url": "http://127.0.0.1:9/" }))
+                    Some(json!({ "url": "http://127.0.0.1:9/", "allow_private": true }))
                 }
                 _ => None,
             };
@@ -171,7 +203,8 @@ each_backend! {
     async fn agent_keys_get_403_and_missing_keys_401_on_every_route(backend) {
         let app = TestApp::spawn(backend).await;
         let target = agent_key_id(&app, &app.workspace).await;
-        for (method, path, body) in every_route(&target) {
+        let ids = RouteIds { connection: "stripe", key: &target, endpoint: &target, destination: &target };
+        for (method, path, body) in every_route(&ids) {
             let (status, error) = call(&app, method.clone(), &path, Some(&app.key), body.clone()).await;
             assert_eq!(status, 403, "{method} {path}: {error}");
             assert_eq!(error["error"]["code"], "agentgate_admin_required");
@@ -189,29 +222,76 @@ each_backend! {
         app.stop().await;
     }
 
-    async fn workspace_a_admin_gets_404_for_everything_of_workspace_b_and_changes_nothing(backend) {
+    async fn workspace_a_gets_404_on_every_route_naming_workspace_b_and_changes_nothing(backend) {
         let app = TestApp::spawn(backend).await;
         let (admin, _) = admin_key(&app, &app.workspace).await;
         let b = app.store.ensure_workspace("b").await.unwrap().id;
         store_connection(&app, &b, "b-only", TEST_SECRET).await;
         let b_key = agent_key_id(&app, &b).await;
-        let before_connection = app.store.find_connection(&b, "b-only").await.unwrap().unwrap();
-        let before_keys = app.store.list_keys(&b).await.unwrap();
-        let cases = [
-            (Method::GET, "/api/v1/connections/b-only".to_owned()),
-            (Method::DELETE, "/api/v1/connections/b-only".to_owned()),
-            (Method::POST, format!("/api/v1/keys/{b_key}/revoke")),
-            (Method::POST, format!("/api/v1/keys/{b_key}/rotate")),
-        ];
-        for (method, path) in cases {
-            let (status, error) = call(&app, method.clone(), &path, Some(&admin), None).await;
+        let (b_admin, _) = admin_key(&app, &b).await;
+        let b_agent = create_key(app.store.as_ref(), &b, KeySpec::agent("b-reader")).await.unwrap().key.to_string();
+        let create = json!({ "connection": "b-only" });
+        let (status, endpoint) = call(&app, Method::POST, "/api/v1/webhooks", Some(&b_admin), Some(create)).await;
+        assert_eq!(status, 200, "{endpoint}");
+        let b_endpoint = endpoint["id"].as_str().unwrap().to_owned();
+        // Stored before the destination exists, so nothing is pushed to it.
+        let event = NewEvent {
+            endpoint_id: EndpointId::from_stored(b_endpoint.clone()),
+            workspace_id: b.clone(),
+            event_id: "evt_b_only".into(),
+            event_type: "customer.created".into(),
+            received_at: agentgate::time::now_millis(),
+            payload: br#"{"id":"evt_b_only","object":"event","type":"customer.created"}"#.to_vec(),
+        };
+        app.store.insert_events(&[event]).await.unwrap();
+        let create = json!({ "url": "http://127.0.0.1:9/", "allow_private": true });
+        let destinations = format!("/api/v1/webhooks/{b_endpoint}/destinations");
+        let (status, destination) = call(&app, Method::POST, &destinations, Some(&b_admin), Some(create)).await;
+        assert_eq!(status, 200, "{destination}");
+        let b_destination = destination["id"].as_str().unwrap().to_owned();
+        // B as B sees it, through B's own admin key (its keys through the store: using a
+        // key moves its `last_used_at`).
+        let b_state = || async {
+            let mut seen = Vec::new();
+            for path in ["/api/v1/connections".to_owned(), format!("/api/v1/webhooks/{b_endpoint}"), destinations.clone()] {
+                seen.push(call(&app, Method::GET, &path, Some(&b_admin), None).await);
+            }
+            let keys = app.store.list_keys(&b).await.unwrap();
+            let keys: Vec<_> = keys.into_iter().map(|k| (k.id, k.revoked_at, k.expires_at, k.scopes)).collect();
+            (seen, keys)
+        };
+        let before = b_state().await;
+
+        // Every route that names a resource, with B's: 404, as for one that does not exist.
+        let ids = RouteIds { connection: "b-only", key: &b_key, endpoint: &b_endpoint, destination: &b_destination };
+        let mut named = 0;
+        for (method, path, body) in every_route(&ids) {
+            // A PUT of B's connection name creates A's own connection (below).
+            if !ids.named_in(&path) || method == Method::PUT {
+                continue;
+            }
+            let (status, error) = call(&app, method.clone(), &path, Some(&admin), body).await;
             assert_eq!(status, 404, "{method} {path}: {error}");
-            assert_eq!(error["error"]["code"], "resource_missing");
+            assert_eq!(error["error"]["code"], "resource_missing", "{method} {path}");
+            named += 1;
         }
-        let (_, list) = call(&app, Method::GET, "/api/v1/connections", Some(&admin), None).await;
-        assert!(!list.to_string().contains("b-only"));
-        let (_, keys) = call(&app, Method::GET, "/api/v1/keys", Some(&admin), None).await;
-        assert!(!keys.to_string().contains(&b_key));
+        assert!(named >= 12, "only {named} routes name a resource");
+        for path in [format!("/v1/webhooks/{b_endpoint}/events"), format!("/v1/webhooks/{b_endpoint}/events/stream")] {
+            let (status, error) = call(&app, Method::GET, &path, Some(&app.key), None).await;
+            assert_eq!(status, 404, "{path}: {error}");
+        }
+        let (status, events) = call(&app, Method::GET, &format!("/v1/webhooks/{b_endpoint}/events"), Some(&b_agent), None).await;
+        assert_eq!((status, events["data"][0]["id"].as_str()), (200, Some("evt_b_only")), "B's own agent reads it");
+
+        // Lists never show B's rows.
+        for path in ["/api/v1/connections", "/api/v1/keys", "/api/v1/webhooks", "/api/v1/usage"] {
+            let (status, list) = call(&app, Method::GET, path, Some(&admin), None).await;
+            assert_eq!(status, 200, "{path}: {list}");
+            let text = list.to_string();
+            for b_id in ["b-only", &b_key, &b_endpoint, &b_destination] {
+                assert!(!text.contains(b_id), "{path} shows {b_id}: {text}");
+            }
+        }
         let (_, logs) = call(&app, Method::GET, &format!("/api/v1/logs?key={b_key}"), Some(&admin), None).await;
         assert_eq!(logs["data"], json!([]));
         let (_, workspace) = call(&app, Method::GET, "/api/v1/workspace", Some(&admin), None).await;
@@ -220,10 +300,9 @@ each_backend! {
         let put = json!({ "secret_key": NEW_SECRET });
         let (status, _) = call(&app, Method::PUT, "/api/v1/connections/b-only", Some(&admin), Some(put)).await;
         assert_eq!(status, 200);
-        let after_connection = app.store.find_connection(&b, "b-only").await.unwrap().unwrap();
-        assert_eq!((after_connection.id, after_connection.secret_hint, after_connection.updated_at),
-            (before_connection.id, before_connection.secret_hint, before_connection.updated_at));
-        assert_eq!(app.store.list_keys(&b).await.unwrap(), before_keys);
+        assert_eq!(b_state().await, before, "B is unchanged");
+        let b_connection = app.store.find_connection(&b, "b-only").await.unwrap().unwrap();
+        assert!(b_connection.secret_hint.ends_with(&TEST_SECRET[TEST_SECRET.len() - 4..]));
         assert!(app.double.received().is_empty());
         app.stop().await;
     }

@@ -166,6 +166,14 @@ pub async fn list_destinations(
     workspace: &WorkspaceId,
     endpoint: Option<&EndpointId>,
 ) -> Result<Vec<DestinationRecord>, PushError> {
+    // Another workspace's endpoint is as missing as one that never existed: an empty list
+    // would tell that it exists.
+    if let Some(endpoint) = endpoint {
+        let found = store.find_webhook_endpoint(endpoint).await?;
+        if found.is_none_or(|found| found.workspace_id != *workspace) {
+            return Err(PushError::EndpointNotFound);
+        }
+    }
     Ok(store.list_push_destinations(workspace, endpoint).await?)
 }
 
