@@ -258,6 +258,12 @@ pub struct ServeArgs {
     /// Push deliveries attempted at once by this instance.
     #[arg(long, env = "AGENTGATE_PUSH_CONCURRENCY", default_value_t = 16)]
     pub push_concurrency: usize,
+    /// Let admin keys add push destinations at loopback and private addresses through the
+    /// management API (`allow_private`). Off: only the operator's tools (the CLI and the
+    /// dashboard) may, since an admin key manages one tenant and private addresses are the
+    /// operator's network.
+    #[arg(long, env = "AGENTGATE_API_ALLOW_PRIVATE_DESTINATIONS")]
+    pub api_allow_private_destinations: bool,
 }
 
 /// Everything `serve` needs, read once at start.
@@ -305,6 +311,8 @@ pub struct Config {
     pub clock: Arc<dyn Clock>,
     /// Push delivery: retry schedule, attempt timeout, lease, disabling.
     pub push: crate::webhooks::push::PushConfig,
+    /// Whether admin keys may add push destinations at private addresses.
+    pub api_allow_private_destinations: bool,
     /// How long webhook events are kept.
     pub event_retention: Duration,
     /// Heartbeat and poll intervals of event streams.
@@ -372,6 +380,7 @@ impl Config {
                 concurrency: serve.push_concurrency,
                 ..crate::webhooks::push::PushConfig::default()
             },
+            api_allow_private_destinations: serve.api_allow_private_destinations,
             clock: Arc::new(SystemClock::default()),
             event_retention: serve.event_retention,
             event_stream: crate::webhooks::stream::StreamSettings {
@@ -411,6 +420,7 @@ impl Config {
             connection_rates: ConnectionRates::UNLIMITED,
             idempotency_window: crate::policy::idempotency::DEFAULT_WINDOW,
             push: crate::webhooks::push::PushConfig::for_tests(),
+            api_allow_private_destinations: false,
             clock: Arc::new(SystemClock::default()),
             event_retention: crate::webhooks::retention::DEFAULT_RETENTION,
             event_stream: crate::webhooks::stream::StreamSettings::default(),

@@ -46,6 +46,9 @@ pub struct WebhookApiSettings {
     pub public_url: String,
     /// The Stripe client settings.
     pub upstream: crate::proxy::client::UpstreamConfig,
+    /// Whether admin keys may add push destinations at private addresses. An admin key
+    /// manages one tenant; private addresses are the operator's network.
+    pub allow_private_destinations: bool,
 }
 
 /// Where the machine-readable description is served (without authentication: it holds no

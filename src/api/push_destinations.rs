@@ -71,6 +71,7 @@ pub struct DestinationIn {
     #[serde(default)]
     events: Vec<String>,
     /// Allow loopback, private and link-local addresses (cloud metadata stays refused).
+    /// Refused unless the server runs with `--api-allow-private-destinations`.
     #[serde(default)]
     allow_private: bool,
 }
@@ -197,6 +198,12 @@ pub async fn create(
     ApiPath(endpoint): ApiPath<String>,
     ApiJson(body): ApiJson<DestinationIn>,
 ) -> Result<Json<DestinationOut>, ApiError> {
+    if body.allow_private && !state.webhooks.allow_private_destinations {
+        return Err(invalid(
+            "allow_private",
+            "Private push destinations are the operator's to allow: use `agentgate destinations add --allow-private` or the dashboard, or start the server with --api-allow-private-destinations.".to_owned(),
+        ));
+    }
     let spec = DestinationSpec {
         endpoint: EndpointId::from_stored(endpoint.clone()),
         url: body.url,

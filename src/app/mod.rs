@@ -56,6 +56,8 @@ pub struct App {
     public_url: String,
     workers: usize,
     serve_options: ServeOptions,
+    /// Whether admin keys may add push destinations at private addresses.
+    api_allow_private_destinations: bool,
     /// The cap on open client connections, shared by every listener.
     connection_cap: Arc<connection_cap::ConnectionCap>,
     /// How long the listeners stay open after the shutdown signal, `/readyz` failing.
@@ -191,6 +193,7 @@ impl App {
                 shutdown_grace: config.shutdown_grace,
             },
             shutdown_delay: config.shutdown_delay,
+            api_allow_private_destinations: config.api_allow_private_destinations,
             connection_cap,
             default_workspace,
             push: (config.push.clone(), config.clock.clone()),
@@ -249,6 +252,7 @@ impl App {
                 crate::api::WebhookApiSettings {
                     public_url: self.public_url.clone(),
                     upstream: self.upstream.clone(),
+                    allow_private_destinations: self.api_allow_private_destinations,
                 },
             ))
             .merge(crate::dashboard::router(

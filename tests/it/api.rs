@@ -16,7 +16,7 @@ use reqwest::Method;
 use serde_json::{json, Value};
 
 use crate::each_backend;
-use crate::support::app::TestApp;
+use crate::support::app::{TestApp, TestOptions};
 use crate::support::TEST_SECRET;
 
 /// A replacement Stripe key for the PUT tests (a canary of its own).
@@ -223,7 +223,8 @@ each_backend! {
     }
 
     async fn workspace_a_gets_404_on_every_route_naming_workspace_b_and_changes_nothing(backend) {
-        let app = TestApp::spawn(backend).await;
+        let options = TestOptions { api_allow_private_destinations: true, ..TestOptions::default() };
+        let app = TestApp::spawn_with(backend, options).await;
         let (admin, _) = admin_key(&app, &app.workspace).await;
         let b = app.store.ensure_workspace("b").await.unwrap().id;
         store_connection(&app, &b, "b-only", TEST_SECRET).await;
@@ -304,6 +305,33 @@ each_backend! {
         let b_connection = app.store.find_connection(&b, "b-only").await.unwrap().unwrap();
         assert!(b_connection.secret_hint.ends_with(&TEST_SECRET[TEST_SECRET.len() - 4..]));
         assert!(app.double.received().is_empty());
+        app.stop().await;
+    }
+
+    async fn an_admin_key_may_add_a_private_destination_only_when_the_operator_allows_it(backend) {
+        let app = TestApp::spawn(backend).await;
+        let (admin, _) = admin_key(&app, &app.workspace).await;
+        let (_, endpoint) = call(&app, Method::POST, "/api/v1/webhooks", Some(&admin), Some(json!({ "connection": "stripe" }))).await;
+        let endpoint = endpoint["id"].as_str().unwrap().to_owned();
+        let destinations = format!("/api/v1/webhooks/{endpoint}/destinations");
+        let private = json!({ "url": "http://127.0.0.1:9/", "allow_private": true });
+        let (status, error) = call(&app, Method::POST, &destinations, Some(&admin), Some(private.clone())).await;
+        assert_eq!((status, error["error"]["param"].as_str()), (400, Some("allow_private")), "{error}");
+        assert!(error["error"]["message"].as_str().unwrap().contains("--allow-private"), "{error}");
+        let (_, list) = call(&app, Method::GET, &destinations, Some(&admin), None).await;
+        assert_eq!(list["data"], json!([]), "nothing was stored");
+        // The operator's CLI may.
+        let added = crate::support::cli::run(&app.db.url, &app.master_key, &["destinations", "add", &endpoint, "--url", "http://127.0.0.1:9/", "--allow-private"], "");
+        assert!(added.status.success(), "{}", crate::support::cli::stderr(&added));
+        app.stop().await;
+
+        let options = TestOptions { api_allow_private_destinations: true, ..TestOptions::default() };
+        let app = TestApp::spawn_with(backend, options).await;
+        let (admin, _) = admin_key(&app, &app.workspace).await;
+        let (_, endpoint) = call(&app, Method::POST, "/api/v1/webhooks", Some(&admin), Some(json!({ "connection": "stripe" }))).await;
+        let destinations = format!("/api/v1/webhooks/{}/destinations", endpoint["id"].as_str().unwrap());
+        let (status, created) = call(&app, Method::POST, &destinations, Some(&admin), Some(private)).await;
+        assert_eq!((status, created["allow_private"].as_bool()), (200, Some(true)), "{created}");
         app.stop().await;
     }
 

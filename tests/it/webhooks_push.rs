@@ -182,6 +182,8 @@ impl Stopped {
         let mut config =
             Config::for_tests(&self.db.url, master, "http://127.0.0.1:9".parse().unwrap());
         config.push = self.config.clone();
+        // The receivers are on loopback; the API's refusal is tested in `api`.
+        config.api_allow_private_destinations = true;
         let main = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = main.local_addr().unwrap();
         let app = App::build(config).await.expect("app builds");

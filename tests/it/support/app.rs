@@ -51,6 +51,8 @@ pub struct TestOptions {
     pub header_timeout: Duration,
     /// Requests waiting for Stripe at once (small for the saturation test).
     pub upstream_max_in_flight: usize,
+    /// `--api-allow-private-destinations`: admin keys may add loopback push destinations.
+    pub api_allow_private_destinations: bool,
 }
 
 impl Default for TestOptions {
@@ -67,6 +69,7 @@ impl Default for TestOptions {
             master_key_file: false,
             header_timeout: Duration::from_secs(10),
             upstream_max_in_flight: 1024,
+            api_allow_private_destinations: false,
         }
     }
 }
@@ -110,6 +113,7 @@ impl TestApp {
         config.upstream.timeout = options.upstream_timeout;
         config.header_timeout = options.header_timeout;
         config.upstream_max_in_flight = options.upstream_max_in_flight;
+        config.api_allow_private_destinations = options.api_allow_private_destinations;
         config.connection_rates = options.connection_rates;
         config.ingest = options.ingest;
         if let Some(clock) = options.clock.clone() {
