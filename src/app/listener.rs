@@ -3,6 +3,8 @@
 //! letting every worker race for `accept`, keeps one core from getting most of the
 //! long-lived keep-alive connections while the other idles. A loop takes a slot under the
 //! connection cap before it accepts, so past the cap connections wait in the listen queue.
+//! With several listeners (the SDK ones), each loop may hold one slot while it waits for a
+//! connection, so at the cap's edge the last free slots go to the listeners holding them.
 
 use std::sync::Arc;
 use std::time::Duration;
