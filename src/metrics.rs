@@ -68,6 +68,8 @@ pub struct Metrics {
     /// Request log batches written straight through because the writer had fallen behind
     /// (not counting those written while the server stops).
     pub log_catch_up_batches: Counter,
+    /// Client addresses blocked for too many failed authentications.
+    pub auth_blocks: Counter,
     /// Client connections open now (see `--max-connections`).
     pub client_connections: Gauge,
     /// Times a new client connection had to wait because `--max-connections` were open.
@@ -128,6 +130,12 @@ impl Metrics {
             "Request log batches written straight through because the writer had fallen behind",
             log_catch_up_batches.clone(),
         );
+        let auth_blocks = Counter::default();
+        registry.register(
+            "auth_blocks",
+            "Client addresses blocked for a minute for too many failed authentications",
+            auth_blocks.clone(),
+        );
         let client_connections = Gauge::default();
         registry.register(
             "client_connections",
@@ -149,6 +157,7 @@ impl Metrics {
             log_dropped,
             log_write_failures,
             log_catch_up_batches,
+            auth_blocks,
             client_connections,
             connection_limit_waits,
             unresolved: SharedLabel(Arc::from("-")),

@@ -53,17 +53,18 @@ impl AuthFailures {
         (window.failures >= limit && now < ends).then(|| (ends - now).as_secs().max(1))
     }
 
-    /// Counts one failed authentication from the address.
-    pub fn failed(&self, address: IpAddr) {
-        if self.limit.is_none() {
-            return;
-        }
+    /// Counts one failed authentication from the address; true when this one used up its
+    /// failures, so the address is blocked from now until its window ends.
+    pub fn failed(&self, address: IpAddr) -> bool {
+        let Some(limit) = self.limit else {
+            return false;
+        };
         let now = self.clock.monotonic();
         let mut windows = self.windows.lock().unwrap_or_else(|e| e.into_inner());
         if windows.len() >= MAX_TRACKED && !windows.contains_key(&address) {
             windows.retain(|_, w| now < w.started + WINDOW);
             if windows.len() >= MAX_TRACKED {
-                return;
+                return false;
             }
         }
         let window = windows.entry(address).or_insert(Window {
@@ -77,6 +78,7 @@ impl AuthFailures {
             };
         }
         window.failures = window.failures.saturating_add(1);
+        window.failures == limit.get()
     }
 }
 
@@ -91,11 +93,12 @@ mod tests {
         let failures = AuthFailures::new(NonZeroU32::new(3), clock.clone());
         let attacker: IpAddr = [127, 0, 0, 2].into();
         let other: IpAddr = [127, 0, 0, 1].into();
-        for _ in 0..3 {
+        for n in 1..=3 {
             assert_eq!(failures.blocked(attacker), None);
-            failures.failed(attacker);
+            assert_eq!(failures.failed(attacker), n == 3, "blocked by the third");
         }
         assert_eq!(failures.blocked(attacker), Some(60));
+        assert!(!failures.failed(attacker), "blocked once a window");
         assert_eq!(failures.blocked(other), None);
         clock.advance(WINDOW);
         assert_eq!(failures.blocked(attacker), None);

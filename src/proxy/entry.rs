@@ -118,7 +118,13 @@ impl Entry {
             .get::<FailedAuthentication>()
             .is_some();
         if let (Some(ip), true) = (address, failed) {
-            self.proxy.shared.auth_failures.failed(ip);
+            if self.proxy.shared.auth_failures.failed(ip) {
+                self.proxy.shared.metrics.auth_blocks.inc();
+                tracing::warn!(
+                    client = %ip,
+                    "client address blocked for the rest of its minute: too many failed authentications (--auth-failure-limit)"
+                );
+            }
         }
     }
 

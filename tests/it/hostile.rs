@@ -322,6 +322,8 @@ each_backend! {
             let response = attacker.get(app.url(path)).send().await.unwrap();
             assert_eq!(response.status(), 200, "{path} answers a blocked address");
         }
+        let metrics = attacker.get(app.url("/metrics")).send().await.unwrap().text().await.unwrap();
+        assert!(metrics.contains("agentgate_auth_blocks_total 1\n"), "the block is counted once: {metrics}");
         served(&app).await;
         let wrong = app
             .client
