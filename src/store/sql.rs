@@ -128,6 +128,11 @@ pub(super) const EVENT_WRITER_LOCK: i64 = 0x6167_656e_7467_6174;
 /// on from the highest id it has seen would otherwise skip a batch that took its ids first
 /// but committed after another instance's ("agentlog" in ASCII).
 pub(super) const REQUEST_LOG_WRITER_LOCK: i64 = 0x6167_656e_746c_6f67;
+/// Takes one of the writer locks above for the schema the tables are in (`$1` the lock), so
+/// deployments sharing one database in several schemas do not wait for each other's
+/// writes. Two schemas whose hashes collide only share a lock, which is still correct.
+pub(super) const TAKE_WRITER_LOCK: &str =
+    "SELECT pg_advisory_xact_lock($1 # hashtextextended(current_schema(), 0))";
 pub(super) const BUMP_GENERATION: &str = "UPDATE state_generation SET value = value + 1";
 
 /// The columns of an event, in the order of [`EventRow`].
@@ -587,7 +592,7 @@ macro_rules! impl_store {
                 let mut tx = self.pool.begin().await?;
                 if $backend == $crate::store::Backend::Postgres {
                     // Ids in commit order (see the lock's documentation).
-                    sqlx::query("SELECT pg_advisory_xact_lock($1)")
+                    sqlx::query(sql::TAKE_WRITER_LOCK)
                         .bind(sql::REQUEST_LOG_WRITER_LOCK)
                         .execute(&mut *tx)
                         .await?;
@@ -926,7 +931,7 @@ macro_rules! impl_store {
                         // Identity values are handed out at insert but seen at commit; one
                         // event writer at a time makes cursors visible in order, so a reader
                         // that moved past a cursor never misses a lower one committed later.
-                        sqlx::query("SELECT pg_advisory_xact_lock($1)")
+                        sqlx::query(sql::TAKE_WRITER_LOCK)
                             .bind(sql::EVENT_WRITER_LOCK)
                             .execute(&mut *tx)
                             .await?;

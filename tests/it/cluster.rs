@@ -543,6 +543,81 @@ async fn log_one(
         .unwrap();
 }
 
+/// A request log insert of `agr_held` held in a trigger (in one schema) until released:
+/// the trigger waits for an advisory lock the test holds. Each test takes its own lock id,
+/// since advisory locks span the database.
+struct HeldInsert {
+    test: sqlx::PgConnection,
+    lock: i64,
+}
+
+impl HeldInsert {
+    /// Installs the trigger in `url`'s schema and takes the lock.
+    async fn hold(url: &str, lock: i64) -> Self {
+        let mut test = sqlx::PgConnection::connect(url).await.unwrap();
+        sqlx::raw_sql(&format!(
+            "CREATE FUNCTION hold() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN \
+               IF NEW.request_id = 'agr_held' THEN \
+                 PERFORM pg_advisory_lock({lock}); PERFORM pg_advisory_unlock({lock}); \
+               END IF; RETURN NEW; END $$; \
+             CREATE TRIGGER hold BEFORE INSERT ON request_log \
+               FOR EACH ROW EXECUTE FUNCTION hold();"
+        ))
+        .execute(&mut test)
+        .await
+        .unwrap();
+        sqlx::query("SELECT pg_advisory_lock($1)")
+            .bind(lock)
+            .execute(&mut test)
+            .await
+            .unwrap();
+        Self { test, lock }
+    }
+
+    /// Logs `agr_held` through `store` (whose sessions are named `application`) and
+    /// returns once its insert waits in the trigger.
+    async fn log(
+        &self,
+        store: Arc<dyn agentgate::store::Store>,
+        workspace: &WorkspaceId,
+        monitor: &sqlx::PgPool,
+        application: &str,
+    ) -> tokio::task::JoinHandle<()> {
+        let held = tokio::spawn(log_one(store, workspace.clone(), "agr_held"));
+        eventually(Duration::from_secs(10), "the batch to be held", || async {
+            waits(monitor, application).await.then_some(())
+        })
+        .await;
+        held
+    }
+
+    /// Lets the held insert go on.
+    async fn release(mut self) {
+        sqlx::query("SELECT pg_advisory_unlock($1)")
+            .bind(self.lock)
+            .execute(&mut self.test)
+            .await
+            .unwrap();
+    }
+}
+
+/// Whether `insert` (by sessions named `application`) finishes before it is seen waiting
+/// for a lock; one or the other within 10 s.
+async fn commits_without_waiting(
+    insert: &tokio::task::JoinHandle<()>,
+    monitor: &sqlx::PgPool,
+    application: &str,
+) -> bool {
+    let limit = Duration::from_secs(10);
+    eventually(limit, "the batch to commit or wait", || async {
+        if insert.is_finished() {
+            return Some(true);
+        }
+        waits(monitor, application).await.then_some(false)
+    })
+    .await
+}
+
 /// Whether the sessions named `application` wait for a lock.
 async fn waits(monitor: &sqlx::PgPool, application: &str) -> bool {
     let (waiting,): (i64,) = sqlx::query_as(
@@ -572,45 +647,15 @@ async fn request_log_ids_become_visible_in_the_order_they_were_taken() {
     let a = open_store(&named(&first)).await;
     let b = open_store(&named(&second)).await;
     let workspace = a.ensure_workspace("default").await.unwrap().id;
-    let mut test = sqlx::PgConnection::connect(&db.url).await.unwrap();
-    sqlx::raw_sql(
-        "CREATE FUNCTION hold() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN \
-           IF NEW.request_id = 'agr_held' THEN \
-             PERFORM pg_advisory_lock(4242); PERFORM pg_advisory_unlock(4242); \
-           END IF; RETURN NEW; END $$; \
-         CREATE TRIGGER hold BEFORE INSERT ON request_log \
-           FOR EACH ROW EXECUTE FUNCTION hold();",
-    )
-    .execute(&mut test)
-    .await
-    .unwrap();
-    sqlx::query("SELECT pg_advisory_lock(4242)")
-        .execute(&mut test)
-        .await
-        .unwrap();
-    let held = tokio::spawn(log_one(a.clone(), workspace.clone(), "agr_held"));
-    let limit = Duration::from_secs(10);
+    let hold = HeldInsert::hold(&db.url, 4242).await;
     let monitor = sqlx::PgPool::connect(&db.url).await.unwrap();
-    eventually(limit, "the first batch to be held", || async {
-        waits(&monitor, &first).await.then_some(())
-    })
-    .await;
+    let held = hold.log(a.clone(), &workspace, &monitor, &first).await;
     let next = tokio::spawn(log_one(b.clone(), workspace.clone(), "agr_next"));
-    let waited = eventually(limit, "the second batch to wait or commit", || async {
-        if next.is_finished() {
-            return Some(false);
-        }
-        waits(&monitor, &second).await.then_some(true)
-    })
-    .await;
     assert!(
-        waited,
+        !commits_without_waiting(&next, &monitor, &second).await,
         "the second batch committed while the first held a lower id"
     );
-    sqlx::query("SELECT pg_advisory_unlock(4242)")
-        .execute(&mut test)
-        .await
-        .unwrap();
+    hold.release().await;
     held.await.unwrap();
     next.await.unwrap();
     let query = LogQuery {
@@ -626,4 +671,35 @@ async fn request_log_ids_become_visible_in_the_order_they_were_taken() {
         .map(|record| record.entry.request_id)
         .collect();
     assert_eq!(ids, ["agr_held", "agr_next"]);
+}
+
+/// The ordering lock is per schema: deployments sharing one database in several schemas
+/// do not wait for each other's log writes. One schema's batch is held in a trigger while
+/// it holds its lock; a batch in another schema commits meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn request_log_writes_in_another_schema_do_not_wait() {
+    if !enabled("request_log_schemas") {
+        return;
+    }
+    let (held_db, other_db) = (
+        TestDb::create(Backend::Postgres).await,
+        TestDb::create(Backend::Postgres).await,
+    );
+    let run = agentgate::ids::random_base62(8).to_lowercase();
+    let (first, second) = (format!("held_{run}"), format!("other_{run}"));
+    let a = open_store(&format!("{}&application_name={first}", held_db.url)).await;
+    let b = open_store(&format!("{}&application_name={second}", other_db.url)).await;
+    let a_workspace = a.ensure_workspace("default").await.unwrap().id;
+    let b_workspace = b.ensure_workspace("default").await.unwrap().id;
+    let hold = HeldInsert::hold(&held_db.url, 4243).await;
+    let monitor = sqlx::PgPool::connect(&held_db.url).await.unwrap();
+    let held = hold.log(a.clone(), &a_workspace, &monitor, &first).await;
+    let other = tokio::spawn(log_one(b.clone(), b_workspace.clone(), "agr_other"));
+    assert!(
+        commits_without_waiting(&other, &monitor, &second).await,
+        "a batch in another schema waited for the held one"
+    );
+    hold.release().await;
+    held.await.unwrap();
+    other.await.unwrap();
 }
