@@ -329,19 +329,15 @@ impl App {
         );
         let sdk_connections: Vec<String> = listeners.sdk.iter().map(|(c, _)| c.clone()).collect();
         let (handles, running) = self.start_workers(&sdk_connections, &stop_rx)?;
-        let mut acceptors = tokio::task::JoinSet::new();
-        let sockets =
-            std::iter::once(listeners.main).chain(listeners.sdk.into_iter().map(|(_, l)| l));
-        for (index, socket) in sockets.enumerate() {
-            let accept = listener::accept(
-                socket,
-                index,
-                handles.clone(),
-                self.connection_cap.clone(),
-                stop_rx.clone(),
-            );
-            acceptors.spawn(accept);
-        }
+        let sockets = std::iter::once(listeners.main)
+            .chain(listeners.sdk.into_iter().map(|(_, l)| l))
+            .collect();
+        let acceptor = tokio::spawn(listener::accept(
+            sockets,
+            handles.clone(),
+            self.connection_cap.clone(),
+            stop_rx.clone(),
+        ));
         shutdown.await;
         self.ops.start_draining();
         if !self.shutdown_delay.is_zero() {
@@ -350,7 +346,7 @@ impl App {
         }
         tracing::info!("shutting down: no new connections; draining in-flight requests");
         let _ = stop_tx.send(true);
-        while acceptors.join_next().await.is_some() {}
+        let _ = acceptor.await;
         drop(handles);
         for worker in running {
             worker.finished().await;

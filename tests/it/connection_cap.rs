@@ -1,13 +1,16 @@
 //! The connection cap (RELIABILITY F4): past `--max-connections` new connections wait in
-//! the listen queue, so a flood of connections cannot use up the file descriptors the
-//! served ones need for Stripe, the database and the request log.
+//! the listen queues, so a flood of connections cannot use up the file descriptors the
+//! served ones need for Stripe, the database and the request log. One cap covers every
+//! listener.
 
+use std::num::NonZeroUsize;
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, watch};
 
+use crate::support::app::{TestApp, TestOptions};
 use crate::support::backend::{Backend, TestDb};
 use crate::support::cli::{self, binary};
 use crate::support::eventually;
@@ -22,19 +25,20 @@ const CAP: usize = FILE_LIMIT / 4;
 /// upstream connection each, would need more descriptors than the limit allows.
 const CLIENTS: usize = 60;
 const SOON: Duration = Duration::from_secs(30);
+const MAIN_PATH: &str = "/v1/connections/stripe/customers";
 
-/// Sends one keep-alive request on a new connection, reports its status, and keeps the
-/// connection open until `release` turns true.
+/// Sends one keep-alive GET of `path` on a new connection, reports its status, and keeps
+/// the connection open until `release` turns true.
 async fn client(
     addr: std::net::SocketAddr,
+    path: &'static str,
     key: String,
     answered: mpsc::UnboundedSender<u16>,
     mut release: watch::Receiver<bool>,
 ) {
     let mut stream = TcpStream::connect(addr).await.expect("connect");
-    let request = format!(
-        "GET /v1/connections/stripe/customers HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {key}\r\n\r\n"
-    );
+    let request =
+        format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {key}\r\n\r\n");
     stream.write_all(request.as_bytes()).await.expect("write");
     let mut head = Vec::new();
     while !head.windows(4).any(|w| w == b"\r\n\r\n") {
@@ -50,6 +54,14 @@ async fn client(
         .unwrap_or(0);
     answered.send(status).expect("the test listens");
     let _ = release.wait_for(|released| *released).await;
+}
+
+/// The next status a client reports; fails the test if none arrives soon.
+async fn served(answered: &mut mpsc::UnboundedReceiver<u16>, what: &str) -> u16 {
+    tokio::time::timeout(SOON, answered.recv())
+        .await
+        .unwrap_or_else(|_| panic!("{what} is served"))
+        .expect("a client reports")
 }
 
 fn open_descriptors(pid: u32) -> usize {
@@ -99,6 +111,7 @@ async fn connections_past_the_cap_wait_in_the_queue_and_descriptors_stay_under_t
         .map(|_| {
             tokio::spawn(client(
                 server.addr,
+                MAIN_PATH,
                 key.clone(),
                 answered_tx.clone(),
                 released.clone(),
@@ -107,11 +120,7 @@ async fn connections_past_the_cap_wait_in_the_queue_and_descriptors_stay_under_t
         .collect();
     let mut statuses = Vec::new();
     while statuses.len() < CAP {
-        let status = tokio::time::timeout(SOON, answered.recv())
-            .await
-            .expect("the first connections are served")
-            .unwrap();
-        statuses.push(status);
+        statuses.push(served(&mut answered, "each of the first connections").await);
     }
     // Every admitted connection is held open, so no other may be served: a further answer
     // within this window means the cap let one more in.
@@ -128,11 +137,7 @@ async fn connections_past_the_cap_wait_in_the_queue_and_descriptors_stay_under_t
 
     release.send(true).unwrap();
     while statuses.len() < CLIENTS {
-        let status = tokio::time::timeout(SOON, answered.recv())
-            .await
-            .expect("the queued connections are served once slots are free")
-            .unwrap();
-        statuses.push(status);
+        statuses.push(served(&mut answered, "each queued connection, once slots are free").await);
     }
     for client in clients {
         client.await.unwrap();
@@ -171,4 +176,51 @@ async fn connections_past_the_cap_wait_in_the_queue_and_descriptors_stay_under_t
     );
     assert!(logs.contains("connection limit reached"), "{logs}");
     assert!(!logs.contains("accept failed"), "{logs}");
+}
+
+/// One cap for every listener, and every slot goes to whichever listener has a connection
+/// waiting: an idle SDK listener holds none of them, so the main listener's connections
+/// fill the cap; past it, a connection to either waits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cap_is_shared_by_the_listeners_and_an_idle_one_holds_no_slot() {
+    let options = TestOptions {
+        sdk_listener: true,
+        max_connections: NonZeroUsize::new(4),
+        ..TestOptions::default()
+    };
+    let app = TestApp::spawn_with(Backend::Sqlite, options).await;
+    let (answered_tx, mut answered) = mpsc::unbounded_channel();
+    let (release, released) = watch::channel(false);
+    let start = |addr, path| {
+        tokio::spawn(client(
+            addr,
+            path,
+            app.key.clone(),
+            answered_tx.clone(),
+            released.clone(),
+        ))
+    };
+    let mut clients = Vec::new();
+    for _ in 0..4 {
+        clients.push(start(app.addr, MAIN_PATH));
+        assert_eq!(
+            served(&mut answered, "each of four main connections").await,
+            200
+        );
+    }
+    clients.push(start(app.sdk_addr.unwrap(), "/v1/customers"));
+    let further = tokio::time::timeout(Duration::from_millis(500), answered.recv()).await;
+    assert!(
+        further.is_err(),
+        "an SDK connection was served past the cap of 4"
+    );
+    release.send(true).unwrap();
+    assert_eq!(
+        served(&mut answered, "the SDK connection, once slots are free").await,
+        200
+    );
+    for client in clients {
+        client.await.unwrap();
+    }
+    app.stop().await;
 }

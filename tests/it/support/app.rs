@@ -53,6 +53,8 @@ pub struct TestOptions {
     pub upstream_max_in_flight: usize,
     /// `--api-allow-private-destinations`: admin keys may add loopback push destinations.
     pub api_allow_private_destinations: bool,
+    /// `--max-connections` (small for the cap's tests).
+    pub max_connections: Option<std::num::NonZeroUsize>,
 }
 
 impl Default for TestOptions {
@@ -70,6 +72,7 @@ impl Default for TestOptions {
             header_timeout: Duration::from_secs(10),
             upstream_max_in_flight: 1024,
             api_allow_private_destinations: false,
+            max_connections: None,
         }
     }
 }
@@ -114,6 +117,7 @@ impl TestApp {
         config.header_timeout = options.header_timeout;
         config.upstream_max_in_flight = options.upstream_max_in_flight;
         config.api_allow_private_destinations = options.api_allow_private_destinations;
+        config.max_connections = options.max_connections;
         config.connection_rates = options.connection_rates;
         config.ingest = options.ingest;
         if let Some(clock) = options.clock.clone() {
