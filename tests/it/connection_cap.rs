@@ -11,12 +11,10 @@ use tokio::net::TcpStream;
 use tokio::sync::{mpsc, watch};
 
 use crate::support::app::{TestApp, TestOptions};
-use crate::support::backend::{Backend, TestDb};
-use crate::support::cli::{self, binary};
+use crate::support::backend::Backend;
+use crate::support::cli::binary;
 use crate::support::eventually;
-use crate::support::served::ServedProcess;
-use crate::support::stripe_double::StripeDouble;
-use crate::support::TEST_SECRET;
+use crate::support::served::{Provisioned, ServedProcess};
 
 /// The file limit the server runs under; its default cap is a quarter of it.
 const FILE_LIMIT: usize = 128;
@@ -72,26 +70,12 @@ fn open_descriptors(pid: u32) -> usize {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connections_past_the_cap_wait_in_the_queue_and_descriptors_stay_under_the_limit() {
-    let double = StripeDouble::start().await;
-    let db = TestDb::create(Backend::Sqlite).await;
-    let master = agentgate::crypto::MasterKey::generate()
-        .to_base64()
-        .to_string();
-    let set = cli::run(
-        &db.url,
-        &master,
-        &["connections", "set", "stripe"],
-        TEST_SECRET,
-    );
-    assert!(set.status.success());
-    let key = cli::stdout(&cli::run(
-        &db.url,
-        &master,
-        &["keys", "create", "--name", "flood"],
-        "",
-    ))
-    .trim()
-    .to_owned();
+    let Provisioned {
+        double,
+        db,
+        master,
+        key,
+    } = Provisioned::new("flood").await;
     let mut command = std::process::Command::new("prlimit");
     command
         .arg(format!("--nofile={FILE_LIMIT}:{FILE_LIMIT}"))

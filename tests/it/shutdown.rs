@@ -1,34 +1,18 @@
 //! SIGTERM: stop accepting, let in-flight requests finish, write the request log, exit 0.
 
-use crate::support::backend::{Backend, TestDb};
-use crate::support::served::ServedProcess;
-use crate::support::stripe_double::{Reply, StripeDouble};
-use crate::support::{cli, TEST_SECRET};
+use crate::support::cli;
+use crate::support::served::{Provisioned, ServedProcess};
+use crate::support::stripe_double::Reply;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_drains_in_flight_requests_and_exits_zero() {
-    let double = StripeDouble::start().await;
+    let Provisioned {
+        double,
+        db,
+        master,
+        key,
+    } = Provisioned::new("drain").await;
     double.respond(Reply::HoldUntilReleased);
-    let db = TestDb::create(Backend::Sqlite).await;
-    let master = agentgate::crypto::MasterKey::generate()
-        .to_base64()
-        .to_string();
-    assert!(cli::run(
-        &db.url,
-        &master,
-        &["connections", "set", "stripe"],
-        TEST_SECRET
-    )
-    .status
-    .success());
-    let key = cli::stdout(&cli::run(
-        &db.url,
-        &master,
-        &["keys", "create", "--name", "drain"],
-        "",
-    ))
-    .trim()
-    .to_owned();
     let server = ServedProcess::start(&db.url, &master, &double.base_url(), "info");
     let url = format!("http://{}/v1/connections/stripe/customers", server.addr);
     let in_flight = tokio::spawn(reqwest::Client::new().get(url).bearer_auth(key).send());
@@ -72,20 +56,12 @@ async fn sigterm_drains_in_flight_requests_and_exits_zero() {
 /// process drains and exits 0 as without a delay.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_shutdown_delay_keeps_serving_while_readyz_says_draining() {
-    let double = StripeDouble::start().await;
-    let db = TestDb::create(Backend::Sqlite).await;
-    let master = agentgate::crypto::MasterKey::generate()
-        .to_base64()
-        .to_string();
-    let set = cli::run(
-        &db.url,
-        &master,
-        &["connections", "set", "stripe"],
-        TEST_SECRET,
-    );
-    assert!(set.status.success());
-    let created = cli::run(&db.url, &master, &["keys", "create", "--name", "delay"], "");
-    let key = cli::stdout(&created).trim().to_owned();
+    let Provisioned {
+        double,
+        db,
+        master,
+        key,
+    } = Provisioned::new("delay").await;
     let server = ServedProcess::start_with(
         &db.url,
         &master,

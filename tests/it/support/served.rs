@@ -8,7 +8,52 @@ use std::sync::mpsc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use super::cli::binary;
+use super::backend::{Backend, TestDb};
+use super::cli::{self, binary};
+use super::stripe_double::StripeDouble;
+use super::TEST_SECRET;
+
+/// What a process test starts from, set up through the CLI as an operator would: a Stripe
+/// double, a fresh SQLite database with the `stripe` connection holding the test secret,
+/// its master key, and one agent key.
+pub struct Provisioned {
+    pub double: StripeDouble,
+    pub db: TestDb,
+    pub master: String,
+    pub key: String,
+}
+
+impl Provisioned {
+    /// Sets it up, the agent key named `key_name`.
+    pub async fn new(key_name: &str) -> Self {
+        let double = StripeDouble::start().await;
+        let db = TestDb::create(Backend::Sqlite).await;
+        let master = agentgate::crypto::MasterKey::generate()
+            .to_base64()
+            .to_string();
+        let set = cli::run(
+            &db.url,
+            &master,
+            &["connections", "set", "stripe"],
+            TEST_SECRET,
+        );
+        assert!(set.status.success(), "{}", cli::stderr(&set));
+        let created = cli::run(
+            &db.url,
+            &master,
+            &["keys", "create", "--name", key_name],
+            "",
+        );
+        assert!(created.status.success(), "{}", cli::stderr(&created));
+        let key = cli::stdout(&created).trim().to_owned();
+        Self {
+            double,
+            db,
+            master,
+            key,
+        }
+    }
+}
 
 /// A running server process; killed if the test ends (or fails) without waiting for it.
 pub struct ServedProcess {
