@@ -38,6 +38,7 @@ async fn main() -> anyhow::Result<()> {
     let store = agentgate::store::open(&url).await?;
     verify_master_key(store.as_ref(), &sealer).await?;
     let workspace = store.ensure_workspace("default").await?.id;
+    let origin = agentgate::audit::ChangeOrigin::cli("ingest_bench set-up".into());
     let stripe_key = agentgate::connections::stripe::StripeSecret::parse(
         "sk_test_51BenchmarkKey0123456789abcdefghijklmnopqrstuvwxyz",
     )?;
@@ -47,15 +48,18 @@ async fn main() -> anyhow::Result<()> {
         &workspace,
         "stripe",
         &stripe_key,
+        &origin,
     )
     .await?;
-    let endpoint = endpoints::create_endpoint(store.as_ref(), &workspace, "stripe", &[]).await?;
+    let endpoint =
+        endpoints::create_endpoint(store.as_ref(), &workspace, "stripe", &[], &origin).await?;
     endpoints::add_secret(
         store.as_ref(),
         &sealer,
         &endpoint,
         &SigningSecret::parse(WHSEC)?,
         None,
+        &origin,
     )
     .await?;
     drop(store);

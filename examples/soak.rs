@@ -77,6 +77,7 @@ async fn main() -> anyhow::Result<()> {
     let store = agentgate::store::open(&url).await?;
     verify_master_key(store.as_ref(), &sealer).await?;
     let workspace = store.ensure_workspace("default").await?.id;
+    let origin = agentgate::audit::ChangeOrigin::cli("soak set-up".into());
     let stripe_key = agentgate::connections::stripe::StripeSecret::parse(STRIPE_KEY)?;
     agentgate::connections::set_stripe_connection(
         store.as_ref(),
@@ -84,18 +85,21 @@ async fn main() -> anyhow::Result<()> {
         &workspace,
         "stripe",
         &stripe_key,
+        &origin,
     )
     .await?;
-    let endpoint = endpoints::create_endpoint(store.as_ref(), &workspace, "stripe", &[]).await?;
+    let endpoint =
+        endpoints::create_endpoint(store.as_ref(), &workspace, "stripe", &[], &origin).await?;
     endpoints::add_secret(
         store.as_ref(),
         &sealer,
         &endpoint,
         &SigningSecret::parse(WHSEC)?,
         None,
+        &origin,
     )
     .await?;
-    let agent_key = create_key(store.as_ref(), &workspace, KeySpec::agent("soak"))
+    let agent_key = create_key(store.as_ref(), &workspace, KeySpec::agent("soak"), &origin)
         .await?
         .key;
     drop(store);

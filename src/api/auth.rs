@@ -1,6 +1,8 @@
 //! Admission and audit for every management route: the request must carry an admin key,
 //! which scopes everything the handler does to the key's workspace; every change, and every
-//! refusal of an identified key, is written to that workspace's request log. The log gets
+//! refusal of an identified key, is written to that workspace's request log. A change's
+//! record is written by the store with the change ([`crate::audit`], from the [`Origin`]
+//! this middleware hands the handler); refusals and failures are recorded here. The log gets
 //! the route's path and the refusal's code, never a body, so no secret reaches it.
 
 use std::sync::Arc;
@@ -11,10 +13,10 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use http::request::Parts;
 use http::{HeaderValue, Method, StatusCode};
-use rand::Rng;
 
 use super::extract::{ApiError, Refusal};
 use super::ApiState;
+use crate::audit::ChangeOrigin;
 use crate::error::GatewayError;
 use crate::keys::AuthenticatedKey;
 use crate::policy::Role;
@@ -24,9 +26,6 @@ use crate::store::RequestLogEntry;
 
 /// Where connection routes start; the name after it goes into the audit record.
 const CONNECTIONS_PREFIX: &str = "/api/v1/connections/";
-
-/// Outcome recorded for a management change that succeeded.
-const APPLIED: &str = "applied";
 
 /// The admin key a management request was admitted with; its workspace bounds every
 /// lookup the handler makes.
@@ -38,6 +37,22 @@ impl<S: Send + Sync> FromRequestParts<S> for Admin {
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, ApiError> {
         parts.extensions.get::<Admin>().cloned().ok_or_else(|| {
+            tracing::error!("a management handler ran without admission");
+            ApiError(GatewayError::Internal)
+        })
+    }
+}
+
+/// Who asks for the change a management handler makes, for the record the store writes
+/// with it.
+#[derive(Clone)]
+pub struct Origin(pub ChangeOrigin);
+
+impl<S: Send + Sync> FromRequestParts<S> for Origin {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, ApiError> {
+        parts.extensions.get::<Origin>().cloned().ok_or_else(|| {
             tracing::error!("a management handler ran without admission");
             ApiError(GatewayError::Internal)
         })
@@ -63,7 +78,7 @@ pub async fn admit(
     next: Next,
 ) -> Response {
     let audited = Audited {
-        request_id: new_request_id(),
+        request_id: crate::proxy::new_request_id(),
         received_at: crate::time::now_millis(),
         started: Instant::now(),
         method: request.method().clone(),
@@ -89,7 +104,14 @@ pub async fn admit(
             response
         }
         Ok(key) => {
+            let origin = ChangeOrigin::admin_key(
+                key.id.clone(),
+                audited.request_id.clone(),
+                &audited.method,
+                target::loggable_raw_path(&audited.path),
+            );
             request.extensions_mut().insert(Admin(key.clone()));
+            request.extensions_mut().insert(Origin(origin));
             let response = next.run(request).await;
             record(&state, &key, &audited, &response);
             response
@@ -103,11 +125,11 @@ pub async fn admit(
     response
 }
 
-/// Writes the audit record of a change or a refusal; successful reads are not recorded.
+/// Writes the audit record of a refusal or a failure. Successful reads are not recorded,
+/// and a successful change's record was written by the store with the change.
 fn record(state: &ApiState, key: &AuthenticatedKey, audited: &Audited, response: &Response) {
     let status = response.status();
-    let read = audited.method == Method::GET || audited.method == Method::HEAD;
-    if read && status.is_success() {
+    if status.is_success() {
         return;
     }
     let refusal = response.extensions().get::<Refusal>();
@@ -131,24 +153,17 @@ fn record(state: &ApiState, key: &AuthenticatedKey, audited: &Audited, response:
         outcome: outcome(refusal, status).into(),
         operation: audited.operation.clone(),
         reason: refusal.map(|r| r.reason.clone()),
-        via: crate::proxy::Via::Http.as_str().into(),
+        via: "api".into(),
     });
 }
 
-/// `applied` for a change that went through, else who was at fault.
+/// Who was at fault for a request that did not succeed.
 fn outcome(refusal: Option<&Refusal>, status: StatusCode) -> &'static str {
     match refusal {
         Some(refusal) => refusal.outcome,
         None if status.is_server_error() => "internal",
-        None if status.is_client_error() => "caller",
-        None => APPLIED,
+        None => "caller",
     }
-}
-
-/// A random request id (`agr_` + 96 bits in hex), the same form the data plane uses.
-fn new_request_id() -> String {
-    let value: u128 = rand::rng().random();
-    format!("agr_{:024x}", value >> 32)
 }
 
 #[cfg(test)]
@@ -156,20 +171,13 @@ mod tests {
     use super::*;
 
     #[test]
-    fn request_ids_look_like_the_data_planes() {
-        let id = new_request_id();
-        assert_eq!(id.len(), 28);
-        assert!(id.starts_with("agr_") && id[4..].bytes().all(|b| b.is_ascii_hexdigit()));
-    }
-
-    #[test]
     fn outcomes_follow_the_refusal_or_the_status() {
-        assert_eq!(outcome(None, StatusCode::OK), "applied");
         let refusal = Refusal {
             outcome: "caller",
             reason: "agentgate_admin_required".into(),
         };
         assert_eq!(outcome(Some(&refusal), StatusCode::FORBIDDEN), "caller");
         assert_eq!(outcome(None, StatusCode::METHOD_NOT_ALLOWED), "caller");
+        assert_eq!(outcome(None, StatusCode::BAD_GATEWAY), "internal");
     }
 }

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use zeroize::Zeroize;
 
-use super::auth::Admin;
+use super::auth::{Admin, Origin};
 use super::extract::{invalid, store_failed, ApiError, ApiJson, ApiPath};
 use super::{ApiState, List};
 use crate::connections::stripe::StripeSecret;
@@ -158,6 +158,7 @@ pub async fn show(
 pub async fn set(
     State(state): State<Arc<ApiState>>,
     Admin(key): Admin,
+    Origin(origin): Origin,
     ApiPath(name): ApiPath<String>,
     ApiJson(body): ApiJson<ConnectionIn>,
 ) -> Result<Json<ConnectionOut>, ApiError> {
@@ -174,6 +175,7 @@ pub async fn set(
         &key.workspace_id,
         &name,
         &secret,
+        &origin,
     )
     .await
     .map_err(store_failed)?;
@@ -199,13 +201,14 @@ pub async fn set(
 pub async fn remove(
     State(state): State<Arc<ApiState>>,
     Admin(key): Admin,
+    Origin(origin): Origin,
     ApiPath(name): ApiPath<String>,
 ) -> Result<Json<DeletedOut>, ApiError> {
     let missing = || ApiError(GatewayError::UnknownConnection(loggable(&name)));
     if !is_connection_name(&name) {
         return Err(missing());
     }
-    match remove_connection(state.store.as_ref(), &key.workspace_id, &name).await {
+    match remove_connection(state.store.as_ref(), &key.workspace_id, &name, &origin).await {
         Ok(()) => {}
         Err(StoreError::NotFound) => return Err(missing()),
         Err(error) => return Err(store_failed(error)),

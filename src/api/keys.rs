@@ -9,7 +9,7 @@ use axum::Json;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::auth::Admin;
+use super::auth::{Admin, Origin};
 use super::extract::{invalid, store_failed, ApiError, ApiJson, ApiPath};
 use super::scopes::{RoleWord, ScopesBody};
 use super::{ApiState, List};
@@ -158,6 +158,7 @@ pub async fn list(
 pub async fn create(
     State(state): State<Arc<ApiState>>,
     Admin(key): Admin,
+    Origin(origin): Origin,
     ApiJson(body): ApiJson<KeyIn>,
 ) -> Result<Json<KeyCreatedOut>, ApiError> {
     let name = body.name.trim();
@@ -182,7 +183,7 @@ pub async fn create(
         scopes: body.scopes.into_scopes(state.shared.catalog.catalog())?,
         expires_at,
     };
-    let created = create_key(state.store.as_ref(), &key.workspace_id, spec)
+    let created = create_key(state.store.as_ref(), &key.workspace_id, spec, &origin)
         .await
         .map_err(store_failed)?;
     Ok(Json(created.into()))
@@ -206,10 +207,11 @@ pub async fn create(
 pub async fn revoke(
     State(state): State<Arc<ApiState>>,
     Admin(key): Admin,
+    Origin(origin): Origin,
     ApiPath(id): ApiPath<String>,
 ) -> Result<Json<KeyOut>, ApiError> {
     let id = key_id(&id)?;
-    match revoke_key(state.store.as_ref(), &key.workspace_id, &id).await {
+    match revoke_key(state.store.as_ref(), &key.workspace_id, &id, &origin).await {
         Ok(()) => {}
         Err(StoreError::NotFound) => return Err(missing(&id)),
         Err(error) => return Err(store_failed(error)),
@@ -240,6 +242,7 @@ pub async fn revoke(
 pub async fn rotate(
     State(state): State<Arc<ApiState>>,
     Admin(key): Admin,
+    Origin(origin): Origin,
     ApiPath(id): ApiPath<String>,
     ApiJson(body): ApiJson<RotateIn>,
 ) -> Result<Json<KeyCreatedOut>, ApiError> {
@@ -248,12 +251,19 @@ pub async fn rotate(
         Some(text) => parse_time("old_expires_at", text)?,
         None => crate::time::now_millis(),
     };
-    let created =
-        match rotate_key(state.store.as_ref(), &key.workspace_id, &id, old_expires_at).await {
-            Ok(created) => created,
-            Err(StoreError::NotFound) => return Err(missing(&id)),
-            Err(error) => return Err(store_failed(error)),
-        };
+    let created = match rotate_key(
+        state.store.as_ref(),
+        &key.workspace_id,
+        &id,
+        old_expires_at,
+        &origin,
+    )
+    .await
+    {
+        Ok(created) => created,
+        Err(StoreError::NotFound) => return Err(missing(&id)),
+        Err(error) => return Err(store_failed(error)),
+    };
     state.shared.keys.clear();
     Ok(Json(created.into()))
 }

@@ -9,7 +9,7 @@ use axum::Json;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::auth::Admin;
+use super::auth::{Admin, Origin};
 use super::extract::{invalid, store_failed, ApiError, ApiJson, ApiPath};
 use super::{ApiState, List};
 use crate::error::{ErrorBody, GatewayError};
@@ -195,6 +195,7 @@ pub async fn list(
 pub async fn create(
     State(state): State<Arc<ApiState>>,
     Admin(key): Admin,
+    Origin(origin): Origin,
     ApiPath(endpoint): ApiPath<String>,
     ApiJson(body): ApiJson<DestinationIn>,
 ) -> Result<Json<DestinationOut>, ApiError> {
@@ -216,6 +217,7 @@ pub async fn create(
         &key.workspace_id,
         spec,
         crate::time::now_millis(),
+        &origin,
     )
     .await
     .map_err(|e| push_failed(e, &endpoint))?;
@@ -241,12 +243,18 @@ pub async fn create(
 pub async fn remove(
     State(state): State<Arc<ApiState>>,
     Admin(key): Admin,
+    Origin(origin): Origin,
     ApiPath(id): ApiPath<String>,
 ) -> Result<Json<DestinationDeletedOut>, ApiError> {
     let destination = DestinationId::from_stored(id.clone());
-    push::remove_destination(state.store.as_ref(), &key.workspace_id, &destination)
-        .await
-        .map_err(|e| push_failed(e, &id))?;
+    push::remove_destination(
+        state.store.as_ref(),
+        &key.workspace_id,
+        &destination,
+        &origin,
+    )
+    .await
+    .map_err(|e| push_failed(e, &id))?;
     Ok(Json(DestinationDeletedOut {
         object: "push_destination",
         id,

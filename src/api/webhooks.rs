@@ -10,9 +10,10 @@ use axum::Json;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::auth::Admin;
+use super::auth::{Admin, Origin};
 use super::extract::{invalid, store_failed, ApiError, ApiJson, ApiPath};
 use super::{ApiState, List};
+use crate::audit::Change;
 use crate::error::{ErrorBody, GatewayError};
 use crate::proxy::client::Upstream;
 use crate::store::{StoreError, WebhookEndpointRecord};
@@ -187,6 +188,7 @@ pub async fn list(
 pub async fn create(
     State(state): State<Arc<ApiState>>,
     Admin(key): Admin,
+    Origin(origin): Origin,
     ApiJson(body): ApiJson<EndpointIn>,
 ) -> Result<Json<EndpointOut>, ApiError> {
     let record = endpoints::create_endpoint(
@@ -194,6 +196,7 @@ pub async fn create(
         &key.workspace_id,
         &body.connection,
         &body.events,
+        &origin,
     )
     .await
     .map_err(|e| refused(e, ""))?;
@@ -242,6 +245,7 @@ pub async fn show(
 pub async fn remove(
     State(state): State<Arc<ApiState>>,
     Admin(key): Admin,
+    Origin(origin): Origin,
     ApiPath(id): ApiPath<String>,
 ) -> Result<Json<EndpointDeletedOut>, ApiError> {
     let record = endpoints::find_endpoint(state.store.as_ref(), &key.workspace_id, &id)
@@ -249,7 +253,15 @@ pub async fn remove(
         .map_err(|e| refused(e, &id))?;
     match state
         .store
-        .delete_webhook_endpoint(&key.workspace_id, &record.id)
+        .delete_webhook_endpoint(
+            &key.workspace_id,
+            &record.id,
+            &origin.record(
+                &key.workspace_id,
+                Change::EndpointDeleted,
+                &record.connection,
+            ),
+        )
         .await
     {
         Ok(()) => {}
@@ -283,6 +295,7 @@ pub async fn remove(
 pub async fn add_secret(
     State(state): State<Arc<ApiState>>,
     Admin(key): Admin,
+    Origin(origin): Origin,
     ApiPath(id): ApiPath<String>,
     ApiJson(body): ApiJson<SecretIn>,
 ) -> Result<Json<SecretAddedOut>, ApiError> {
@@ -298,6 +311,7 @@ pub async fn add_secret(
         &record,
         &secret,
         expire,
+        &origin,
     )
     .await
     .map_err(|e| refused(e, &id))?;
@@ -327,6 +341,7 @@ pub async fn add_secret(
 pub async fn register(
     State(state): State<Arc<ApiState>>,
     Admin(key): Admin,
+    Origin(origin): Origin,
     ApiPath(id): ApiPath<String>,
 ) -> Result<Json<RegisteredOut>, ApiError> {
     let record = endpoints::find_endpoint(state.store.as_ref(), &key.workspace_id, &id)
@@ -339,6 +354,7 @@ pub async fn register(
         &upstream,
         &record,
         &state.webhooks.public_url,
+        &origin,
     )
     .await
     .map_err(|e| refused(e, &id))?;

@@ -6,6 +6,7 @@ use serde::Serialize;
 
 use super::terminal::{self, Piped};
 use super::{open_workspace, output};
+use crate::audit::ChangeOrigin;
 use crate::config::StoreArgs;
 use crate::connections::stripe::StripeSecret;
 use crate::connections::{
@@ -87,7 +88,10 @@ pub async fn run(args: &StoreArgs, command: ConnectionsCommand) -> anyhow::Resul
         ConnectionsCommand::Validation { name, state } => {
             let (store, workspace) = open_workspace(args).await?;
             let enabled = state == "on";
-            match set_connection_validation(store.as_ref(), &workspace, &name, enabled).await {
+            let origin = ChangeOrigin::cli(format!("connections validation {name} {state}"));
+            match set_connection_validation(store.as_ref(), &workspace, &name, enabled, &origin)
+                .await
+            {
                 Err(StoreError::NotFound) => bail!("no connection named {name:?}"),
                 other => other?,
             }
@@ -96,7 +100,8 @@ pub async fn run(args: &StoreArgs, command: ConnectionsCommand) -> anyhow::Resul
         }
         ConnectionsCommand::Remove { name } => {
             let (store, workspace) = open_workspace(args).await?;
-            match remove_connection(store.as_ref(), &workspace, &name).await {
+            let origin = ChangeOrigin::cli(format!("connections remove {name}"));
+            match remove_connection(store.as_ref(), &workspace, &name, &origin).await {
                 Err(StoreError::NotFound) => bail!("no connection named {name:?}"),
                 other => other?,
             }
@@ -121,7 +126,9 @@ async fn set(args: &StoreArgs, name: &str, json: bool) -> anyhow::Result<()> {
     let sealer = args.sealer()?;
     let (store, workspace) = open_workspace(args).await?;
     verify_master_key(store.as_ref(), &sealer).await?;
-    let record = set_stripe_connection(store.as_ref(), &sealer, &workspace, name, &secret).await?;
+    let origin = ChangeOrigin::cli(format!("connections set {name}"));
+    let record =
+        set_stripe_connection(store.as_ref(), &sealer, &workspace, name, &secret, &origin).await?;
     if json {
         return output::json(&ConnectionOut::from(&record));
     }

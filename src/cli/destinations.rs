@@ -7,6 +7,7 @@ use clap::Subcommand;
 use serde::Serialize;
 
 use super::{open_workspace, output};
+use crate::audit::ChangeOrigin;
 use crate::config::StoreArgs;
 use crate::crypto::verify_master_key;
 use crate::ids::{DestinationId, EndpointId};
@@ -167,7 +168,8 @@ pub async fn run(args: &StoreArgs, command: DestinationsCommand) -> anyhow::Resu
         DestinationsCommand::Remove { id } => {
             let (store, workspace) = open_workspace(args).await?;
             let id = DestinationId::from_stored(id);
-            push::remove_destination(store.as_ref(), &workspace, &id).await?;
+            let origin = ChangeOrigin::cli(format!("destinations remove {id}"));
+            push::remove_destination(store.as_ref(), &workspace, &id, &origin).await?;
             eprintln!("removed destination {id}");
             Ok(())
         }
@@ -204,12 +206,14 @@ async fn add(args: &StoreArgs, spec: DestinationSpec, json: bool) -> anyhow::Res
     let sealer = args.sealer()?;
     let (store, workspace) = open_workspace(args).await?;
     verify_master_key(store.as_ref(), &sealer).await?;
+    let origin = ChangeOrigin::cli(format!("destinations add {}", spec.endpoint));
     let created = match push::create_destination(
         store.as_ref(),
         &sealer,
         &workspace,
         spec,
         crate::time::now_millis(),
+        &origin,
     )
     .await
     {
@@ -244,12 +248,18 @@ async fn add(args: &StoreArgs, spec: DestinationSpec, json: bool) -> anyhow::Res
 async fn set_state(args: &StoreArgs, id: String, state: DestinationState) -> anyhow::Result<()> {
     let (store, workspace) = open_workspace(args).await?;
     let id = DestinationId::from_stored(id);
+    let verb = match state {
+        DestinationState::Enabled => "enable",
+        DestinationState::Disabled => "disable",
+    };
+    let origin = ChangeOrigin::cli(format!("destinations {verb} {id}"));
     push::set_destination_state(
         store.as_ref(),
         &workspace,
         &id,
         state,
         crate::time::now_millis(),
+        &origin,
     )
     .await?;
     eprintln!("destination {id} {}", state.as_str());

@@ -6,6 +6,7 @@ use ipnet::IpNet;
 use serde::Serialize;
 
 use super::{open_workspace, output};
+use crate::audit::ChangeOrigin;
 use crate::catalog::Catalog;
 use crate::config::StoreArgs;
 use crate::ids::KeyId;
@@ -185,8 +186,9 @@ pub async fn run(args: &StoreArgs, command: KeysCommand) -> anyhow::Result<()> {
     let (store, workspace) = open_workspace(args).await?;
     match command {
         KeysCommand::Create { name, scopes, json } => {
+            let origin = ChangeOrigin::cli(format!("keys create {name}"));
             let spec = scopes.into_spec(name)?;
-            let created = create_key(store.as_ref(), &workspace, spec).await?;
+            let created = create_key(store.as_ref(), &workspace, spec, &origin).await?;
             print_created(&created, json)
         }
         KeysCommand::Rotate {
@@ -199,7 +201,8 @@ pub async fn run(args: &StoreArgs, command: KeysCommand) -> anyhow::Result<()> {
                 None => crate::time::now_millis(),
             };
             let key_id = KeyId::from_stored(id.clone());
-            let created = match rotate_key(store.as_ref(), &workspace, &key_id, at).await {
+            let origin = ChangeOrigin::cli(format!("keys rotate {id}"));
+            let created = match rotate_key(store.as_ref(), &workspace, &key_id, at, &origin).await {
                 Err(StoreError::NotFound) => bail!("no active key with id {id:?}"),
                 other => other?,
             };
@@ -246,7 +249,9 @@ pub async fn run(args: &StoreArgs, command: KeysCommand) -> anyhow::Result<()> {
             )
         }
         KeysCommand::Revoke { id } => {
-            match revoke_key(store.as_ref(), &workspace, &KeyId::from_stored(id.clone())).await {
+            let origin = ChangeOrigin::cli(format!("keys revoke {id}"));
+            let key_id = KeyId::from_stored(id.clone());
+            match revoke_key(store.as_ref(), &workspace, &key_id, &origin).await {
                 Err(StoreError::NotFound) => bail!("no key with id {id:?}"),
                 other => other?,
             }

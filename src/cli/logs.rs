@@ -7,6 +7,7 @@ use serde::Serialize;
 
 use super::{open_workspace, output};
 use crate::config::StoreArgs;
+use crate::ids::KeyId;
 use crate::store::{LogQuery, RequestLogRecord};
 
 /// How often `logs tail` asks for new entries.
@@ -20,6 +21,13 @@ pub enum LogsCommand {
         /// How many.
         #[arg(long, default_value_t = 50)]
         limit: u32,
+        /// Only the entries of this key id, or of the CLI (`cli`) or a dashboard operator
+        /// (`operator:NAME`) for management changes.
+        #[arg(long)]
+        key: Option<String>,
+        /// Only the entries of this operation (`customers.create`, `cli.keys.revoke`).
+        #[arg(long)]
+        operation: Option<String>,
         /// Print JSON.
         #[arg(long)]
         json: bool,
@@ -47,6 +55,9 @@ struct LogOut<'a> {
     stripe_request_id: Option<&'a str>,
     idempotency_key: Option<&'a str>,
     outcome: &'a str,
+    operation: Option<&'a str>,
+    reason: Option<&'a str>,
+    via: &'a str,
 }
 
 impl<'a> From<&'a RequestLogRecord> for LogOut<'a> {
@@ -65,6 +76,9 @@ impl<'a> From<&'a RequestLogRecord> for LogOut<'a> {
             stripe_request_id: e.stripe_request_id.as_deref(),
             idempotency_key: e.idempotency_key.as_deref(),
             outcome: &e.outcome,
+            operation: e.operation.as_deref(),
+            reason: e.reason.as_deref(),
+            via: &e.via,
         }
     }
 }
@@ -75,16 +89,22 @@ fn row(record: &RequestLogRecord) -> Vec<String> {
         crate::time::rfc3339(e.created_at),
         e.key_id.to_string(),
         e.method.to_string(),
-        format!("{}{}", e.connection, e.path),
+        // A data-plane path is the connection's; a management change's is its own route
+        // or CLI command.
+        match &*e.via {
+            "http" | "mcp" => format!("{}{}", e.connection, e.path),
+            _ => e.path.clone(),
+        },
         e.status.to_string(),
         format!("{:.1}", e.latency_us as f64 / 1000.0),
         e.outcome.to_string(),
+        e.operation.clone().unwrap_or_else(|| "-".into()),
         e.stripe_request_id.clone().unwrap_or_else(|| "-".into()),
         e.request_id.clone(),
     ]
 }
 
-const HEADERS: [&str; 9] = [
+const HEADERS: [&str; 10] = [
     "TIME",
     "KEY",
     "METHOD",
@@ -92,6 +112,7 @@ const HEADERS: [&str; 9] = [
     "STATUS",
     "MS",
     "OUTCOME",
+    "OPERATION",
     "STRIPE REQUEST",
     "REQUEST",
 ];
@@ -100,10 +121,17 @@ const HEADERS: [&str; 9] = [
 pub async fn run(args: &StoreArgs, command: LogsCommand) -> anyhow::Result<()> {
     let (store, workspace) = open_workspace(args).await?;
     match command {
-        LogsCommand::List { limit, json } => {
+        LogsCommand::List {
+            limit,
+            key,
+            operation,
+            json,
+        } => {
             let query = LogQuery {
                 after_id: None,
                 limit: i64::from(limit.clamp(1, 10_000)),
+                key_id: key.map(KeyId::from_stored),
+                operation,
                 ..LogQuery::default()
             };
             let records = store.list_request_logs(&workspace, query).await?;

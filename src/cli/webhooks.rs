@@ -13,6 +13,7 @@ use zeroize::Zeroizing;
 
 use super::terminal::{self, Piped};
 use super::{open_workspace, output};
+use crate::audit::{Change, ChangeOrigin};
 use crate::config::{PublicUrlArgs, StoreArgs};
 use crate::crypto::{verify_master_key, Sealer};
 use crate::proxy::client::{StripeBase, Upstream, UpstreamConfig};
@@ -131,10 +132,16 @@ pub async fn run(args: &StoreArgs, command: WebhooksCommand) -> anyhow::Result<(
         } => {
             let base = url.base()?;
             let (store, workspace) = open_workspace(args).await?;
-            let record =
-                endpoints::create_endpoint(store.as_ref(), &workspace, &connection, &events)
-                    .await
-                    .map_err(explain)?;
+            let origin = ChangeOrigin::cli(format!("webhooks create {connection}"));
+            let record = endpoints::create_endpoint(
+                store.as_ref(),
+                &workspace,
+                &connection,
+                &events,
+                &origin,
+            )
+            .await
+            .map_err(explain)?;
             let out = EndpointOut::new(&record, &base);
             if json {
                 return output::json(&out);
@@ -154,10 +161,17 @@ pub async fn run(args: &StoreArgs, command: WebhooksCommand) -> anyhow::Result<(
             let record = endpoints::find_endpoint(store.as_ref(), &workspace, &id)
                 .await
                 .map_err(explain)?;
-            let secret_id =
-                endpoints::add_secret(store.as_ref(), &sealer, &record, &secret, expire_others_in)
-                    .await
-                    .map_err(explain)?;
+            let origin = ChangeOrigin::cli(format!("webhooks set-secret {id}"));
+            let secret_id = endpoints::add_secret(
+                store.as_ref(),
+                &sealer,
+                &record,
+                &secret,
+                expire_others_in,
+                &origin,
+            )
+            .await
+            .map_err(explain)?;
             eprintln!("added signing secret {secret_id} to {id}");
             Ok(())
         }
@@ -179,7 +193,8 @@ pub async fn run(args: &StoreArgs, command: WebhooksCommand) -> anyhow::Result<(
                 timeout: Duration::from_secs(30),
                 max_body_bytes: 1024 * 1024,
             });
-            let stripe_id = endpoints::register(store, sealer, &upstream, &record, &base)
+            let origin = ChangeOrigin::cli(format!("webhooks register {id}"));
+            let stripe_id = endpoints::register(store, sealer, &upstream, &record, &base, &origin)
                 .await
                 .map_err(explain)?;
             output::line(format_args!("{stripe_id}"))?;
@@ -219,8 +234,10 @@ pub async fn run(args: &StoreArgs, command: WebhooksCommand) -> anyhow::Result<(
             let record = endpoints::find_endpoint(store.as_ref(), &workspace, &id)
                 .await
                 .map_err(explain)?;
+            let origin = ChangeOrigin::cli(format!("webhooks remove {id}"));
+            let audit = origin.record(&workspace, Change::EndpointDeleted, &record.connection);
             store
-                .delete_webhook_endpoint(&workspace, &record.id)
+                .delete_webhook_endpoint(&workspace, &record.id, &audit)
                 .await?;
             eprintln!("removed webhook endpoint {id}");
             Ok(())

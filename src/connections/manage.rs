@@ -1,6 +1,7 @@
 //! Storing, listing and removing connections: the operations the CLI and the management
 //! API share. The secret is sealed here, bound to its workspace and row.
 
+use crate::audit::{Change, ChangeOrigin};
 use crate::crypto::seal::Sealer;
 use crate::crypto::SecretPurpose;
 use crate::ids::{ConnectionId, WorkspaceId};
@@ -16,6 +17,7 @@ pub async fn set_stripe_connection(
     workspace: &WorkspaceId,
     name: &str,
     secret: &StripeSecret,
+    origin: &ChangeOrigin,
 ) -> Result<ConnectionRecord, StoreError> {
     let now = crate::time::now_millis();
     let existing = store.find_connection(workspace, name).await?;
@@ -42,7 +44,8 @@ pub async fn set_stripe_connection(
         created_at,
         updated_at: now,
     };
-    store.save_connection(&record).await?;
+    let audit = origin.record(workspace, Change::ConnectionSet, name);
+    store.save_connection(&record, &audit).await?;
     Ok(record)
 }
 
@@ -61,9 +64,11 @@ pub async fn set_connection_validation(
     workspace: &WorkspaceId,
     name: &str,
     enabled: bool,
+    origin: &ChangeOrigin,
 ) -> Result<(), StoreError> {
+    let audit = origin.record(workspace, Change::ConnectionValidation, name);
     store
-        .set_connection_validation(workspace, name, enabled)
+        .set_connection_validation(workspace, name, enabled, &audit)
         .await
 }
 
@@ -72,6 +77,8 @@ pub async fn remove_connection(
     store: &dyn Store,
     workspace: &WorkspaceId,
     name: &str,
+    origin: &ChangeOrigin,
 ) -> Result<(), StoreError> {
-    store.delete_connection(workspace, name).await
+    let audit = origin.record(workspace, Change::ConnectionDeleted, name);
+    store.delete_connection(workspace, name, &audit).await
 }

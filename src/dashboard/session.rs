@@ -9,9 +9,10 @@ use std::time::Duration;
 use axum::extract::FromRequestParts;
 use axum::response::{IntoResponse, Redirect, Response};
 use http::request::Parts;
-use http::{header, HeaderMap, HeaderValue};
+use http::{header, HeaderMap, HeaderValue, Method};
 
 use super::{csrf, DashState};
+use crate::audit::ChangeOrigin;
 use crate::ids::WorkspaceId;
 use crate::operators::{random_token, token_hash};
 use crate::store::{SessionRecord, Workspace};
@@ -41,6 +42,17 @@ pub struct Operator {
     pub workspace: Workspace,
     /// Every workspace, for the switch in the nav.
     pub workspaces: Vec<Workspace>,
+    /// The method and path of the request the operator was taken from, for the audit
+    /// record of a change it makes.
+    request: (Method, String),
+}
+
+impl Operator {
+    /// Who asks for a change made by this request: the operator, through the dashboard.
+    pub fn change_origin(&self) -> ChangeOrigin {
+        let (method, path) = &self.request;
+        ChangeOrigin::operator(&self.name, method, path.clone())
+    }
 }
 
 impl FromRequestParts<Arc<DashState>> for Operator {
@@ -53,7 +65,10 @@ impl FromRequestParts<Arc<DashState>> for Operator {
         let to_login = || Redirect::to("/login").into_response();
         let token = cookie(&parts.headers, SESSION_COOKIE).ok_or_else(to_login)?;
         match load(state, &token).await {
-            Ok(Some(operator)) => Ok(operator),
+            Ok(Some(mut operator)) => {
+                operator.request = (parts.method.clone(), parts.uri.path().to_owned());
+                Ok(operator)
+            }
             Ok(None) => Err(to_login()),
             Err(error) => {
                 tracing::error!(%error, "dashboard session lookup failed");
@@ -94,6 +109,7 @@ async fn load(
         csrf: csrf::token_for(token),
         workspace,
         workspaces,
+        request: (Method::GET, String::new()),
     }))
 }
 

@@ -3,6 +3,7 @@
 use zeroize::Zeroizing;
 
 use super::format;
+use crate::audit::{Change, ChangeOrigin};
 use crate::ids::{KeyId, WorkspaceId};
 use crate::policy::{Role, Scopes};
 use crate::store::{AgentKeyRecord, Store, StoreError};
@@ -43,7 +44,16 @@ pub async fn create_key(
     store: &dyn Store,
     workspace: &WorkspaceId,
     spec: KeySpec,
+    origin: &ChangeOrigin,
 ) -> Result<CreatedKey, StoreError> {
+    let created = mint(workspace, spec);
+    let audit = origin.record(workspace, Change::KeyCreated, "");
+    store.insert_key(&created.record, &audit).await?;
+    Ok(created)
+}
+
+/// A new key to `spec`, not yet stored.
+fn mint(workspace: &WorkspaceId, spec: KeySpec) -> CreatedKey {
     let generated = format::generate();
     let record = AgentKeyRecord {
         id: KeyId::generate(),
@@ -58,11 +68,10 @@ pub async fn create_key(
         scopes: spec.scopes,
         expires_at: spec.expires_at,
     };
-    store.insert_key(&record).await?;
-    Ok(CreatedKey {
+    CreatedKey {
         record,
         key: generated.text,
-    })
+    }
 }
 
 /// The workspace's keys, oldest first.
@@ -74,12 +83,14 @@ pub async fn list_keys(
 }
 
 /// Rotates a key: a new key with the same name, role and scopes, while the old one keeps
-/// working until `old_expires_at` (Unix milliseconds; now or later).
+/// working until `old_expires_at` (Unix milliseconds; now or later). Both happen in one
+/// transaction, or neither.
 pub async fn rotate_key(
     store: &dyn Store,
     workspace: &WorkspaceId,
     id: &KeyId,
     old_expires_at: i64,
+    origin: &ChangeOrigin,
 ) -> Result<CreatedKey, StoreError> {
     let old = store
         .list_keys(workspace)
@@ -87,8 +98,7 @@ pub async fn rotate_key(
         .into_iter()
         .find(|key| &key.id == id && key.revoked_at.is_none())
         .ok_or(StoreError::NotFound)?;
-    let created = create_key(
-        store,
+    let created = mint(
         workspace,
         KeySpec {
             name: old.name,
@@ -96,12 +106,14 @@ pub async fn rotate_key(
             scopes: old.scopes,
             expires_at: None,
         },
-    )
-    .await?;
+    );
     let expiry = old
         .expires_at
         .map_or(old_expires_at, |at| at.min(old_expires_at));
-    store.set_key_expiry(workspace, id, expiry).await?;
+    let audit = origin.record(workspace, Change::KeyRotated, "");
+    store
+        .rotate_key(&created.record, id, expiry, &audit)
+        .await?;
     Ok(created)
 }
 
@@ -110,8 +122,10 @@ pub async fn revoke_key(
     store: &dyn Store,
     workspace: &WorkspaceId,
     id: &KeyId,
+    origin: &ChangeOrigin,
 ) -> Result<(), StoreError> {
+    let audit = origin.record(workspace, Change::KeyRevoked, "");
     store
-        .revoke_key(workspace, id, crate::time::now_millis())
+        .revoke_key(workspace, id, crate::time::now_millis(), &audit)
         .await
 }

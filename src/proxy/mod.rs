@@ -711,8 +711,9 @@ fn check_body_size(parts: &Parts, limit: u64) -> Result<(), GatewayError> {
     }
 }
 
-/// A random request id (`agr_` + 96 bits in hex), unique without coordination.
-fn new_request_id() -> String {
+/// A random request id (`agr_` + 96 bits in hex), unique without coordination; the data
+/// plane's, the management API's and the audit of CLI and dashboard changes.
+pub fn new_request_id() -> String {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     let value: u128 = rand::rng().random();
     let mut id = *b"agr_000000000000000000000000";

@@ -159,34 +159,50 @@ pub trait Store:
         workspace: &WorkspaceId,
     ) -> Result<Vec<ConnectionRecord>, StoreError>;
     /// Inserts the connection, or replaces the secret of the row with the same id.
-    async fn save_connection(&self, record: &ConnectionRecord) -> Result<(), StoreError>;
+    ///
+    /// This and every other change to a workspace's secrets, keys, webhook endpoints and
+    /// push destinations takes its `audit` record and writes it to the request log in the
+    /// change's own transaction: a change whose record cannot be written is not made
+    /// ([`crate::audit`]).
+    async fn save_connection(
+        &self,
+        record: &ConnectionRecord,
+        audit: &RequestLogEntry,
+    ) -> Result<(), StoreError>;
     /// Switches catalog validation for the named connection; `NotFound` if there is none.
     async fn set_connection_validation(
         &self,
         workspace: &WorkspaceId,
         name: &str,
         enabled: bool,
+        audit: &RequestLogEntry,
     ) -> Result<(), StoreError>;
     /// Removes the named connection; `NotFound` if there is none.
     async fn delete_connection(
         &self,
         workspace: &WorkspaceId,
         name: &str,
+        audit: &RequestLogEntry,
     ) -> Result<(), StoreError>;
 
     /// Stores a new key (its hash).
-    async fn insert_key(&self, record: &AgentKeyRecord) -> Result<(), StoreError>;
+    async fn insert_key(
+        &self,
+        record: &AgentKeyRecord,
+        audit: &RequestLogEntry,
+    ) -> Result<(), StoreError>;
     /// All keys of the workspace, oldest first.
     async fn list_keys(&self, workspace: &WorkspaceId) -> Result<Vec<AgentKeyRecord>, StoreError>;
     /// Unscoped entry lookup: the key with this hash, in whatever workspace it belongs to.
     async fn find_key_by_hash(&self, hash: &[u8]) -> Result<Option<AgentKeyRecord>, StoreError>;
-    /// Marks the key revoked; `NotFound` if the workspace has no such key.
-    /// Sets when a key stops authenticating (rotation); `NotFound` if there is none.
-    async fn set_key_expiry(
+    /// Rotation, in one transaction: stores the new key and makes the old one stop
+    /// authenticating at `old_expires_at`; `NotFound` if the workspace has no such old key.
+    async fn rotate_key(
         &self,
-        workspace: &WorkspaceId,
-        id: &KeyId,
-        at: i64,
+        new: &AgentKeyRecord,
+        old: &KeyId,
+        old_expires_at: i64,
+        audit: &RequestLogEntry,
     ) -> Result<(), StoreError>;
     /// Money guardrails: adds each amount to the key's total for its currency on `day`
     /// (UTC, `YYYY-MM-DD`), provided every total stays within the limit given with it, all
@@ -222,6 +238,7 @@ pub trait Store:
         workspace: &WorkspaceId,
         id: &KeyId,
         at: i64,
+        audit: &RequestLogEntry,
     ) -> Result<(), StoreError>;
     /// Appends entries to the request log and moves each listed key's `last_used_at`
     /// forward (never backwards), in one transaction. The entries are taken by value so
@@ -281,6 +298,7 @@ pub trait Store:
     async fn insert_webhook_endpoint(
         &self,
         record: &WebhookEndpointRecord,
+        audit: &RequestLogEntry,
     ) -> Result<(), StoreError>;
     /// The workspace's webhook endpoints, oldest first.
     async fn list_webhook_endpoints(
@@ -299,8 +317,11 @@ pub trait Store:
         &self,
         workspace: &WorkspaceId,
         id: &EndpointId,
+        audit: &RequestLogEntry,
     ) -> Result<(), StoreError>;
     /// Records Stripe's id (`we_...`) of a registered endpoint; `NotFound` if there is none.
+    /// Not audited on its own: it follows the secret that registration stores, whose
+    /// record names the registration.
     async fn set_webhook_stripe_id(
         &self,
         workspace: &WorkspaceId,
@@ -314,6 +335,7 @@ pub trait Store:
         &self,
         record: &WebhookSecretRecord,
         expire_others_at: Option<i64>,
+        audit: &RequestLogEntry,
     ) -> Result<(), StoreError>;
     /// The endpoint's secrets that still verify at `now` (Unix ms), newest first.
     async fn list_active_webhook_secrets(

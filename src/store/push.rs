@@ -5,7 +5,7 @@
 
 use async_trait::async_trait;
 
-use super::StoreError;
+use super::{RequestLogEntry, StoreError};
 use crate::crypto::Sealed;
 use crate::ids::{DeliveryId, DestinationId, EndpointId, WorkspaceId};
 
@@ -210,7 +210,12 @@ pub trait PushStore: Send + Sync {
     /// Stores a destination of the workspace's endpoint, its cursor at the endpoint's newest
     /// event (it receives what arrives from now on); `NotFound` if the workspace has no such
     /// endpoint.
-    async fn insert_push_destination(&self, record: &DestinationRecord) -> Result<(), StoreError>;
+    /// Audited like every change to a workspace's secrets ([`crate::audit`]).
+    async fn insert_push_destination(
+        &self,
+        record: &DestinationRecord,
+        audit: &RequestLogEntry,
+    ) -> Result<(), StoreError>;
     /// The workspace's destinations (of one endpoint, if given), oldest first.
     async fn list_push_destinations(
         &self,
@@ -228,6 +233,7 @@ pub trait PushStore: Send + Sync {
         &self,
         workspace: &WorkspaceId,
         id: &DestinationId,
+        audit: &RequestLogEntry,
     ) -> Result<(), StoreError>;
     /// Enables (clearing its failure record) or disables a destination; `NotFound` if
     /// there is none.
@@ -237,6 +243,7 @@ pub trait PushStore: Send + Sync {
         id: &DestinationId,
         state: DestinationState,
         now: i64,
+        audit: &RequestLogEntry,
     ) -> Result<(), StoreError>;
     /// Unscoped, for the fan-out worker: every enabled destination of every workspace.
     async fn list_enabled_push_destinations(&self) -> Result<Vec<DestinationRecord>, StoreError>;
@@ -435,7 +442,9 @@ macro_rules! impl_push_store {
             async fn insert_push_destination(
                 &self,
                 record: &$crate::store::push::DestinationRecord,
+                audit: &$crate::store::RequestLogEntry,
             ) -> Result<(), $crate::store::StoreError> {
+                let mut tx = self.begin_audited(audit).await?;
                 let inserted = sqlx::query(
                     "INSERT INTO push_destinations (id, workspace_id, endpoint_id, url, \
                      event_types, allow_private, secret, state, last_seq, created_at) \
@@ -452,12 +461,13 @@ macro_rules! impl_push_store {
                 .bind(record.secret.as_bytes())
                 .bind(record.state.as_str())
                 .bind(record.created_at)
-                .execute(&self.pool)
+                .execute(&mut *tx)
                 .await?
                 .rows_affected();
                 if inserted == 0 {
                     return Err($crate::store::StoreError::NotFound);
                 }
+                tx.commit().await?;
                 Ok(())
             }
 
@@ -502,8 +512,9 @@ macro_rules! impl_push_store {
                 &self,
                 workspace: &$crate::ids::WorkspaceId,
                 id: &$crate::ids::DestinationId,
+                audit: &$crate::store::RequestLogEntry,
             ) -> Result<(), $crate::store::StoreError> {
-                let mut tx = self.pool.begin().await?;
+                let mut tx = self.begin_audited(audit).await?;
                 // The destination's row first, as every transaction that touches both a
                 // destination and its deliveries does (fan-out, recording an attempt): one
                 // lock order, no deadlock with a push worker on any instance.
@@ -551,7 +562,9 @@ macro_rules! impl_push_store {
                 id: &$crate::ids::DestinationId,
                 state: $crate::store::push::DestinationState,
                 now: i64,
+                audit: &$crate::store::RequestLogEntry,
             ) -> Result<(), $crate::store::StoreError> {
+                let mut tx = self.begin_audited(audit).await?;
                 let updated = sqlx::query(
                     "UPDATE push_destinations SET state = $3, failing_since = NULL, \
                      disabled_at = CASE WHEN $3 = 'disabled' THEN $4 ELSE NULL END \
@@ -561,12 +574,13 @@ macro_rules! impl_push_store {
                 .bind(id.as_str())
                 .bind(state.as_str())
                 .bind(now)
-                .execute(&self.pool)
+                .execute(&mut *tx)
                 .await?
                 .rows_affected();
                 if updated == 0 {
                     return Err($crate::store::StoreError::NotFound);
                 }
+                tx.commit().await?;
                 Ok(())
             }
 

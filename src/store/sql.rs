@@ -220,18 +220,83 @@ pub(super) fn log_select_sql<'a>(
 macro_rules! impl_store {
     ($store:ty, $db:ty, $backend:expr) => {
         impl $store {
-            /// Runs one UPDATE or DELETE that must touch a row and bumps the generation in the
-            /// same transaction, so every cache sees the change; `NotFound` if no row matched.
+            /// Runs one UPDATE or DELETE that must touch a row, bumps the generation (so
+            /// every cache sees the change) and writes the change's audit record, in one
+            /// transaction; `NotFound` if no row matched.
             async fn change_one<'q>(
                 &self,
                 query: sqlx::query::Query<'q, $db, <$db as sqlx::Database>::Arguments<'q>>,
+                audit: &RequestLogEntry,
             ) -> Result<(), StoreError> {
-                let mut tx = self.pool.begin().await?;
+                let mut tx = self.begin_audited(audit).await?;
                 if query.execute(&mut *tx).await?.rows_affected() == 0 {
                     return Err(StoreError::NotFound);
                 }
                 sqlx::query(sql::BUMP_GENERATION).execute(&mut *tx).await?;
                 tx.commit().await?;
+                Ok(())
+            }
+
+            /// Begins a change's transaction with the change's audit record in the request
+            /// log, so the change commits only with its record ([`crate::audit`]). The record
+            /// comes first: on PostgreSQL it takes the log's writer lock (ids stay in commit
+            /// order) before the change locks any row, the order the log's writer takes them
+            /// in (the lock, then `agent_keys`), so the two cannot deadlock.
+            async fn begin_audited(
+                &self,
+                e: &RequestLogEntry,
+            ) -> Result<sqlx::Transaction<'static, $db>, StoreError> {
+                let mut tx = self.pool.begin().await?;
+                if $backend == $crate::store::Backend::Postgres {
+                    sqlx::query(sql::TAKE_WRITER_LOCK)
+                        .bind(sql::REQUEST_LOG_WRITER_LOCK)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                sqlx::query(sql::log_insert_sql(1, $backend))
+                    .bind(e.created_at)
+                    .bind(e.workspace_id.as_str())
+                    .bind(e.request_id.as_str())
+                    .bind(e.key_id.as_str())
+                    .bind(e.connection.as_str())
+                    .bind(&*e.method)
+                    .bind(e.path.as_str())
+                    .bind(i32::from(e.status))
+                    .bind(e.latency_us)
+                    .bind(e.stripe_request_id.as_deref())
+                    .bind(e.idempotency_key.as_deref())
+                    .bind(&*e.outcome)
+                    .bind(e.operation.as_deref())
+                    .bind(e.reason.as_deref())
+                    .bind(&*e.via)
+                    .execute(&mut *tx)
+                    .await?;
+                Ok(tx)
+            }
+
+            /// Inserts a new key's row inside `tx`.
+            async fn insert_key_row(
+                tx: &mut sqlx::Transaction<'static, $db>,
+                record: &AgentKeyRecord,
+            ) -> Result<(), StoreError> {
+                sqlx::query(
+                    "INSERT INTO agent_keys (id, workspace_id, name, prefix, hash, created_at, \
+                     last_used_at, revoked_at, role, scopes, expires_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+                )
+                .bind(record.id.as_str())
+                .bind(record.workspace_id.as_str())
+                .bind(&record.name)
+                .bind(&record.prefix)
+                .bind(&record.hash)
+                .bind(record.created_at)
+                .bind(record.last_used_at)
+                .bind(record.revoked_at)
+                .bind(record.role.as_str())
+                .bind(serde_json::to_string(&record.scopes).expect("scopes serialize to JSON"))
+                .bind(record.expires_at)
+                .execute(&mut **tx)
+                .await?;
                 Ok(())
             }
         }
@@ -333,8 +398,12 @@ macro_rules! impl_store {
                 Ok(rows.into_iter().map(Into::into).collect())
             }
 
-            async fn save_connection(&self, record: &ConnectionRecord) -> Result<(), StoreError> {
-                let mut tx = self.pool.begin().await?;
+            async fn save_connection(
+                &self,
+                record: &ConnectionRecord,
+                audit: &RequestLogEntry,
+            ) -> Result<(), StoreError> {
+                let mut tx = self.begin_audited(audit).await?;
                 sqlx::query(
                     "INSERT INTO connections (id, workspace_id, name, provider, secret, secret_hint, \
                      mode, key_kind, validation, created_at, updated_at) \
@@ -367,6 +436,7 @@ macro_rules! impl_store {
                 workspace: &WorkspaceId,
                 name: &str,
                 enabled: bool,
+                audit: &RequestLogEntry,
             ) -> Result<(), StoreError> {
                 self.change_one(
                     sqlx::query(
@@ -375,6 +445,7 @@ macro_rules! impl_store {
                     .bind(enabled)
                     .bind(workspace.as_str())
                     .bind(name),
+                    audit,
                 )
                 .await
             }
@@ -383,36 +454,51 @@ macro_rules! impl_store {
                 &self,
                 workspace: &WorkspaceId,
                 name: &str,
+                audit: &RequestLogEntry,
             ) -> Result<(), StoreError> {
                 self.change_one(
                     sqlx::query("DELETE FROM connections WHERE workspace_id = $1 AND name = $2")
                         .bind(workspace.as_str())
                         .bind(name),
+                    audit,
                 )
                 .await
             }
 
-            async fn insert_key(&self, record: &AgentKeyRecord) -> Result<(), StoreError> {
-                let mut tx = self.pool.begin().await?;
-                sqlx::query(
-                    "INSERT INTO agent_keys (id, workspace_id, name, prefix, hash, created_at, \
-                     last_used_at, revoked_at, role, scopes, expires_at) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+            async fn insert_key(
+                &self,
+                record: &AgentKeyRecord,
+                audit: &RequestLogEntry,
+            ) -> Result<(), StoreError> {
+                let mut tx = self.begin_audited(audit).await?;
+                Self::insert_key_row(&mut tx, record).await?;
+                // New keys must not hide behind a cached "unknown key" answer.
+                sqlx::query(sql::BUMP_GENERATION).execute(&mut *tx).await?;
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn rotate_key(
+                &self,
+                new: &AgentKeyRecord,
+                old: &KeyId,
+                old_expires_at: i64,
+                audit: &RequestLogEntry,
+            ) -> Result<(), StoreError> {
+                let mut tx = self.begin_audited(audit).await?;
+                let expired = sqlx::query(
+                    "UPDATE agent_keys SET expires_at = $3 \
+                     WHERE workspace_id = $1 AND id = $2 AND revoked_at IS NULL",
                 )
-                .bind(record.id.as_str())
-                .bind(record.workspace_id.as_str())
-                .bind(&record.name)
-                .bind(&record.prefix)
-                .bind(&record.hash)
-                .bind(record.created_at)
-                .bind(record.last_used_at)
-                .bind(record.revoked_at)
-                .bind(record.role.as_str())
-                .bind(serde_json::to_string(&record.scopes).expect("scopes serialize to JSON"))
-                .bind(record.expires_at)
+                .bind(new.workspace_id.as_str())
+                .bind(old.as_str())
+                .bind(old_expires_at)
                 .execute(&mut *tx)
                 .await?;
-                // New keys must not hide behind a cached "unknown key" answer.
+                if expired.rows_affected() == 0 {
+                    return Err(StoreError::NotFound);
+                }
+                Self::insert_key_row(&mut tx, new).await?;
                 sqlx::query(sql::BUMP_GENERATION).execute(&mut *tx).await?;
                 tx.commit().await?;
                 Ok(())
@@ -447,6 +533,7 @@ macro_rules! impl_store {
                 workspace: &WorkspaceId,
                 id: &KeyId,
                 at: i64,
+                audit: &RequestLogEntry,
             ) -> Result<(), StoreError> {
                 self.change_one(
                     sqlx::query(
@@ -456,23 +543,7 @@ macro_rules! impl_store {
                     .bind(workspace.as_str())
                     .bind(id.as_str())
                     .bind(at),
-                )
-                .await
-            }
-
-            async fn set_key_expiry(
-                &self,
-                workspace: &WorkspaceId,
-                id: &KeyId,
-                at: i64,
-            ) -> Result<(), StoreError> {
-                self.change_one(
-                    sqlx::query(
-                        "UPDATE agent_keys SET expires_at = $3 WHERE workspace_id = $1 AND id = $2",
-                    )
-                    .bind(workspace.as_str())
-                    .bind(id.as_str())
-                    .bind(at),
+                    audit,
                 )
                 .await
             }
@@ -775,7 +846,9 @@ macro_rules! impl_store {
             async fn insert_webhook_endpoint(
                 &self,
                 record: &$crate::store::WebhookEndpointRecord,
+                audit: &RequestLogEntry,
             ) -> Result<(), StoreError> {
+                let mut tx = self.begin_audited(audit).await?;
                 sqlx::query(
                     "INSERT INTO webhook_endpoints (id, workspace_id, connection, event_types, \
                      stripe_endpoint_id, created_at) VALUES ($1, $2, $3, $4, $5, $6)",
@@ -786,8 +859,9 @@ macro_rules! impl_store {
                 .bind(serde_json::to_string(&record.event_types).expect("strings serialize"))
                 .bind(record.stripe_endpoint_id.as_deref())
                 .bind(record.created_at)
-                .execute(&self.pool)
+                .execute(&mut *tx)
                 .await?;
+                tx.commit().await?;
                 Ok(())
             }
 
@@ -822,11 +896,12 @@ macro_rules! impl_store {
                 &self,
                 workspace: &WorkspaceId,
                 id: &$crate::ids::EndpointId,
+                audit: &RequestLogEntry,
             ) -> Result<(), StoreError> {
                 // Writes first, so the transaction takes SQLite's write lock at its first
                 // statement (waiting out other writers); a read first would fail at once
                 // with SQLITE_BUSY if another connection committed in between.
-                let mut tx = self.pool.begin().await?;
+                let mut tx = self.begin_audited(audit).await?;
                 sqlx::query(
                     "DELETE FROM webhook_secrets WHERE endpoint_id IN \
                      (SELECT id FROM webhook_endpoints WHERE workspace_id = $1 AND id = $2)",
@@ -876,8 +951,9 @@ macro_rules! impl_store {
                 &self,
                 record: &$crate::store::WebhookSecretRecord,
                 expire_others_at: Option<i64>,
+                audit: &RequestLogEntry,
             ) -> Result<(), StoreError> {
-                let mut tx = self.pool.begin().await?;
+                let mut tx = self.begin_audited(audit).await?;
                 if let Some(at) = expire_others_at {
                     sqlx::query(
                         "UPDATE webhook_secrets SET expires_at = $2 \

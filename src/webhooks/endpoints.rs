@@ -10,12 +10,15 @@ use http_body_util::{BodyExt, Either, Full};
 use serde::Deserialize;
 use zeroize::Zeroizing;
 
+use crate::audit::{Change, ChangeOrigin};
 use crate::connections::{ConnectionResolver, ResolveError};
 use crate::crypto::{Sealer, SecretPurpose};
 use crate::ids::{random_base62, EndpointId, WorkspaceId};
 use crate::proxy::client::Upstream;
 use crate::proxy::target::StripeTarget;
-use crate::store::{Store, StoreError, WebhookEndpointRecord, WebhookSecretRecord};
+use crate::store::{
+    RequestLogEntry, Store, StoreError, WebhookEndpointRecord, WebhookSecretRecord,
+};
 
 use super::ingest::INGEST_PATH;
 
@@ -110,6 +113,7 @@ pub async fn create_endpoint(
     workspace: &WorkspaceId,
     connection: &str,
     event_types: &[String],
+    origin: &ChangeOrigin,
 ) -> Result<WebhookEndpointRecord, WebhookError> {
     let event_types = parse_event_types(event_types)?;
     if store
@@ -127,7 +131,8 @@ pub async fn create_endpoint(
         stripe_endpoint_id: None,
         created_at: crate::time::now_millis(),
     };
-    store.insert_webhook_endpoint(&record).await?;
+    let audit = origin.record(workspace, Change::EndpointCreated, connection);
+    store.insert_webhook_endpoint(&record, &audit).await?;
     Ok(record)
 }
 
@@ -152,6 +157,24 @@ pub async fn add_secret(
     endpoint: &WebhookEndpointRecord,
     secret: &SigningSecret,
     expire_others_in: Option<Duration>,
+    origin: &ChangeOrigin,
+) -> Result<String, WebhookError> {
+    let audit = origin.record(
+        &endpoint.workspace_id,
+        Change::SecretAdded,
+        &endpoint.connection,
+    );
+    store_secret(store, sealer, endpoint, secret, expire_others_in, &audit).await
+}
+
+/// Seals and stores a signing secret of the endpoint, with the change's `audit` record.
+async fn store_secret(
+    store: &dyn Store,
+    sealer: &Sealer,
+    endpoint: &WebhookEndpointRecord,
+    secret: &SigningSecret,
+    expire_others_in: Option<Duration>,
+    audit: &RequestLogEntry,
 ) -> Result<String, WebhookError> {
     let now = crate::time::now_millis();
     let id = format!("whsk_{}", random_base62(16));
@@ -170,7 +193,9 @@ pub async fn add_secret(
     };
     let expire_at = expire_others_in
         .map(|d| now.saturating_add(i64::try_from(d.as_millis()).unwrap_or(i64::MAX)));
-    store.insert_webhook_secret(&record, expire_at).await?;
+    store
+        .insert_webhook_secret(&record, expire_at, audit)
+        .await?;
     Ok(id)
 }
 
@@ -201,6 +226,7 @@ pub async fn register(
     upstream: &Upstream,
     endpoint: &WebhookEndpointRecord,
     public_base: &str,
+    origin: &ChangeOrigin,
 ) -> Result<String, WebhookError> {
     let resolver = ConnectionResolver::new(store.clone(), sealer.clone());
     let connection = resolver
@@ -270,7 +296,12 @@ pub async fn register(
     let secret = SigningSecret::parse(&secret_text).map_err(|_| {
         WebhookError::Stripe("the answer holds no whsec_ signing secret".to_owned())
     })?;
-    add_secret(store.as_ref(), &sealer, endpoint, &secret, None).await?;
+    let audit = origin.record(
+        &endpoint.workspace_id,
+        Change::EndpointRegistered,
+        &endpoint.connection,
+    );
+    store_secret(store.as_ref(), &sealer, endpoint, &secret, None, &audit).await?;
     store
         .set_webhook_stripe_id(&endpoint.workspace_id, &endpoint.id, &created.id)
         .await?;

@@ -48,10 +48,10 @@ each_backend! {
         let bytes = base64::engine::general_purpose::STANDARD.decode(&app.master_key).unwrap();
         let sealer = Sealer::new(&MasterKey::from_bytes(bytes.try_into().unwrap()));
         let other_secret = StripeSecret::parse("sk_test_51OtherConnectionKey0123456789").unwrap();
-        let other = set_stripe_connection(app.store.as_ref(), &sealer, &app.workspace, "other", &other_secret).await.unwrap();
+        let other = set_stripe_connection(app.store.as_ref(), &sealer, &app.workspace, "other", &other_secret, &crate::support::test_origin()).await.unwrap();
         let tenant = app.store.ensure_workspace("tenant-b").await.unwrap();
-        let foreign = set_stripe_connection(app.store.as_ref(), &sealer, &tenant.id, "stripe", &other_secret).await.unwrap();
-        let tenant_key = create_key(app.store.as_ref(), &tenant.id, KeySpec::agent("b")).await.unwrap().key.to_string();
+        let foreign = set_stripe_connection(app.store.as_ref(), &sealer, &tenant.id, "stripe", &other_secret, &crate::support::test_origin()).await.unwrap();
+        let tenant_key = create_key(app.store.as_ref(), &tenant.id, KeySpec::agent("b"), &crate::support::test_origin()).await.unwrap().key.to_string();
         let stripe = app.store.find_connection(&app.workspace, "stripe").await.unwrap().unwrap();
 
         copy_secret(&app.db, backend, stripe.id.as_str(), other.id.as_str()).await;

@@ -52,13 +52,26 @@ async fn two_instances() -> (TestApp, Peer) {
 
 /// An endpoint of the `stripe` connection with [`WHSEC`] as its signing secret.
 async fn endpoint(app: &TestApp) -> EndpointId {
-    let record = endpoints::create_endpoint(app.store.as_ref(), &app.workspace, "stripe", &[])
-        .await
-        .unwrap();
+    let record = endpoints::create_endpoint(
+        app.store.as_ref(),
+        &app.workspace,
+        "stripe",
+        &[],
+        &crate::support::test_origin(),
+    )
+    .await
+    .unwrap();
     let secret = SigningSecret::parse(WHSEC).unwrap();
-    endpoints::add_secret(app.store.as_ref(), &sealer(app), &record, &secret, None)
-        .await
-        .unwrap();
+    endpoints::add_secret(
+        app.store.as_ref(),
+        &sealer(app),
+        &record,
+        &secret,
+        None,
+        &crate::support::test_origin(),
+    )
+    .await
+    .unwrap();
     record.id
 }
 
@@ -140,6 +153,7 @@ async fn a_revocation_and_a_replaced_stripe_key_reach_the_other_instance_within_
             role: agentgate::policy::Role::Admin,
             ..Default::default()
         },
+        &crate::support::test_origin(),
     )
     .await
     .unwrap()
@@ -414,6 +428,7 @@ impl PushCluster {
                 allow_private: true,
             },
             agentgate::time::now_millis(),
+            &crate::support::test_origin(),
         )
         .await
         .expect("destination created");

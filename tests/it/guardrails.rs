@@ -3,9 +3,8 @@
 //! cannot pass together, and the operators' view of the day's totals. A refused request
 //! never reaches the Stripe double.
 
-use agentgate::keys::{create_key, KeySpec};
 use agentgate::policy::guardrails::utc_day;
-use agentgate::policy::{Role, Scopes};
+use agentgate::policy::Scopes;
 use serde_json::Value;
 
 use crate::each_backend;
@@ -20,17 +19,7 @@ async fn key_with(app: &TestApp, max_amount: &[&str], daily_limit: &[&str]) -> S
         daily_limit: daily_limit.iter().map(|m| m.parse().unwrap()).collect(),
         ..Scopes::default()
     };
-    let spec = KeySpec {
-        name: "guarded".into(),
-        role: Role::Agent,
-        scopes,
-        expires_at: None,
-    };
-    create_key(app.store.as_ref(), &app.workspace, spec)
-        .await
-        .unwrap()
-        .key
-        .to_string()
+    app.create_key_with("guarded", scopes).await
 }
 
 /// POSTs a form body to a Stripe path with `key`.

@@ -52,14 +52,26 @@ async fn webhook_endpoint(db: &TestDb, master: &str) -> String {
     let sealer = agentgate::crypto::Sealer::new(&agentgate::crypto::MasterKey::from_bytes(
         bytes.try_into().unwrap(),
     ));
-    let endpoint =
-        agentgate::webhooks::endpoints::create_endpoint(store.as_ref(), &workspace, "stripe", &[])
-            .await
-            .unwrap();
+    let endpoint = agentgate::webhooks::endpoints::create_endpoint(
+        store.as_ref(),
+        &workspace,
+        "stripe",
+        &[],
+        &crate::support::test_origin(),
+    )
+    .await
+    .unwrap();
     let secret = agentgate::webhooks::endpoints::SigningSecret::parse(WHSEC).unwrap();
-    agentgate::webhooks::endpoints::add_secret(store.as_ref(), &sealer, &endpoint, &secret, None)
-        .await
-        .unwrap();
+    agentgate::webhooks::endpoints::add_secret(
+        store.as_ref(),
+        &sealer,
+        &endpoint,
+        &secret,
+        None,
+        &crate::support::test_origin(),
+    )
+    .await
+    .unwrap();
     format!("/webhooks/ingest/{}", endpoint.id)
 }
 

@@ -9,7 +9,6 @@ use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::Duration;
 
-use agentgate::keys::{create_key, KeySpec};
 use agentgate::policy::rate::{ConnectionRates, EXCHANGE_INTERVAL};
 use agentgate::policy::{IdempotencyMode, Rate, Scopes};
 use agentgate::time::ManualClock;
@@ -36,17 +35,7 @@ async fn app_with_clock(
 }
 
 async fn key_with(app: &TestApp, scopes: Scopes) -> String {
-    let spec = KeySpec {
-        name: "limited".into(),
-        role: Default::default(),
-        scopes,
-        expires_at: None,
-    };
-    create_key(app.store.as_ref(), &app.workspace, spec)
-        .await
-        .unwrap()
-        .key
-        .to_string()
+    app.create_key_with("limited", scopes).await
 }
 
 fn rated(per_second: u32, burst: u32) -> Scopes {

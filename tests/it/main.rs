@@ -4,6 +4,7 @@
 mod support;
 
 mod api;
+mod audit;
 mod auth;
 mod catalog;
 mod ciphertext_binding;

@@ -95,22 +95,42 @@ async fn store_secrets(app: &TestApp, key_file: &Path) {
             .await;
     }
     let sealer = Sealer::new(&key_file_keys(key_file).remove(0));
-    let endpoint = create_endpoint(app.store.as_ref(), &app.workspace, "c0", &[])
-        .await
-        .unwrap();
+    let endpoint = create_endpoint(
+        app.store.as_ref(),
+        &app.workspace,
+        "c0",
+        &[],
+        &crate::support::test_origin(),
+    )
+    .await
+    .unwrap();
     let whsec = SigningSecret::parse("whsec_RotationCanary0123456789").unwrap();
-    add_secret(app.store.as_ref(), &sealer, &endpoint, &whsec, None)
-        .await
-        .unwrap();
+    add_secret(
+        app.store.as_ref(),
+        &sealer,
+        &endpoint,
+        &whsec,
+        None,
+        &crate::support::test_origin(),
+    )
+    .await
+    .unwrap();
     let spec = DestinationSpec {
         endpoint: endpoint.id.clone(),
         url: "http://127.0.0.1:9/hook".into(),
         event_types: Vec::new(),
         allow_private: true,
     };
-    create_destination(app.store.as_ref(), &sealer, &app.workspace, spec, 0)
-        .await
-        .unwrap();
+    create_destination(
+        app.store.as_ref(),
+        &sealer,
+        &app.workspace,
+        spec,
+        0,
+        &crate::support::test_origin(),
+    )
+    .await
+    .unwrap();
 }
 
 each_backend! {

@@ -7,8 +7,7 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use agentgate::keys::{create_key, KeySpec};
-use agentgate::policy::{Role, Scopes};
+use agentgate::policy::Scopes;
 use rmcp::model::{CallToolRequestParams, CallToolResult};
 use rmcp::service::RunningService;
 use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
@@ -62,17 +61,7 @@ async fn connect(app: &TestApp, key: &str, transport: Transport) -> Client {
 
 /// An agent key with these scopes.
 async fn key_with(app: &TestApp, scopes: Scopes) -> String {
-    let spec = KeySpec {
-        name: "mcp".into(),
-        role: Role::Agent,
-        scopes,
-        expires_at: None,
-    };
-    create_key(app.store.as_ref(), &app.workspace, spec)
-        .await
-        .unwrap()
-        .key
-        .to_string()
+    app.create_key_with("mcp", scopes).await
 }
 
 async fn tool_names(client: &Client) -> BTreeSet<String> {
@@ -263,18 +252,31 @@ impl SignedEndpoint {
         use agentgate::webhooks::endpoints::{add_secret, create_endpoint, SigningSecret};
         use base64::Engine;
 
-        let endpoint = create_endpoint(app.store.as_ref(), &app.workspace, "stripe", &[])
-            .await
-            .unwrap();
+        let endpoint = create_endpoint(
+            app.store.as_ref(),
+            &app.workspace,
+            "stripe",
+            &[],
+            &crate::support::test_origin(),
+        )
+        .await
+        .unwrap();
         let master = base64::engine::general_purpose::STANDARD
             .decode(&app.master_key)
             .unwrap();
         let sealer = Sealer::new(&MasterKey::from_bytes(master.try_into().unwrap()));
         let secret = "whsec_mcpTestSecret0123456789";
         let signing = SigningSecret::parse(secret).unwrap();
-        add_secret(app.store.as_ref(), &sealer, &endpoint, &signing, None)
-            .await
-            .unwrap();
+        add_secret(
+            app.store.as_ref(),
+            &sealer,
+            &endpoint,
+            &signing,
+            None,
+            &crate::support::test_origin(),
+        )
+        .await
+        .unwrap();
         Self {
             id: endpoint.id,
             secret,

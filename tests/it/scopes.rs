@@ -27,11 +27,7 @@ async fn key_with(app: &TestApp, role: Role, scopes: Scopes) -> String {
         scopes,
         expires_at: None,
     };
-    create_key(app.store.as_ref(), &app.workspace, spec)
-        .await
-        .unwrap()
-        .key
-        .to_string()
+    app.create_key_from(spec).await
 }
 
 /// Sends `method path` (under the `stripe` connection unless `path` names another) with
@@ -131,7 +127,7 @@ each_backend! {
         let app = TestApp::spawn(backend).await;
         let other = app.store.ensure_workspace("b").await.unwrap();
         let spec = KeySpec::agent("tenant b");
-        let b_key = create_key(app.store.as_ref(), &other.id, spec).await.unwrap().key.to_string();
+        let b_key = create_key(app.store.as_ref(), &other.id, spec, &crate::support::test_origin()).await.unwrap().key.to_string();
         // Workspace b has no connections: the default workspace's `stripe` does not exist for it.
         for (method, path) in [("GET", "stripe/customers"), ("POST", "stripe/payment_intents"), ("GET", "stripe/v1/balance")] {
             let response = call(&app, &b_key, method, path, None).await;
@@ -148,7 +144,7 @@ each_backend! {
     async fn expired_and_rotated_keys_stop_working(backend) {
         let app = TestApp::spawn(backend).await;
         let spec = KeySpec { expires_at: Some(agentgate::time::now_millis() - 1), ..KeySpec::agent("expired") };
-        let expired = create_key(app.store.as_ref(), &app.workspace, spec).await.unwrap().key.to_string();
+        let expired = create_key(app.store.as_ref(), &app.workspace, spec, &crate::support::test_origin()).await.unwrap().key.to_string();
         let response = call(&app, &expired, "GET", "stripe/customers", None).await;
         assert_eq!(response.status(), 401);
         let body: Value = response.json().await.unwrap();
@@ -159,10 +155,10 @@ each_backend! {
 
         let scopes = Scopes { read_only: true, ..Scopes::default() };
         let spec = KeySpec { scopes: scopes.clone(), ..KeySpec::agent("rotating") };
-        let old = create_key(app.store.as_ref(), &app.workspace, spec).await.unwrap();
+        let old = create_key(app.store.as_ref(), &app.workspace, spec, &crate::support::test_origin()).await.unwrap();
         let old_key = old.key.to_string();
         assert_eq!(call(&app, &old_key, "GET", "stripe/customers", None).await.status(), 200);
-        let rotated = rotate_key(app.store.as_ref(), &app.workspace, &old.record.id, agentgate::time::now_millis())
+        let rotated = rotate_key(app.store.as_ref(), &app.workspace, &old.record.id, agentgate::time::now_millis(), &crate::support::test_origin())
             .await
             .unwrap();
         assert_eq!(rotated.record.scopes, scopes, "the new key keeps the scopes");
@@ -226,7 +222,7 @@ each_backend! {
         let bytes = base64::Engine::decode(&base64::engine::general_purpose::STANDARD, &app.master_key).unwrap();
         let sealer = agentgate::crypto::Sealer::new(&agentgate::crypto::MasterKey::from_bytes(bytes.try_into().unwrap()));
         let b_secret = agentgate::connections::stripe::StripeSecret::parse("sk_test_51WorkspaceBSecret000000000000000000").unwrap();
-        agentgate::connections::set_stripe_connection(app.store.as_ref(), &sealer, &b.id, "b-stripe", &b_secret)
+        agentgate::connections::set_stripe_connection(app.store.as_ref(), &sealer, &b.id, "b-stripe", &b_secret, &crate::support::test_origin())
             .await
             .unwrap();
         let agent = app.key.clone();

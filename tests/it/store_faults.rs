@@ -107,8 +107,8 @@ each_backend! {
         let app = TestApp::spawn_with(backend, options).await;
         let bytes = base64::Engine::decode(&base64::engine::general_purpose::STANDARD, &app.master_key).unwrap();
         let sealer = Sealer::new(&MasterKey::from_bytes(bytes.try_into().unwrap()));
-        let endpoint = create_endpoint(app.store.as_ref(), &app.workspace, "stripe", &[]).await.unwrap();
-        add_secret(app.store.as_ref(), &sealer, &endpoint, &SigningSecret::parse(WHSEC).unwrap(), None).await.unwrap();
+        let endpoint = create_endpoint(app.store.as_ref(), &app.workspace, "stripe", &[], &crate::support::test_origin()).await.unwrap();
+        add_secret(app.store.as_ref(), &sealer, &endpoint, &SigningSecret::parse(WHSEC).unwrap(), None, &crate::support::test_origin()).await.unwrap();
         let url = app.url(&format!("/webhooks/ingest/{}", endpoint.id));
         assert_eq!(app.get("customers").await.status(), 200, "caches warm");
         assert_eq!(ingest(&app.client, &url, event("evt_before")).await.status(), 200);
@@ -155,23 +155,36 @@ async fn a_full_disk_keeps_the_proxy_serving_and_ingest_at_503_until_space_retur
             &workspace,
             "stripe",
             &StripeSecret::parse(TEST_SECRET).unwrap(),
+            &crate::support::test_origin(),
         )
         .await
         .unwrap();
-        let key = create_key(store.as_ref(), &workspace, KeySpec::agent("disk"))
-            .await
-            .unwrap()
-            .key
-            .to_string();
-        let endpoint = create_endpoint(store.as_ref(), &workspace, "stripe", &[])
-            .await
-            .unwrap();
+        let key = create_key(
+            store.as_ref(),
+            &workspace,
+            KeySpec::agent("disk"),
+            &crate::support::test_origin(),
+        )
+        .await
+        .unwrap()
+        .key
+        .to_string();
+        let endpoint = create_endpoint(
+            store.as_ref(),
+            &workspace,
+            "stripe",
+            &[],
+            &crate::support::test_origin(),
+        )
+        .await
+        .unwrap();
         add_secret(
             store.as_ref(),
             &sealer,
             &endpoint,
             &SigningSecret::parse(WHSEC).unwrap(),
             None,
+            &crate::support::test_origin(),
         )
         .await
         .unwrap();

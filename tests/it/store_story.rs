@@ -30,13 +30,13 @@ each_backend! {
         let default = store.ensure_workspace("default").await.unwrap();
         let other = store.ensure_workspace("other").await.unwrap();
         assert_eq!(store.ensure_workspace("default").await.unwrap(), default, "idempotent");
-        let created = agentgate::keys::create_key(store.as_ref(), &default.id, agentgate::keys::KeySpec::agent("a")).await.unwrap();
+        let created = agentgate::keys::create_key(store.as_ref(), &default.id, agentgate::keys::KeySpec::agent("a"), &crate::support::test_origin()).await.unwrap();
         let found = store.find_key_by_hash(&created.record.hash).await.unwrap().unwrap();
         assert_eq!(found, created.record);
         assert!(store.list_keys(&other.id).await.unwrap().is_empty());
-        assert!(matches!(store.revoke_key(&other.id, &created.record.id, 1).await, Err(StoreError::NotFound)));
+        assert!(matches!(store.revoke_key(&other.id, &created.record.id, 1, &crate::support::test_audit(&other.id)).await, Err(StoreError::NotFound)));
         let before = store.generation().await.unwrap();
-        store.revoke_key(&default.id, &created.record.id, 5).await.unwrap();
+        store.revoke_key(&default.id, &created.record.id, 5, &crate::support::test_audit(&default.id)).await.unwrap();
         assert!(store.generation().await.unwrap() > before, "a revocation moves the generation");
         let entry = |i: i64| RequestLogEntry {
             created_at: i,

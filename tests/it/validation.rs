@@ -270,7 +270,7 @@ each_backend! {
             .unwrap();
         assert_eq!(bad_switch.status(), 400);
 
-        agentgate::connections::set_connection_validation(app.store.as_ref(), &app.workspace, "stripe", false)
+        agentgate::connections::set_connection_validation(app.store.as_ref(), &app.workspace, "stripe", false, &crate::support::test_origin())
             .await
             .unwrap();
         crate::support::eventually(std::time::Duration::from_secs(5), "validation off", || async {

@@ -46,9 +46,15 @@ fn sealer(master_key_b64: &str) -> Sealer {
 /// An endpoint of the default workspace's `stripe` connection, with [`WHSEC`] set.
 async fn hook(app: &TestApp, types: &[&str]) -> Hook {
     let types: Vec<String> = types.iter().map(|t| t.to_string()).collect();
-    let record = endpoints::create_endpoint(app.store.as_ref(), &app.workspace, "stripe", &types)
-        .await
-        .unwrap();
+    let record = endpoints::create_endpoint(
+        app.store.as_ref(),
+        &app.workspace,
+        "stripe",
+        &types,
+        &crate::support::test_origin(),
+    )
+    .await
+    .unwrap();
     let secret = SigningSecret::parse(WHSEC).unwrap();
     endpoints::add_secret(
         app.store.as_ref(),
@@ -56,6 +62,7 @@ async fn hook(app: &TestApp, types: &[&str]) -> Hook {
         &record,
         &secret,
         None,
+        &crate::support::test_origin(),
     )
     .await
     .unwrap();
@@ -225,7 +232,7 @@ each_backend! {
         let junk = post(&app.client, &app.url("/webhooks/ingest/..%2F"), payload.clone(), Some(header.clone())).await;
         assert_eq!(junk.status(), 404);
 
-        let bare = endpoints::create_endpoint(app.store.as_ref(), &app.workspace, "stripe", &[]).await.unwrap();
+        let bare = endpoints::create_endpoint(app.store.as_ref(), &app.workspace, "stripe", &[], &crate::support::test_origin()).await.unwrap();
         let url = app.url(&format!("/webhooks/ingest/{}", bare.id));
         let response = post(&app.client, &url, payload, Some(header)).await;
         assert_eq!(response.status(), 400);
@@ -257,14 +264,14 @@ each_backend! {
         let hook = hook(&app, &[]).await;
         let record = endpoints::find_endpoint(app.store.as_ref(), &app.workspace, hook.id.as_str()).await.unwrap();
         let new = "whsec_RolledInSecretABCDEFGH123456";
-        endpoints::add_secret(app.store.as_ref(), &sealer(&app.master_key), &record, &SigningSecret::parse(new).unwrap(), None).await.unwrap();
+        endpoints::add_secret(app.store.as_ref(), &sealer(&app.master_key), &record, &SigningSecret::parse(new).unwrap(), None, &crate::support::test_origin()).await.unwrap();
         for (n, secret) in [WHSEC, new].into_iter().enumerate() {
             let payload = event(&format!("evt_roll_{n}"), "customer.created");
             let header = header_for(secret, now(), &payload);
             assert_eq!(post(&app.client, &hook.url, payload, Some(header)).await.status(), 200);
         }
         let newest = "whsec_NewestSecretOnlyOneLeft9876";
-        endpoints::add_secret(app.store.as_ref(), &sealer(&app.master_key), &record, &SigningSecret::parse(newest).unwrap(), Some(Duration::ZERO)).await.unwrap();
+        endpoints::add_secret(app.store.as_ref(), &sealer(&app.master_key), &record, &SigningSecret::parse(newest).unwrap(), Some(Duration::ZERO), &crate::support::test_origin()).await.unwrap();
         tokio::time::sleep(Duration::from_millis(5)).await;
         let payload = event("evt_roll_old", "customer.created");
         let header = header_for(WHSEC, now(), &payload);
@@ -381,6 +388,7 @@ each_backend! {
             app.store.as_ref(),
             &app.workspace,
             agentgate::keys::KeySpec { role: agentgate::policy::Role::Admin, ..agentgate::keys::KeySpec::agent("admin") },
+            &crate::support::test_origin(),
         ).await.unwrap().key.to_string();
         let api = |path: &str| app.url(&format!("/api/v1/webhooks{path}"));
         let created: serde_json::Value = app.client.post(api("")).bearer_auth(&admin)
@@ -469,9 +477,9 @@ each_backend! {
         let sealer = sealer(&master_b64);
         agentgate::crypto::verify_master_key(store.as_ref(), &sealer).await.unwrap();
         let stripe_key = agentgate::connections::stripe::StripeSecret::parse(TEST_SECRET).unwrap();
-        agentgate::connections::set_stripe_connection(store.as_ref(), &sealer, &workspace, "stripe", &stripe_key).await.unwrap();
-        let record = endpoints::create_endpoint(store.as_ref(), &workspace, "stripe", &[]).await.unwrap();
-        endpoints::add_secret(store.as_ref(), &sealer, &record, &SigningSecret::parse(WHSEC).unwrap(), None).await.unwrap();
+        agentgate::connections::set_stripe_connection(store.as_ref(), &sealer, &workspace, "stripe", &stripe_key, &crate::support::test_origin()).await.unwrap();
+        let record = endpoints::create_endpoint(store.as_ref(), &workspace, "stripe", &[], &crate::support::test_origin()).await.unwrap();
+        endpoints::add_secret(store.as_ref(), &sealer, &record, &SigningSecret::parse(WHSEC).unwrap(), None, &crate::support::test_origin()).await.unwrap();
         let id = record.id.clone();
 
         let server = ServedProcess::start(&db.url, &master_b64, "http://127.0.0.1:9", "info");

@@ -226,7 +226,11 @@ async fn endpoint(store: &dyn Store, workspace: &WorkspaceId) -> EndpointId {
         stripe_endpoint_id: None,
         created_at: agentgate::time::now_millis(),
     };
-    store.insert_webhook_endpoint(&record).await.unwrap();
+    let audit = crate::support::test_audit(workspace);
+    store
+        .insert_webhook_endpoint(&record, &audit)
+        .await
+        .unwrap();
     record.id
 }
 
@@ -274,6 +278,7 @@ async fn destination(
             allow_private: true,
         },
         agentgate::time::now_millis(),
+        &crate::support::test_origin(),
     )
     .await
     .expect("destination created");
@@ -531,6 +536,7 @@ each_backend! {
             app.store.as_ref(),
             &app.workspace,
             agentgate::keys::KeySpec { name: "admin".into(), role: agentgate::policy::Role::Admin, ..Default::default() },
+            &crate::support::test_origin(),
         )
         .await
         .unwrap()

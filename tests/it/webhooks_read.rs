@@ -29,7 +29,11 @@ async fn endpoint_in(app: &TestApp, workspace: &WorkspaceId) -> EndpointId {
         stripe_endpoint_id: None,
         created_at: agentgate::time::now_millis(),
     };
-    app.store.insert_webhook_endpoint(&record).await.unwrap();
+    let audit = crate::support::test_audit(workspace);
+    app.store
+        .insert_webhook_endpoint(&record, &audit)
+        .await
+        .unwrap();
     record.id
 }
 
@@ -266,7 +270,7 @@ each_backend! {
 
         // Another workspace's agent key: 404, as if the endpoint did not exist.
         let other = app.store.ensure_workspace("other").await.unwrap().id;
-        let foreign = create_key(app.store.as_ref(), &other, KeySpec::agent("foreign"))
+        let foreign = create_key(app.store.as_ref(), &other, KeySpec::agent("foreign"), &crate::support::test_origin())
             .await
             .unwrap()
             .key
@@ -292,6 +296,7 @@ each_backend! {
             app.store.as_ref(),
             &app.workspace,
             KeySpec { name: "admin".into(), role: Role::Admin, ..KeySpec::default() },
+            &crate::support::test_origin(),
         )
         .await
         .unwrap()
@@ -307,7 +312,7 @@ each_backend! {
             scopes: Scopes { connections, ..Scopes::default() },
             ..KeySpec::default()
         };
-        let elsewhere = create_key(app.store.as_ref(), &app.workspace, scoped(vec!["billing".into()]))
+        let elsewhere = create_key(app.store.as_ref(), &app.workspace, scoped(vec!["billing".into()]), &crate::support::test_origin())
             .await
             .unwrap()
             .key
@@ -315,7 +320,7 @@ each_backend! {
         let (status, error) = pull(&app, &elsewhere, &whe, "").await;
         assert_eq!(status, 403);
         assert!(error["error"]["message"].as_str().unwrap().contains("connection"));
-        let allowed = create_key(app.store.as_ref(), &app.workspace, scoped(vec!["stripe".into()]))
+        let allowed = create_key(app.store.as_ref(), &app.workspace, scoped(vec!["stripe".into()]), &crate::support::test_origin())
             .await
             .unwrap()
             .key
@@ -610,7 +615,7 @@ each_backend! {
         use base64::Engine;
 
         let app = TestApp::spawn_with(backend, bus_only()).await;
-        let whe = create_endpoint(app.store.as_ref(), &app.workspace, "stripe", &[])
+        let whe = create_endpoint(app.store.as_ref(), &app.workspace, "stripe", &[], &crate::support::test_origin())
             .await
             .unwrap();
         let master = base64::engine::general_purpose::STANDARD
@@ -624,6 +629,7 @@ each_backend! {
             &whe,
             &SigningSecret::parse(secret).unwrap(),
             None,
+            &crate::support::test_origin(),
         )
         .await
         .unwrap();

@@ -159,6 +159,7 @@ pub async fn save(
         &operator.workspace.id,
         &name,
         &secret,
+        &operator.change_origin(),
     )
     .await;
     if let Err(error) = saved {
@@ -191,7 +192,15 @@ pub async fn remove(
     Path(name): Path<String>,
 ) -> Response {
     let settings = &state.settings;
-    match remove_connection(settings.store.as_ref(), &operator.workspace.id, &name).await {
+    let origin = operator.change_origin();
+    match remove_connection(
+        settings.store.as_ref(),
+        &operator.workspace.id,
+        &name,
+        &origin,
+    )
+    .await
+    {
         Ok(()) => {}
         Err(StoreError::NotFound) => return layout::not_found(),
         Err(error) => return super::failed(&error),
@@ -224,7 +233,10 @@ pub async fn set_validation(
     };
     let settings = &state.settings;
     let workspace = &operator.workspace.id;
-    match set_connection_validation(settings.store.as_ref(), workspace, &name, enabled).await {
+    let origin = operator.change_origin();
+    match set_connection_validation(settings.store.as_ref(), workspace, &name, enabled, &origin)
+        .await
+    {
         Ok(()) => {}
         Err(StoreError::NotFound) => return layout::not_found(),
         Err(error) => return super::failed(&error),

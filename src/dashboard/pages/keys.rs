@@ -222,7 +222,15 @@ pub async fn create(
         return render(&state, &operator, Some(Message::Error(error)), None).await;
     }
     spec.name = name;
-    match create_key(state.settings.store.as_ref(), &operator.workspace.id, spec).await {
+    let origin = operator.change_origin();
+    match create_key(
+        state.settings.store.as_ref(),
+        &operator.workspace.id,
+        spec,
+        &origin,
+    )
+    .await
+    {
         Ok(created) => {
             let notice = Message::Notice("Key created.".into());
             render(&state, &operator, Some(notice), Some(&created.key)).await
@@ -348,7 +356,8 @@ pub async fn rotate(
     let id = KeyId::from_stored(id);
     let old_expires_at = crate::time::now_millis() + grace * 1000;
     let store = state.settings.store.as_ref();
-    match rotate_key(store, &operator.workspace.id, &id, old_expires_at).await {
+    let origin = operator.change_origin();
+    match rotate_key(store, &operator.workspace.id, &id, old_expires_at, &origin).await {
         Ok(created) => {
             state.settings.shared.keys.clear();
             let notice = Message::Notice(if grace == 0 {
@@ -373,7 +382,15 @@ pub async fn revoke(
     Path(id): Path<String>,
 ) -> Response {
     let id = KeyId::from_stored(id);
-    match revoke_key(state.settings.store.as_ref(), &operator.workspace.id, &id).await {
+    let origin = operator.change_origin();
+    match revoke_key(
+        state.settings.store.as_ref(),
+        &operator.workspace.id,
+        &id,
+        &origin,
+    )
+    .await
+    {
         Ok(()) => {}
         Err(StoreError::NotFound) => return layout::not_found(),
         Err(error) => return super::failed(&error),

@@ -224,9 +224,9 @@ pub async fn show(
             dt { "Position" } dd { (record.id) }
             dt { "Time" } dd { (time(e.created_at)) " (" (crate::time::rfc3339(e.created_at)) ")" }
             dt { "Request id" } dd { code { (e.request_id) } }
-            dt { "Key" } dd { (key_name.unwrap_or("(deleted)")) " " code { (e.key_id) } }
+            dt { "Key" } dd { (key_name.unwrap_or(actor(e.key_id.as_str()))) " " code { (e.key_id) } }
             dt { "Connection" } dd { (e.connection) }
-            dt { "Came over" } dd { @if e.via == "mcp" { "MCP (a tool call)" } @else { "HTTP" } }
+            dt { "Came over" } dd { (surface(&e.via)) }
             dt { "Request" } dd { code { (e.method) " " (e.path) } }
             dt { "Operation" } dd { (e.operation.as_deref().unwrap_or(none)) }
             dt { "Status" } dd { (e.status) }
@@ -239,4 +239,25 @@ pub async fn show(
         p.hint { "The log keeps no request or response bodies and no secrets; query values are dropped from the path." }
     };
     layout::page(&operator, Nav::Logs, "Request", None, body)
+}
+
+/// Who an entry's `key_id` names when it is no key of the workspace: the CLI or a dashboard
+/// operator for a management change (`src/audit.rs`), else a key since deleted.
+fn actor(key_id: &str) -> &str {
+    match key_id {
+        "cli" => "the CLI",
+        _ if key_id.starts_with("operator:") => "a dashboard operator",
+        _ => "(deleted)",
+    }
+}
+
+/// How an entry's request came, in words.
+fn surface(via: &str) -> &'static str {
+    match via {
+        "mcp" => "MCP (a tool call)",
+        "api" => "the management API",
+        "cli" => "the CLI",
+        "dashboard" => "the dashboard",
+        _ => "HTTP",
+    }
 }

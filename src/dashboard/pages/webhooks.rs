@@ -22,6 +22,7 @@ use serde::{Deserialize, Serialize};
 use super::super::layout::{self, csrf_field, empty, time, Message, Nav};
 use super::super::session::Operator;
 use super::super::DashState;
+use crate::audit::Change;
 use crate::ids::DestinationId;
 use crate::proxy::client::Upstream;
 use crate::store::push::{DestinationState, EventSelector};
@@ -109,7 +110,9 @@ pub async fn create(
         .filter(|t| !t.is_empty())
         .collect();
     let store = state.settings.store.as_ref();
-    match create_endpoint(store, &operator.workspace.id, &form.connection, &types).await {
+    let origin = operator.change_origin();
+    let workspace = &operator.workspace.id;
+    match create_endpoint(store, workspace, &form.connection, &types, &origin).await {
         Ok(record) => Redirect::to(&format!("/webhook-endpoints/{}", record.id)).into_response(),
         Err(error @ (WebhookError::InvalidEventType(_) | WebhookError::UnknownConnection(_))) => {
             render(
@@ -225,7 +228,8 @@ pub async fn set_secret(
         Err(error) => Message::Error(format!("Refused: {error}.")),
         Ok(secret) => {
             let sealer = &state.settings.sealer;
-            match add_secret(store, sealer, &endpoint, &secret, expire_others_in).await {
+            let origin = operator.change_origin();
+            match add_secret(store, sealer, &endpoint, &secret, expire_others_in, &origin).await {
                 Ok(_) => Message::Notice(match expire_others_in {
                     None => {
                         "Signing secret saved: events Stripe signs with it are accepted.".into()
@@ -258,7 +262,8 @@ pub async fn register_in_stripe(
     let upstream = Upstream::new(state.settings.upstream.clone());
     let sealer = state.settings.sealer.clone();
     let public = &state.settings.public_url;
-    let message = match register(store, sealer, &upstream, &endpoint, public).await {
+    let origin = operator.change_origin();
+    let message = match register(store, sealer, &upstream, &endpoint, public, &origin).await {
         Ok(stripe_id) => Message::Notice(format!(
             "Registered in Stripe as {stripe_id}; its signing secret is stored."
         )),
@@ -294,7 +299,9 @@ pub async fn add_destination(
     };
     let now = crate::time::now_millis();
     let sealer = &state.settings.sealer;
-    match push::create_destination(store, sealer, &operator.workspace.id, spec, now).await {
+    let origin = operator.change_origin();
+    let workspace = &operator.workspace.id;
+    match push::create_destination(store, sealer, workspace, spec, now, &origin).await {
         Ok(created) => {
             let shown = html! {
                 div.card.created {
@@ -322,7 +329,8 @@ pub async fn remove_destination(
 ) -> Response {
     let store = state.settings.store.as_ref();
     let destination = DestinationId::from_stored(destination);
-    match push::remove_destination(store, &operator.workspace.id, &destination).await {
+    let origin = operator.change_origin();
+    match push::remove_destination(store, &operator.workspace.id, &destination, &origin).await {
         Ok(()) => {
             let message = Message::Notice(format!("Destination {destination} removed."));
             render_endpoint(&state, &operator, &id, Some(message), None).await
@@ -349,7 +357,8 @@ pub async fn set_destination_state(
     let destination = DestinationId::from_stored(destination);
     let now = crate::time::now_millis();
     let workspace = &operator.workspace.id;
-    match push::set_destination_state(store, workspace, &destination, target, now).await {
+    let origin = operator.change_origin();
+    match push::set_destination_state(store, workspace, &destination, target, now, &origin).await {
         Ok(()) => {
             let message = Message::Notice(match target {
                 DestinationState::Enabled => format!(
@@ -728,7 +737,14 @@ pub async fn remove_endpoint(
         Err(WebhookError::NotFound) => return layout::not_found(),
         Err(error) => return super::failed(&error),
     };
-    match store.delete_webhook_endpoint(workspace, &endpoint.id).await {
+    let audit =
+        operator
+            .change_origin()
+            .record(workspace, Change::EndpointDeleted, &endpoint.connection);
+    match store
+        .delete_webhook_endpoint(workspace, &endpoint.id, &audit)
+        .await
+    {
         Ok(()) => {}
         Err(crate::store::StoreError::NotFound) => return layout::not_found(),
         Err(error) => return super::failed(&error),

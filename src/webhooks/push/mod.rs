@@ -14,6 +14,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use zeroize::Zeroizing;
 
+use crate::audit::{Change, ChangeOrigin};
 use crate::crypto::{Sealer, SecretPurpose};
 use crate::ids::{DeliveryId, DestinationId, EndpointId, WorkspaceId};
 use crate::store::push::{
@@ -91,6 +92,7 @@ pub async fn create_destination(
     workspace: &WorkspaceId,
     spec: DestinationSpec,
     now: i64,
+    origin: &ChangeOrigin,
 ) -> Result<CreatedDestination, PushError> {
     let url = DestinationUrl::parse(spec.url.trim())?;
     ssrf::resolve(&url, spec.allow_private).await?;
@@ -118,7 +120,8 @@ pub async fn create_destination(
         disabled_at: None,
         created_at: now,
     };
-    match store.insert_push_destination(&record).await {
+    let audit = origin.record(workspace, Change::DestinationCreated, "");
+    match store.insert_push_destination(&record, &audit).await {
         Ok(()) => {}
         Err(StoreError::NotFound) => return Err(PushError::EndpointNotFound),
         Err(error) => return Err(error.into()),
@@ -182,8 +185,10 @@ pub async fn remove_destination(
     store: &dyn Store,
     workspace: &WorkspaceId,
     id: &DestinationId,
+    origin: &ChangeOrigin,
 ) -> Result<(), PushError> {
-    match store.delete_push_destination(workspace, id).await {
+    let audit = origin.record(workspace, Change::DestinationDeleted, "");
+    match store.delete_push_destination(workspace, id, &audit).await {
         Err(StoreError::NotFound) => Err(PushError::DestinationNotFound),
         other => Ok(other?),
     }
@@ -197,9 +202,11 @@ pub async fn set_destination_state(
     id: &DestinationId,
     state: DestinationState,
     now: i64,
+    origin: &ChangeOrigin,
 ) -> Result<(), PushError> {
+    let audit = origin.record(workspace, Change::DestinationState, "");
     match store
-        .set_push_destination_state(workspace, id, state, now)
+        .set_push_destination_state(workspace, id, state, now, &audit)
         .await
     {
         Err(StoreError::NotFound) => Err(PushError::DestinationNotFound),

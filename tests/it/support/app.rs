@@ -181,9 +181,16 @@ impl TestApp {
             .unwrap();
         let sealer = Sealer::new(&MasterKey::from_bytes(bytes.try_into().unwrap()));
         let secret = StripeSecret::parse(secret).expect("valid test secret");
-        set_stripe_connection(self.store.as_ref(), &sealer, &self.workspace, name, &secret)
-            .await
-            .expect("store the Stripe key");
+        set_stripe_connection(
+            self.store.as_ref(),
+            &sealer,
+            &self.workspace,
+            name,
+            &secret,
+            &crate::support::test_origin(),
+        )
+        .await
+        .expect("store the Stripe key");
     }
 
     /// The master key the app was started with (to seal or open secrets as it does).
@@ -194,32 +201,31 @@ impl TestApp {
         MasterKey::from_bytes(bytes.try_into().unwrap())
     }
 
-    /// Creates an agent key with these scopes and returns its text.
-    pub async fn create_key_with(&self, name: &str, scopes: agentgate::policy::Scopes) -> String {
-        let spec = agentgate::keys::KeySpec {
-            name: name.to_owned(),
-            role: agentgate::policy::Role::Agent,
-            scopes,
-            expires_at: None,
-        };
-        create_key(self.store.as_ref(), &self.workspace, spec)
+    /// Creates a key to `spec` and returns its text.
+    pub async fn create_key_from(&self, spec: agentgate::keys::KeySpec) -> String {
+        let origin = crate::support::test_origin();
+        create_key(self.store.as_ref(), &self.workspace, spec, &origin)
             .await
             .expect("create key")
             .key
             .to_string()
     }
 
+    /// Creates an agent key with these scopes and returns its text.
+    pub async fn create_key_with(&self, name: &str, scopes: agentgate::policy::Scopes) -> String {
+        self.create_key_from(agentgate::keys::KeySpec {
+            name: name.to_owned(),
+            role: agentgate::policy::Role::Agent,
+            scopes,
+            expires_at: None,
+        })
+        .await
+    }
+
     /// Creates an agent key and returns its text.
     pub async fn create_key(&self, name: &str) -> String {
-        create_key(
-            self.store.as_ref(),
-            &self.workspace,
-            agentgate::keys::KeySpec::agent(name),
-        )
-        .await
-        .expect("create key")
-        .key
-        .to_string()
+        self.create_key_from(agentgate::keys::KeySpec::agent(name))
+            .await
     }
 
     /// `http://addr{path}`.
@@ -277,11 +283,12 @@ impl TestApp {
                 limit: 1000,
                 ..LogQuery::default()
             };
-            let records = self
+            let mut records = self
                 .store
                 .list_request_logs(&self.workspace, query)
                 .await
                 .unwrap();
+            records.retain(|r| !crate::support::is_test_setup(&r.entry));
             (records.len() >= count).then_some(records)
         })
         .await

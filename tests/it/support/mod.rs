@@ -40,6 +40,26 @@ pub fn log_entry(
     }
 }
 
+/// What the tests' own set-up changes record as their command.
+const TEST_SETUP: &str = "test set-up";
+
+/// Who the tests' own set-up changes are recorded as: the CLI, running [`TEST_SETUP`].
+pub fn test_origin() -> agentgate::audit::ChangeOrigin {
+    agentgate::audit::ChangeOrigin::cli(TEST_SETUP.into())
+}
+
+/// Whether a request log entry is the audit record of a test's set-up, which tests of the
+/// request log leave out of what they count.
+pub fn is_test_setup(entry: &agentgate::store::RequestLogEntry) -> bool {
+    entry.via == "cli" && entry.path == TEST_SETUP
+}
+
+/// The audit record of a set-up change to `workspace`, for tests that call the store's
+/// change methods directly.
+pub fn test_audit(workspace: &agentgate::ids::WorkspaceId) -> agentgate::store::RequestLogEntry {
+    test_origin().record(workspace, agentgate::audit::Change::KeyCreated, "")
+}
+
 /// A request body sent in `chunk`-sized pieces without a length (chunked encoding).
 pub fn streamed(bytes: &[u8], chunk: usize) -> reqwest::Body {
     let chunks: Vec<Result<Vec<u8>, std::io::Error>> =
