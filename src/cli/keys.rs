@@ -1,19 +1,20 @@
-//! `agentgate keys create|list|rotate|revoke`.
+//! `agentgate keys create|list|rotate|revoke|identify|usage`.
 
 use anyhow::bail;
 use clap::Subcommand;
 use ipnet::IpNet;
 use serde::Serialize;
 
+use super::terminal::{self, Piped};
 use super::{open_workspace, output};
 use crate::audit::ChangeOrigin;
 use crate::catalog::Catalog;
 use crate::config::StoreArgs;
 use crate::ids::KeyId;
-use crate::keys::{create_key, list_keys, revoke_key, rotate_key, CreatedKey, KeySpec};
+use crate::keys::{create_key, format, list_keys, revoke_key, rotate_key, CreatedKey, KeySpec};
 use crate::policy::guardrails::{daily_usage, parse_day, utc_day};
 use crate::policy::{IdempotencyMode, Money, Rate, Role, Scopes};
-use crate::store::{AgentKeyRecord, StoreError};
+use crate::store::{AgentKeyRecord, Store, StoreError};
 
 /// Key commands.
 #[derive(Debug, Subcommand)]
@@ -52,6 +53,14 @@ pub enum KeysCommand {
     Revoke {
         /// The key's id (`key_...`).
         id: String,
+    },
+    /// Tell which key an agentgate key is, read from stdin (never argv): its workspace, id,
+    /// name and status. For a key found where it should not be (a log, a repository): only
+    /// its hash is looked up, in every workspace, and nothing is recorded.
+    Identify {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
     },
     /// Show each key's money moved on a UTC day (payment intents and refunds) per
     /// currency, with its daily limit.
@@ -225,16 +234,7 @@ pub async fn run(args: &StoreArgs, command: KeysCommand) -> anyhow::Result<()> {
                     "STATUS",
                 ],
                 |r| {
-                    let now = crate::time::now_millis();
-                    let status = if r.revoked_at.is_some() {
-                        "revoked".to_owned()
-                    } else if r.expires_at.is_some_and(|at| at <= now) {
-                        "expired".to_owned()
-                    } else if let Some(at) = r.expires_at {
-                        format!("expires {}", crate::time::rfc3339(at))
-                    } else {
-                        "active".to_owned()
-                    };
+                    let status = status(r, crate::time::now_millis());
                     vec![
                         r.id.to_string(),
                         r.name.clone(),
@@ -258,6 +258,7 @@ pub async fn run(args: &StoreArgs, command: KeysCommand) -> anyhow::Result<()> {
             eprintln!("revoked key {id}");
             Ok(())
         }
+        KeysCommand::Identify { json } => identify(store.as_ref(), json).await,
         KeysCommand::Usage { day, json } => {
             let day = day.unwrap_or_else(|| utc_day(crate::time::now_millis()));
             let usage = daily_usage(store.as_ref(), &workspace, &day).await?;
@@ -279,6 +280,74 @@ pub async fn run(args: &StoreArgs, command: KeysCommand) -> anyhow::Result<()> {
             )
         }
     }
+}
+
+/// Whether the key works at `now`, in words: `active`, `revoked`, `expired` or
+/// `expires TIME`.
+fn status(record: &AgentKeyRecord, now: i64) -> String {
+    if record.revoked_at.is_some() {
+        "revoked".to_owned()
+    } else if record.expires_at.is_some_and(|at| at <= now) {
+        "expired".to_owned()
+    } else if let Some(at) = record.expires_at {
+        format!("expires {}", crate::time::rfc3339(at))
+    } else {
+        "active".to_owned()
+    }
+}
+
+/// `keys identify`: the key read from stdin, found by its hash in whatever workspace holds
+/// it. A key that is malformed or fails its checksum is no key of any installation, and one
+/// whose hash is unknown was never made here (or its row is gone).
+async fn identify(store: &dyn Store, json: bool) -> anyhow::Result<()> {
+    let text =
+        terminal::read_secret("Paste the agentgate key and press Enter: ", Piped::All).await?;
+    let hash = match format::parse(text.trim()) {
+        Ok(hash) => hash,
+        Err(format::KeyFormatError::Malformed) => {
+            bail!("that is not an agentgate key: wrong prefix, length or characters")
+        }
+        Err(format::KeyFormatError::BadChecksum) => {
+            bail!("that is not an agentgate key: its checksum does not match (a typo?)")
+        }
+    };
+    drop(text);
+    let Some(record) = store.find_key_by_hash(&hash).await? else {
+        bail!("no key of this installation has that text (never made here, or deleted)");
+    };
+    let workspace = store
+        .list_workspaces()
+        .await?
+        .into_iter()
+        .find(|w| w.id == record.workspace_id)
+        .map_or_else(|| record.workspace_id.to_string(), |w| w.name);
+    let status = status(&record, crate::time::now_millis());
+    if json {
+        #[derive(Serialize)]
+        struct Identified<'a> {
+            workspace: &'a str,
+            status: &'a str,
+            #[serde(flatten)]
+            details: KeyOut<'a>,
+        }
+        return output::json(&Identified {
+            workspace: &workspace,
+            status: &status,
+            details: KeyOut::from(&record),
+        });
+    }
+    output::line(format_args!(
+        "{} ({}, {}) in workspace {workspace}: {status}, last used {}",
+        record.id,
+        record.name,
+        record.role.as_str(),
+        output::time_or(record.last_used_at, "never"),
+    ))?;
+    eprintln!(
+        "its requests: `agentgate logs list --workspace {workspace} --key {}`; to refuse it: `agentgate keys revoke --workspace {workspace} {}`",
+        record.id, record.id
+    );
+    Ok(())
 }
 
 /// Prints a new key: alone on stdout (shown once), or as JSON.

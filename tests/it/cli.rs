@@ -79,6 +79,35 @@ each_backend! {
         assert!(!unknown.status.success());
     }
 
+    async fn keys_identify_names_a_key_of_any_workspace_read_from_stdin(backend) {
+        let db = TestDb::create(backend).await;
+        let key = master_key();
+        assert!(cli::run(&db.url, &key, &["workspaces", "create", "ops"], "").status.success());
+        let created = cli::run(&db.url, &key, &["--workspace", "ops", "keys", "create", "--name", "leaked", "--json"], "");
+        let created: Value = serde_json::from_str(&stdout(&created)).unwrap();
+        let (id, leaked) = (created["id"].as_str().unwrap(), created["key"].as_str().unwrap());
+
+        let found = cli::run(&db.url, &key, &["keys", "identify", "--json"], &format!("{leaked}\n"));
+        assert!(found.status.success(), "{}", stderr(&found));
+        let found: Value = serde_json::from_str(&stdout(&found)).unwrap();
+        assert_eq!((found["workspace"].as_str(), found["id"].as_str(), found["name"].as_str()), (Some("ops"), Some(id), Some("leaked")));
+        assert_eq!(found["status"], "active");
+
+        assert!(cli::run(&db.url, &key, &["--workspace", "ops", "keys", "revoke", id], "").status.success());
+        let found = cli::run(&db.url, &key, &["keys", "identify"], leaked);
+        assert!(stdout(&found).starts_with(&format!("{id} (leaked, agent) in workspace ops: revoked")), "{}", stdout(&found));
+        assert!(!stdout(&found).contains(leaked) && !stderr(&found).contains(leaked));
+
+        let mut typo = leaked.to_owned();
+        let last = if typo.ends_with('a') { "b" } else { "a" };
+        typo.replace_range(typo.len() - 1.., last);
+        let refused = cli::run(&db.url, &key, &["keys", "identify"], &typo);
+        assert!(!refused.status.success() && stderr(&refused).contains("checksum"), "{}", stderr(&refused));
+        let stranger = agentgate::keys::format::generate().text;
+        let unknown = cli::run(&db.url, &key, &["keys", "identify"], &stranger);
+        assert!(!unknown.status.success() && stderr(&unknown).contains("no key of this installation"), "{}", stderr(&unknown));
+    }
+
     async fn logs_list_prints_json_for_scripts(backend) {
         let db = TestDb::create(backend).await;
         let output = cli::run(&db.url, &master_key(), &["logs", "list", "--json"], "");
