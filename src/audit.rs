@@ -10,6 +10,7 @@
 //! without one.
 
 use std::borrow::Cow;
+use std::net::IpAddr;
 use std::time::Instant;
 
 use http::Method;
@@ -116,13 +117,21 @@ pub struct ChangeOrigin {
     path: String,
     received_at: i64,
     started: Instant,
+    client: Option<IpAddr>,
 }
 
 impl ChangeOrigin {
-    /// A management API request, admitted with `key`, under the request id it is answered
-    /// with.
-    pub fn admin_key(key: KeyId, request_id: String, method: &Method, path: String) -> Self {
-        Self::new(Actor::AdminKey(key), request_id, method_name(method), path)
+    /// A management API request from `client`, admitted with `key`, under the request id
+    /// it is answered with.
+    pub fn admin_key(
+        key: KeyId,
+        request_id: String,
+        method: &Method,
+        path: String,
+        client: Option<IpAddr>,
+    ) -> Self {
+        let actor = Actor::AdminKey(key);
+        Self::new(actor, request_id, method_name(method), path, client)
     }
 
     /// A CLI command; `command` names it and its object (`connections set stripe`), never
@@ -133,20 +142,28 @@ impl ChangeOrigin {
             crate::proxy::new_request_id(),
             Cow::Borrowed("CLI"),
             command,
+            None,
         )
     }
 
-    /// A dashboard form sent by the operator `name`.
-    pub fn operator(name: &str, method: &Method, path: String) -> Self {
+    /// A dashboard form sent by the operator `name` from `client`.
+    pub fn operator(name: &str, method: &Method, path: String, client: Option<IpAddr>) -> Self {
         Self::new(
             Actor::Operator(name.to_owned()),
             crate::proxy::new_request_id(),
             method_name(method),
             path,
+            client,
         )
     }
 
-    fn new(actor: Actor, request_id: String, method: Cow<'static, str>, path: String) -> Self {
+    fn new(
+        actor: Actor,
+        request_id: String,
+        method: Cow<'static, str>,
+        path: String,
+        client: Option<IpAddr>,
+    ) -> Self {
         Self {
             actor,
             request_id,
@@ -154,6 +171,7 @@ impl ChangeOrigin {
             path,
             received_at: crate::time::now_millis(),
             started: Instant::now(),
+            client,
         }
     }
 
@@ -194,6 +212,7 @@ impl ChangeOrigin {
             operation: Some(format!("{surface}.{}", change.name())),
             reason: None,
             via: Cow::Borrowed(surface),
+            client: self.client,
         }
     }
 }
@@ -210,6 +229,7 @@ mod tests {
             "agr_1".into(),
             &Method::PUT,
             "/api/v1/connections/stripe".into(),
+            Some(IpAddr::from([10, 0, 0, 7])),
         )
         .record(&workspace, Change::ConnectionSet, "stripe");
         assert_eq!(api.operation.as_deref(), Some("api.connections.set"));
@@ -219,6 +239,7 @@ mod tests {
             ("PUT", 200, APPLIED)
         );
         assert_eq!(api.connection, "stripe");
+        assert_eq!(api.client, Some(IpAddr::from([10, 0, 0, 7])));
 
         let cli = ChangeOrigin::cli("keys revoke key_9".into()).record(
             &workspace,
@@ -231,8 +252,9 @@ mod tests {
             ("cli", "cli", "CLI")
         );
         assert!(cli.request_id.starts_with("agr_"));
+        assert_eq!(cli.client, None);
 
-        let dashboard = ChangeOrigin::operator("ada", &Method::POST, "/keys".into()).record(
+        let dashboard = ChangeOrigin::operator("ada", &Method::POST, "/keys".into(), None).record(
             &workspace,
             Change::KeyCreated,
             "",

@@ -5,6 +5,7 @@
 //! this middleware hands the handler); refusals and failures are recorded here. The log gets
 //! the route's path and the refusal's code, never a body, so no secret reaches it.
 
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -67,6 +68,7 @@ struct Audited {
     method: Method,
     path: String,
     operation: Option<String>,
+    client: Option<IpAddr>,
 }
 
 /// The management routes' middleware: authenticates, requires the admin role, runs the
@@ -92,6 +94,7 @@ pub async fn admit(
                     .get(&(request.method().clone(), p.as_str().to_owned()))
             })
             .cloned(),
+        client: crate::proxy::client_ip(&request),
     };
     let mut response = match state.shared.authenticate(request.headers()).await {
         Err(error) => {
@@ -109,6 +112,7 @@ pub async fn admit(
                 audited.request_id.clone(),
                 &audited.method,
                 target::loggable_raw_path(&audited.path),
+                audited.client,
             );
             request.extensions_mut().insert(Admin(key.clone()));
             request.extensions_mut().insert(Origin(origin));
@@ -154,6 +158,7 @@ fn record(state: &ApiState, key: &AuthenticatedKey, audited: &Audited, response:
         operation: audited.operation.clone(),
         reason: refusal.map(|r| r.reason.clone()),
         via: "api".into(),
+        client: audited.client,
     });
 }
 

@@ -57,7 +57,8 @@ pub struct LogEntryOut {
     created_at: String,
     /// agentgate's request id (`Agentgate-Request-Id`).
     request_id: String,
-    /// The key that made the request.
+    /// The key that made the request; for a management change, who made it: an admin
+    /// key's id, `cli`, or `operator:NAME`.
     key_id: String,
     /// The connection named, or empty.
     connection: String,
@@ -79,8 +80,13 @@ pub struct LogEntryOut {
     operation: Option<String>,
     /// Why agentgate refused (`agentgate_scope_denied operation`), when it did.
     reason: Option<String>,
-    /// How the request arrived: `http`, or `mcp` for a tool call over MCP.
+    /// How the request arrived: `http`, or `mcp` for a tool call over MCP; `api`, `cli` or
+    /// `dashboard` for a management change or refusal.
     via: String,
+    /// The address the request came from, as agentgate's listener saw it (behind a reverse
+    /// proxy, the proxy's); absent for the CLI's changes.
+    #[schema(example = "127.0.0.1")]
+    client: Option<String>,
 }
 
 impl From<RequestLogRecord> for LogEntryOut {
@@ -103,6 +109,7 @@ impl From<RequestLogRecord> for LogEntryOut {
             operation: entry.operation,
             reason: entry.reason,
             via: entry.via.into_owned(),
+            client: entry.client.map(|ip| ip.to_string()),
         }
     }
 }

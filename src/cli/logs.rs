@@ -58,6 +58,7 @@ struct LogOut<'a> {
     operation: Option<&'a str>,
     reason: Option<&'a str>,
     via: &'a str,
+    client: Option<String>,
 }
 
 impl<'a> From<&'a RequestLogRecord> for LogOut<'a> {
@@ -79,6 +80,7 @@ impl<'a> From<&'a RequestLogRecord> for LogOut<'a> {
             operation: e.operation.as_deref(),
             reason: e.reason.as_deref(),
             via: &e.via,
+            client: e.client.map(|ip| ip.to_string()),
         }
     }
 }

@@ -3,6 +3,7 @@
 //! HttpOnly and SameSite=Lax always, Secure when the public URL is https. A session ends
 //! after [`IDLE_TIMEOUT`] without use, or at sign-out.
 
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,6 +16,7 @@ use super::{csrf, DashState};
 use crate::audit::ChangeOrigin;
 use crate::ids::WorkspaceId;
 use crate::operators::{random_token, token_hash};
+use crate::proxy::ClientAddr;
 use crate::store::{SessionRecord, Workspace};
 
 /// The session cookie's name.
@@ -42,16 +44,16 @@ pub struct Operator {
     pub workspace: Workspace,
     /// Every workspace, for the switch in the nav.
     pub workspaces: Vec<Workspace>,
-    /// The method and path of the request the operator was taken from, for the audit
-    /// record of a change it makes.
-    request: (Method, String),
+    /// The method, path and client address of the request the operator was taken from,
+    /// for the audit record of a change it makes.
+    request: (Method, String, Option<IpAddr>),
 }
 
 impl Operator {
     /// Who asks for a change made by this request: the operator, through the dashboard.
     pub fn change_origin(&self) -> ChangeOrigin {
-        let (method, path) = &self.request;
-        ChangeOrigin::operator(&self.name, method, path.clone())
+        let (method, path, client) = &self.request;
+        ChangeOrigin::operator(&self.name, method, path.clone(), *client)
     }
 }
 
@@ -66,7 +68,8 @@ impl FromRequestParts<Arc<DashState>> for Operator {
         let token = cookie(&parts.headers, SESSION_COOKIE).ok_or_else(to_login)?;
         match load(state, &token).await {
             Ok(Some(mut operator)) => {
-                operator.request = (parts.method.clone(), parts.uri.path().to_owned());
+                let client = parts.extensions.get::<ClientAddr>().map(|c| c.0.ip());
+                operator.request = (parts.method.clone(), parts.uri.path().to_owned(), client);
                 Ok(operator)
             }
             Ok(None) => Err(to_login()),
@@ -109,7 +112,7 @@ async fn load(
         csrf: csrf::token_for(token),
         workspace,
         workspaces,
-        request: (Method::GET, String::new()),
+        request: (Method::GET, String::new(), None),
     }))
 }
 

@@ -474,6 +474,7 @@ impl Proxy {
             operation: exchange.operation,
             reason: exchange.reason,
             via: exchange.via.as_str().into(),
+            client: exchange.client,
         });
     }
 

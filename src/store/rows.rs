@@ -2,6 +2,7 @@
 //! [`Sealed`] ciphertext and agentgate keys only as their SHA-256 hash.
 
 use std::borrow::Cow;
+use std::net::IpAddr;
 
 use crate::crypto::Sealed;
 use crate::ids::{ConnectionId, EndpointId, KeyId, WorkspaceId};
@@ -106,8 +107,12 @@ pub struct RequestLogEntry {
     /// Why agentgate refused, for the audit (`parameter_missing amount`,
     /// `agentgate_scope_denied operation`); `None` when it did not.
     pub reason: Option<String>,
-    /// How the request arrived: `http`, or `mcp` for a tool call over MCP.
+    /// How the request arrived: `http`, or `mcp` for a tool call over MCP; `api`, `cli` or
+    /// `dashboard` for a management change ([`crate::audit`]).
     pub via: Cow<'static, str>,
+    /// The address the request came from, as its connection showed it (behind a reverse
+    /// proxy, the proxy's); `None` for the CLI.
+    pub client: Option<IpAddr>,
 }
 
 #[cfg(test)]
@@ -130,6 +135,7 @@ impl RequestLogEntry {
             operation: None,
             reason: None,
             via: "http".into(),
+            client: Some(IpAddr::from([127, 0, 0, 1])),
         }
     }
 }

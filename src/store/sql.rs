@@ -67,7 +67,7 @@ pub(super) fn log_insert_sql(rows: usize, backend: Backend) -> &'static str {
                 format!(
                     "{verb} INTO request_log (created_at, workspace_id, request_id, key_id, \
                      connection, method, path, status, latency_us, stripe_request_id, \
-                     idempotency_key, outcome, operation, reason, via) VALUES {}",
+                     idempotency_key, outcome, operation, reason, via, client) VALUES {}",
                     values.join(", ")
                 )
             })
@@ -77,7 +77,7 @@ pub(super) fn log_insert_sql(rows: usize, backend: Backend) -> &'static str {
 }
 
 /// Columns bound per request log row.
-pub(super) const LOG_COLUMNS: usize = 15;
+pub(super) const LOG_COLUMNS: usize = 16;
 
 /// The columns of a webhook endpoint, in the order of [`EndpointRow`].
 pub(super) const SELECT_WEBHOOK_ENDPOINT: &str = "SELECT id, workspace_id, connection, \
@@ -119,7 +119,7 @@ pub(super) const SELECT_KEY: &str = "SELECT id, workspace_id, name, prefix, hash
     last_used_at, revoked_at, role, scopes, expires_at FROM agent_keys";
 pub(super) const SELECT_LOG: &str = "SELECT id, created_at, workspace_id, request_id, key_id, \
     connection, method, path, status, latency_us, stripe_request_id, idempotency_key, outcome, \
-    operation, reason, via FROM request_log";
+    operation, reason, via, client FROM request_log";
 /// The PostgreSQL advisory lock that serializes event inserts across instances (an
 /// arbitrary constant: "agentgat" in ASCII).
 pub(super) const EVENT_WRITER_LOCK: i64 = 0x6167_656e_7467_6174;
@@ -269,6 +269,7 @@ macro_rules! impl_store {
                     .bind(e.operation.as_deref())
                     .bind(e.reason.as_deref())
                     .bind(&*e.via)
+                    .bind(e.client.map(|ip| ip.to_string()))
                     .execute(&mut *tx)
                     .await?;
                 Ok(tx)
@@ -687,7 +688,8 @@ macro_rules! impl_store {
                             .bind(e.outcome)
                             .bind(e.operation)
                             .bind(e.reason)
-                            .bind(e.via);
+                            .bind(e.via)
+                            .bind(e.client.map(|ip| ip.to_string()));
                     }
                     query.execute(&mut *tx).await?;
                 }

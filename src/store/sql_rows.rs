@@ -108,6 +108,7 @@ pub(super) struct RequestLogRow {
     operation: Option<String>,
     reason: Option<String>,
     via: String,
+    client: Option<String>,
 }
 
 impl From<RequestLogRow> for RequestLogRecord {
@@ -130,6 +131,8 @@ impl From<RequestLogRow> for RequestLogRecord {
                 operation: row.operation,
                 reason: row.reason,
                 via: row.via.into(),
+                // Written by agentgate from an address; anything else is no address.
+                client: row.client.and_then(|text| text.parse().ok()),
             },
         }
     }

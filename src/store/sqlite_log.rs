@@ -9,6 +9,7 @@
 //! schema, the migrations and every read stay with sqlx; this connection only inserts rows
 //! and moves `last_used_at`, the same statements the sqlx path runs.
 
+use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -132,6 +133,9 @@ fn write_batch(
     // return to rusqlite's cache cleared all 480 bindings of a 32-row chunk, which the next
     // chunk binds over anyway (about 370 instructions a row).
     let mut held: Option<(usize, CachedStatement<'_>)> = None;
+    // Each row's client address is written here as text (SQLite copies what is bound), so
+    // the batch formats its addresses into one buffer instead of allocating one a row.
+    let mut client = String::new();
     for size in log_chunk_sizes(entries.len()) {
         let insert = match &mut held {
             Some((held_size, insert)) if *held_size == size => insert,
@@ -141,7 +145,7 @@ fn write_batch(
             }
         };
         for (index, entry) in rows.by_ref().take(size).enumerate() {
-            bind_row(insert, index * sql::LOG_COLUMNS, entry)?;
+            bind_row(insert, index * sql::LOG_COLUMNS, entry, &mut client)?;
         }
         insert.raw_execute()?;
     }
@@ -158,11 +162,12 @@ fn write_batch(
 }
 
 /// Binds one row's columns, in the order of [`sql::log_insert_sql`], after `offset`
-/// parameters of the rows before it.
+/// parameters of the rows before it; `client` is scratch space for the address's text.
 fn bind_row(
     insert: &mut CachedStatement<'_>,
     offset: usize,
     e: &RequestLogEntry,
+    client: &mut String,
 ) -> Result<(), rusqlite::Error> {
     let at = |column: usize| offset + column;
     insert.raw_bind_parameter(at(1), e.created_at)?;
@@ -180,6 +185,14 @@ fn bind_row(
     insert.raw_bind_parameter(at(13), e.operation.as_deref())?;
     insert.raw_bind_parameter(at(14), e.reason.as_deref())?;
     insert.raw_bind_parameter(at(15), &*e.via)?;
+    match e.client {
+        Some(ip) => {
+            client.clear();
+            write!(client, "{ip}").expect("writing to a String cannot fail");
+            insert.raw_bind_parameter(at(16), client.as_str())?;
+        }
+        None => insert.raw_bind_parameter(at(16), rusqlite::types::Null)?,
+    }
     Ok(())
 }
 

@@ -4,6 +4,7 @@
 //! cannot be written is not made.
 
 use std::collections::HashSet;
+use std::net::IpAddr;
 
 use agentgate::ids::WorkspaceId;
 use agentgate::keys::KeySpec;
@@ -144,7 +145,7 @@ each_backend! {
         // A refusal is recorded as one too, never as a change.
         assert_eq!(call(&app, Method::DELETE, "/api/v1/connections/payouts", &admin, None).await.0, 404);
 
-        let mut browser = Browser::new(&app);
+        let mut browser = Browser::from_address(&app, "127.0.0.3");
         browser.set_up(&app).await;
         let form = browser.get("/keys").await;
         let made = browser.post("/keys", &[("csrf", &form.csrf()), ("name", "dash-bot")]).await;
@@ -172,6 +173,9 @@ each_backend! {
         assert_eq!(changes[5].path, "/api/v1/connections/payouts");
         assert_eq!(changes[8].path, "/keys");
         assert!(changes.iter().all(|e| e.status == 200 && e.request_id.starts_with("agr_")));
+        let clients: Vec<Option<IpAddr>> = changes.iter().map(|e| e.client).collect();
+        let (none, loopback, third) = (None, Some(IpAddr::from([127, 0, 0, 1])), Some(IpAddr::from([127, 0, 0, 3])));
+        assert_eq!(clients, [none, none, none, none, none, loopback, loopback, loopback, third], "the CLI has no address");
         let ids: HashSet<&str> = changes.iter().map(|e| e.request_id.as_str()).collect();
         assert_eq!(ids.len(), changes.len(), "one record a change");
 

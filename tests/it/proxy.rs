@@ -208,6 +208,7 @@ each_backend! {
         assert_eq!(first.stripe_request_id.as_deref(), Some("req_double123"));
         assert_eq!(first.idempotency_key.as_deref(), Some("idem-log"));
         assert_eq!(first.outcome, "forwarded");
+        assert_eq!(first.client, Some(std::net::IpAddr::from([127, 0, 0, 1])));
         assert!(first.latency_us > 0);
         assert_eq!(records[1].entry.path, "/v1/customers/cus_404");
         let keys = app.store.list_keys(&app.workspace).await.unwrap();

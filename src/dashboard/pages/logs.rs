@@ -227,6 +227,7 @@ pub async fn show(
             dt { "Key" } dd { (key_name.unwrap_or(actor(e.key_id.as_str()))) " " code { (e.key_id) } }
             dt { "Connection" } dd { (e.connection) }
             dt { "Came over" } dd { (surface(&e.via)) }
+            dt { "Client" } dd { @match e.client { Some(ip) => code { (ip) }, None => (none) } }
             dt { "Request" } dd { code { (e.method) " " (e.path) } }
             dt { "Operation" } dd { (e.operation.as_deref().unwrap_or(none)) }
             dt { "Status" } dd { (e.status) }

@@ -37,6 +37,7 @@ pub fn log_entry(
         operation: Some("customers.list".into()),
         reason: None,
         via: "http".into(),
+        client: None,
     }
 }
 
