@@ -10,6 +10,7 @@
 //! and moves `last_used_at`, the same statements the sqlx path runs.
 
 use std::fmt::Write as _;
+use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -133,9 +134,7 @@ fn write_batch(
     // return to rusqlite's cache cleared all 480 bindings of a 32-row chunk, which the next
     // chunk binds over anyway (about 370 instructions a row).
     let mut held: Option<(usize, CachedStatement<'_>)> = None;
-    // Each row's client address is written here as text (SQLite copies what is bound), so
-    // the batch formats its addresses into one buffer instead of allocating one a row.
-    let mut client = String::new();
+    let mut client = ClientText::default();
     for size in log_chunk_sizes(entries.len()) {
         let insert = match &mut held {
             Some((held_size, insert)) if *held_size == size => insert,
@@ -162,12 +161,12 @@ fn write_batch(
 }
 
 /// Binds one row's columns, in the order of [`sql::log_insert_sql`], after `offset`
-/// parameters of the rows before it; `client` is scratch space for the address's text.
+/// parameters of the rows before it; `client` keeps the text of the last address bound.
 fn bind_row(
     insert: &mut CachedStatement<'_>,
     offset: usize,
     e: &RequestLogEntry,
-    client: &mut String,
+    client: &mut ClientText,
 ) -> Result<(), rusqlite::Error> {
     let at = |column: usize| offset + column;
     insert.raw_bind_parameter(at(1), e.created_at)?;
@@ -186,19 +185,47 @@ fn bind_row(
     insert.raw_bind_parameter(at(14), e.reason.as_deref())?;
     insert.raw_bind_parameter(at(15), &*e.via)?;
     match e.client {
-        Some(ip) => {
-            client.clear();
-            write!(client, "{ip}").expect("writing to a String cannot fail");
-            insert.raw_bind_parameter(at(16), client.as_str())?;
-        }
+        Some(ip) => insert.raw_bind_parameter(at(16), client.text(ip))?,
         None => insert.raw_bind_parameter(at(16), rusqlite::types::Null)?,
     }
     Ok(())
 }
 
+/// The text of the last client address a batch bound. An agent's requests come from one
+/// address, so a batch's rows mostly repeat it, and formatting an address for every row
+/// cost about 1,500 instructions a request (`bench/instructions.sh`); SQLite copies what
+/// is bound, so the text can be reused.
+#[derive(Default)]
+struct ClientText {
+    address: Option<IpAddr>,
+    text: String,
+}
+
+impl ClientText {
+    /// `address` as text, formatted only when it differs from the last one.
+    fn text(&mut self, address: IpAddr) -> &str {
+        if self.address != Some(address) {
+            self.text.clear();
+            write!(self.text, "{address}").expect("writing to a String cannot fail");
+            self.address = Some(address);
+        }
+        &self.text
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn client_text_follows_the_address_it_is_given() {
+        let mut client = ClientText::default();
+        let (a, b): (IpAddr, IpAddr) = ("10.0.0.1".parse().unwrap(), "::1".parse().unwrap());
+        assert_eq!(client.text(a), "10.0.0.1");
+        assert_eq!(client.text(a), "10.0.0.1");
+        assert_eq!(client.text(b), "::1");
+        assert_eq!(client.text(a), "10.0.0.1");
+    }
 
     /// `len` entries with request ids `agr_0`, `agr_1`, ..., except that the entry at
     /// `refused` gets `agr_refused`.
