@@ -77,7 +77,7 @@ impl Change {
 
 /// Who asks for a change.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Actor {
+enum Actor {
     /// An admin key on the management API.
     AdminKey(KeyId),
     /// Someone with access to the database, running the CLI.
@@ -173,16 +173,6 @@ impl ChangeOrigin {
             started: Instant::now(),
             client,
         }
-    }
-
-    /// Who asked.
-    pub fn actor(&self) -> &Actor {
-        &self.actor
-    }
-
-    /// The request id the record carries.
-    pub fn request_id(&self) -> &str {
-        &self.request_id
     }
 
     /// The record of `change` to `workspace`, naming `connection` when the change concerns
