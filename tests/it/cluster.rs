@@ -17,7 +17,6 @@ use agentgate::crypto::Sealer;
 use agentgate::ids::{EndpointId, WorkspaceId};
 use agentgate::policy::{Rate, Scopes};
 use agentgate::store::{LogPace, LogQuery};
-use agentgate::webhooks::endpoints::{self, SigningSecret};
 use agentgate::webhooks::push::{self, DestinationSpec};
 use agentgate::webhooks::signature;
 use agentgate::webhooks::stream::StreamSettings;
@@ -52,27 +51,7 @@ async fn two_instances() -> (TestApp, Peer) {
 
 /// An endpoint of the `stripe` connection with [`WHSEC`] as its signing secret.
 async fn endpoint(app: &TestApp) -> EndpointId {
-    let record = endpoints::create_endpoint(
-        app.store.as_ref(),
-        &app.workspace,
-        "stripe",
-        &[],
-        &crate::support::test_origin(),
-    )
-    .await
-    .unwrap();
-    let secret = SigningSecret::parse(WHSEC).unwrap();
-    endpoints::add_secret(
-        app.store.as_ref(),
-        &sealer(app),
-        &record,
-        &secret,
-        None,
-        &crate::support::test_origin(),
-    )
-    .await
-    .unwrap();
-    record.id
+    app.signed_endpoint(&[], WHSEC).await.id
 }
 
 /// Posts a signed Stripe event to an instance's ingest URL; it must be acknowledged.

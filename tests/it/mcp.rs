@@ -248,35 +248,8 @@ struct SignedEndpoint {
 
 impl SignedEndpoint {
     async fn create(app: &TestApp) -> Self {
-        use agentgate::crypto::{MasterKey, Sealer};
-        use agentgate::webhooks::endpoints::{add_secret, create_endpoint, SigningSecret};
-        use base64::Engine;
-
-        let endpoint = create_endpoint(
-            app.store.as_ref(),
-            &app.workspace,
-            "stripe",
-            &[],
-            &crate::support::test_origin(),
-        )
-        .await
-        .unwrap();
-        let master = base64::engine::general_purpose::STANDARD
-            .decode(&app.master_key)
-            .unwrap();
-        let sealer = Sealer::new(&MasterKey::from_bytes(master.try_into().unwrap()));
         let secret = "whsec_mcpTestSecret0123456789";
-        let signing = SigningSecret::parse(secret).unwrap();
-        add_secret(
-            app.store.as_ref(),
-            &sealer,
-            &endpoint,
-            &signing,
-            None,
-            &crate::support::test_origin(),
-        )
-        .await
-        .unwrap();
+        let endpoint = app.signed_endpoint(&[], secret).await;
         Self {
             id: endpoint.id,
             secret,

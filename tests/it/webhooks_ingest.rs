@@ -46,26 +46,7 @@ fn sealer(master_key_b64: &str) -> Sealer {
 /// An endpoint of the default workspace's `stripe` connection, with [`WHSEC`] set.
 async fn hook(app: &TestApp, types: &[&str]) -> Hook {
     let types: Vec<String> = types.iter().map(|t| t.to_string()).collect();
-    let record = endpoints::create_endpoint(
-        app.store.as_ref(),
-        &app.workspace,
-        "stripe",
-        &types,
-        &crate::support::test_origin(),
-    )
-    .await
-    .unwrap();
-    let secret = SigningSecret::parse(WHSEC).unwrap();
-    endpoints::add_secret(
-        app.store.as_ref(),
-        &sealer(&app.master_key),
-        &record,
-        &secret,
-        None,
-        &crate::support::test_origin(),
-    )
-    .await
-    .unwrap();
+    let record = app.signed_endpoint(&types, WHSEC).await;
     Hook {
         url: app.url(&format!("/webhooks/ingest/{}", record.id)),
         id: record.id,

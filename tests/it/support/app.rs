@@ -222,6 +222,27 @@ impl TestApp {
         .await
     }
 
+    /// A webhook endpoint of the `stripe` connection for `event_types` (all when empty),
+    /// with `whsec` as its signing secret.
+    pub async fn signed_endpoint(
+        &self,
+        event_types: &[String],
+        whsec: &str,
+    ) -> agentgate::store::WebhookEndpointRecord {
+        use agentgate::webhooks::endpoints::{add_secret, create_endpoint, SigningSecret};
+        let origin = crate::support::test_origin();
+        let store = self.store.as_ref();
+        let endpoint = create_endpoint(store, &self.workspace, "stripe", event_types, &origin)
+            .await
+            .expect("create endpoint");
+        let secret = SigningSecret::parse(whsec).expect("a whsec_ secret");
+        let sealer = agentgate::crypto::Sealer::new(&self.master());
+        add_secret(store, &sealer, &endpoint, &secret, None, &origin)
+            .await
+            .expect("add secret");
+        endpoint
+    }
+
     /// Creates an agent key and returns its text.
     pub async fn create_key(&self, name: &str) -> String {
         self.create_key_from(agentgate::keys::KeySpec::agent(name))
