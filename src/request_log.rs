@@ -18,6 +18,7 @@ use tokio::task::JoinHandle;
 use crate::ids::KeyId;
 use crate::metrics::Metrics;
 use crate::store::{LogPace, RequestLogEntry, Store};
+use crate::webhooks::ingest::INGEST_VIA;
 
 /// Entries waiting for the writer before new ones are dropped.
 const QUEUE_CAPACITY: usize = 65_536;
@@ -180,7 +181,8 @@ impl Writer {
 }
 
 /// The keys whose last use moved by at least the resolution since last written. A
-/// revoked or expired key's refused attempts are logged but are not uses.
+/// revoked or expired key's refused attempts are logged but are not uses, and a webhook
+/// delivery names an endpoint, not a key.
 ///
 /// A batch holds runs of entries from one key (an agent's requests come together), so
 /// each run's latest use is found by comparing key ids and only the run is hashed:
@@ -193,10 +195,11 @@ fn key_uses(last_used: &mut HashMap<KeyId, i64>, batch: &[RequestLogEntry]) -> V
         *latest = (*latest).max(at);
     };
     let authenticated = |entry: &&RequestLogEntry| {
-        !entry
-            .reason
-            .as_deref()
-            .is_some_and(|reason| reason.starts_with("api_key_"))
+        entry.via != INGEST_VIA
+            && !entry
+                .reason
+                .as_deref()
+                .is_some_and(|reason| reason.starts_with("api_key_"))
     };
     let mut run: Option<(&KeyId, i64)> = None;
     for entry in batch.iter().filter(authenticated) {
@@ -289,12 +292,16 @@ mod tests {
             entry("key_b", 9_000, Some("api_key_revoked")),
             entry("key_c", 8_000, Some("api_key_expired")),
             entry("key_b", 5_500, None),
+            RequestLogEntry {
+                via: INGEST_VIA.into(),
+                ..entry("whe_d", 9_500, None)
+            },
         ];
         let mut written = HashMap::new();
         assert_eq!(
             sorted(key_uses(&mut written, &batch)),
             [("key_a".to_owned(), 7_000), ("key_b".to_owned(), 6_000)],
-            "refused attempts are not uses; key_c has none"
+            "refused attempts are not uses; key_c has none, nor the endpoint Stripe delivered to"
         );
     }
 

@@ -168,6 +168,7 @@ impl App {
             sealer.clone(),
             shared.events.clone(),
             config.ingest,
+            shared.log.clone(),
         ));
         let change_feed = store::changes::ChangeFeed::connect(&config.database_url)
             .await

@@ -8,7 +8,7 @@ use serde::Serialize;
 use super::{open_workspace, output};
 use crate::config::StoreArgs;
 use crate::ids::KeyId;
-use crate::store::{LogQuery, RequestLogRecord};
+use crate::store::{LogQuery, RequestLogEntry, RequestLogRecord};
 
 /// How often `logs tail` asks for new entries.
 const TAIL_INTERVAL: Duration = Duration::from_millis(500);
@@ -91,10 +91,10 @@ fn row(record: &RequestLogRecord) -> Vec<String> {
         crate::time::rfc3339(e.created_at),
         e.key_id.to_string(),
         e.method.to_string(),
-        // A data-plane path is the connection's; a management change's is its own route
-        // or CLI command.
+        // A forwarded request's path is the connection's; a management change's is its own
+        // route or CLI command, and a webhook delivery's or event read's is agentgate's route.
         match &*e.via {
-            "http" | "mcp" => format!("{}{}", e.connection, e.path),
+            "http" | "mcp" if !is_event_route(e) => format!("{}{}", e.connection, e.path),
             _ => e.path.clone(),
         },
         e.status.to_string(),
@@ -104,6 +104,14 @@ fn row(record: &RequestLogRecord) -> Vec<String> {
         e.stripe_request_id.clone().unwrap_or_else(|| "-".into()),
         e.request_id.clone(),
     ]
+}
+
+/// Whether the entry is an agent's read of webhook events (`webhooks.events.*`), whose path
+/// is agentgate's own route rather than a Stripe path under the connection.
+fn is_event_route(e: &RequestLogEntry) -> bool {
+    e.operation
+        .as_deref()
+        .is_some_and(|operation| operation.starts_with("webhooks."))
 }
 
 const HEADERS: [&str; 10] = [

@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use http::{header, HeaderMap, HeaderValue};
+use http::{header, HeaderValue};
 use rmcp::model::ErrorData;
 use rmcp::service::RequestContext;
 use rmcp::RoleServer;
@@ -47,12 +47,5 @@ impl Caller {
             authorization,
             client: parts.extensions.get::<ClientAddr>().copied(),
         })
-    }
-
-    /// Request headers carrying only the caller's credential, for checks that read them.
-    pub fn headers(&self) -> HeaderMap {
-        let mut headers = HeaderMap::new();
-        headers.insert(header::AUTHORIZATION, self.authorization.clone());
-        headers
     }
 }

@@ -11,10 +11,13 @@ use serde_json::{json, Map, Value};
 
 use super::caller::Caller;
 use super::reply;
+use crate::error::GatewayError;
 use crate::ids::EndpointId;
 use crate::policy::Role;
+use crate::proxy::Via;
 use crate::store::{EventRecord, WebhookEndpointRecord};
 use crate::webhooks::pull::{self, EventItem, EventReaders, MAX_LIMIT};
+use crate::webhooks::reads::{EventRead, ReadKind};
 use crate::webhooks::stream::Follow;
 
 /// The tool listing an endpoint's stored events.
@@ -47,51 +50,49 @@ impl EventTools {
         if caller.key.role != Role::Agent {
             return Ok(Vec::new());
         }
-        let endpoints = self.readable(caller).await?;
+        let endpoints = self.readable(caller).await.map_err(reply::from_error)?;
         if endpoints.is_empty() {
             return Ok(Vec::new());
         }
         Ok(event_tools(&endpoints))
     }
 
-    /// Runs the event tool `name`.
+    /// Runs the event tool `name`, recorded in the request log like the event routes' reads.
     pub async fn call(
         &self,
         caller: &Caller,
         name: &str,
         arguments: &Map<String, Value>,
     ) -> CallToolResult {
-        let endpoint = match self.endpoint(caller, arguments).await {
-            Ok(endpoint) => endpoint,
-            Err(refusal) => return refusal,
+        let kind = match name {
+            WAIT_FOR_EVENT => ReadKind::Wait,
+            _ => ReadKind::List,
         };
-        match name {
-            WAIT_FOR_EVENT => self.wait(endpoint, arguments).await,
-            _ => self.page(caller, &endpoint, arguments).await,
-        }
-    }
-
-    /// A page through the pull route's own reader.
-    async fn page(
-        &self,
-        caller: &Caller,
-        endpoint: &WebhookEndpointRecord,
-        arguments: &Map<String, Value>,
-    ) -> CallToolResult {
-        let query = page_query(arguments);
+        let named = arguments.get("endpoint").and_then(Value::as_str);
+        let query = (kind == ReadKind::List).then(|| page_query(arguments));
         let client_ip = caller.client.map(|client| client.0.ip());
-        let page = pull::read_page(
-            &self.readers,
-            endpoint.id.as_str(),
-            Some(&query),
+        let mut read = EventRead::begin(
+            kind,
+            Via::Mcp,
+            named.unwrap_or_default(),
+            query.as_deref(),
             client_ip,
-            &caller.headers(),
-        )
-        .await;
-        match page {
-            Ok(response) => reply::from_response(response).await,
-            Err(error) => reply::from_error(error),
+        );
+        read.identified(caller.key.clone());
+        let result = async {
+            let endpoint = self.endpoint(caller, arguments).await?;
+            read.reading(&endpoint);
+            match kind {
+                ReadKind::Wait => self.wait(endpoint, arguments).await,
+                _ => {
+                    let page = pull::read_page(&self.readers, endpoint, query.as_deref()).await?;
+                    Ok(reply::from_response(page).await)
+                }
+            }
         }
+        .await;
+        read.finish(self.readers.log(), &result);
+        result.unwrap_or_else(reply::from_error)
     }
 
     /// The first event after the cursor (or after the newest one now), within the timeout.
@@ -99,19 +100,15 @@ impl EventTools {
         &self,
         endpoint: WebhookEndpointRecord,
         arguments: &Map<String, Value>,
-    ) -> CallToolResult {
+    ) -> Result<CallToolResult, GatewayError> {
         let after = match arguments.get("after") {
-            None | Some(Value::Null) => self.newest(&endpoint.id).await,
+            None | Some(Value::Null) => self.newest(&endpoint.id).await?,
             Some(value) => cursor(value).ok_or_else(|| {
-                reply::invalid(
+                reply::invalid_argument(
                     Some("after"),
                     "Invalid after: it must be an event's cursor.".into(),
                 )
-            }),
-        };
-        let after = match after {
-            Ok(after) => after,
-            Err(refusal) => return refusal,
+            })?,
         };
         let seconds = arguments
             .get("timeout_seconds")
@@ -127,26 +124,26 @@ impl EventTools {
         match tokio::time::timeout(Duration::from_secs(seconds), events.next()).await {
             Ok(Some(record)) => event_result(&record),
             // The stream ends only when the server stops or the store fails.
-            Ok(None) => reply::internal(),
+            Ok(None) => Err(GatewayError::Internal),
             Err(_) => {
                 let answer = json!({"timed_out": true, "after": after.to_string()});
                 let mut result = CallToolResult::success(vec![ContentBlock::text(format!(
                     "No event within {seconds} s; call again with after={after}."
                 ))]);
                 result.structured_content = Some(answer);
-                result
+                Ok(result)
             }
         }
     }
 
     /// The cursor of the endpoint's newest event (0 when it has none).
-    async fn newest(&self, endpoint: &EndpointId) -> Result<i64, CallToolResult> {
+    async fn newest(&self, endpoint: &EndpointId) -> Result<i64, GatewayError> {
         let store = self.readers.store();
         match store.last_event_seq(endpoint).await {
             Ok(seq) => Ok(seq.unwrap_or(0)),
             Err(error) => {
                 tracing::error!(%error, %endpoint, "reading the newest event failed");
-                Err(reply::internal())
+                Err(GatewayError::Internal)
             }
         }
     }
@@ -156,49 +153,43 @@ impl EventTools {
         &self,
         caller: &Caller,
         arguments: &Map<String, Value>,
-    ) -> Result<WebhookEndpointRecord, CallToolResult> {
+    ) -> Result<WebhookEndpointRecord, GatewayError> {
+        let client_ip = caller.client.map(|client| client.0.ip());
         if let Some(value) = arguments.get("endpoint") {
             let Some(id) = value.as_str() else {
-                return Err(reply::invalid(
+                return Err(reply::invalid_argument(
                     Some("endpoint"),
                     "Invalid endpoint: pass an endpoint id.".into(),
                 ));
             };
-            let client_ip = caller.client.map(|client| client.0.ip());
-            return pull::authorize(&self.readers, id, client_ip, &caller.headers())
-                .await
-                .map_err(reply::from_error);
+            return pull::authorize(&self.readers, &caller.key, id, client_ip).await;
         }
         let mut readable = self.readable(caller).await?;
         match readable.len() {
             1 => Ok(readable.remove(0)),
-            0 => Err(reply::invalid(
+            0 => Err(reply::invalid_argument(
                 Some("endpoint"),
                 "This key may read no webhook endpoint's events.".into(),
             )),
-            _ => Err(reply::missing("endpoint")),
+            _ => Err(reply::missing_argument("endpoint")),
         }
     }
 
     /// The workspace's endpoints whose events the key may read.
-    async fn readable(
-        &self,
-        caller: &Caller,
-    ) -> Result<Vec<WebhookEndpointRecord>, CallToolResult> {
+    async fn readable(&self, caller: &Caller) -> Result<Vec<WebhookEndpointRecord>, GatewayError> {
         let store = self.readers.store();
         let endpoints = store
             .list_webhook_endpoints(&caller.key.workspace_id)
             .await
             .map_err(|error| {
                 tracing::error!(%error, "listing webhook endpoints for MCP failed");
-                reply::internal()
+                GatewayError::Internal
             })?;
-        let headers = caller.headers();
         let client_ip = caller.client.map(|client| client.0.ip());
         let mut readable = Vec::with_capacity(endpoints.len());
         for endpoint in endpoints {
             let allowed =
-                pull::authorize(&self.readers, endpoint.id.as_str(), client_ip, &headers).await;
+                pull::authorize(&self.readers, &caller.key, endpoint.id.as_str(), client_ip).await;
             if allowed.is_ok() {
                 readable.push(endpoint);
             }
@@ -208,16 +199,16 @@ impl EventTools {
 }
 
 /// One event as pull lists it (cursor, type, the event as Stripe sent it).
-fn event_result(record: &EventRecord) -> CallToolResult {
+fn event_result(record: &EventRecord) -> Result<CallToolResult, GatewayError> {
     match serde_json::to_string(&EventItem::from(record)) {
         Ok(text) => {
             let mut result = CallToolResult::success(vec![ContentBlock::text(text.clone())]);
             result.structured_content = serde_json::from_str(&text).ok();
-            result
+            Ok(result)
         }
         Err(error) => {
             tracing::error!(%error, seq = record.seq, "cannot serialize an event for MCP");
-            reply::internal()
+            Err(GatewayError::Internal)
         }
     }
 }

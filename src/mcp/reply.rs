@@ -65,20 +65,30 @@ fn error_result(status: StatusCode, json: Option<Value>, text: String) -> CallTo
 
 /// An argument that cannot make a request.
 pub fn invalid(param: Option<&str>, message: String) -> CallToolResult {
-    from_error(GatewayError::Invalid(Violation {
-        code: Some("parameter_invalid"),
-        param: param.map(str::to_owned),
-        message,
-    }))
+    from_error(invalid_argument(param, message))
 }
 
 /// A required argument that is absent.
 pub fn missing(param: &str) -> CallToolResult {
-    from_error(GatewayError::Invalid(Violation {
+    from_error(missing_argument(param))
+}
+
+/// The error of [`invalid`], for callers that record it before it becomes a tool result.
+pub fn invalid_argument(param: Option<&str>, message: String) -> GatewayError {
+    GatewayError::Invalid(Violation {
+        code: Some("parameter_invalid"),
+        param: param.map(str::to_owned),
+        message,
+    })
+}
+
+/// The error of [`missing`], for callers that record it before it becomes a tool result.
+pub fn missing_argument(param: &str) -> GatewayError {
+    GatewayError::Invalid(Violation {
         code: Some("parameter_missing"),
         param: Some(param.to_owned()),
         message: format!("Missing required param: {param}."),
-    }))
+    })
 }
 
 /// Our fault; the cause is logged where it happened.

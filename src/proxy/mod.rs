@@ -730,11 +730,11 @@ pub fn new_request_id() -> String {
 
 /// The most characters of a caller's idempotency key the request log keeps (Stripe's keys
 /// are at most 255 characters).
-const LOGGED_IDEMPOTENCY_KEY_CHARS: usize = 255;
+pub(crate) const LOGGED_IDEMPOTENCY_KEY_CHARS: usize = 255;
 
 /// The first `count` characters of `text`; a text no longer in bytes is returned whole
 /// without counting.
-fn first_chars(text: &str, count: usize) -> &str {
+pub(crate) fn first_chars(text: &str, count: usize) -> &str {
     if text.len() <= count {
         return text;
     }

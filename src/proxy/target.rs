@@ -63,20 +63,27 @@ impl StripeTarget {
     /// The Stripe path with the query's parameter names but none of its values, for the
     /// request log (`/v1/customers?limit&starting_after`).
     pub fn log_path(&self) -> String {
-        let mut out = self.path_and_query.path().to_owned();
-        if let Some(query) = self.path_and_query.query() {
-            let names: Vec<&str> = query
-                .split('&')
-                .filter(|pair| !pair.is_empty())
-                .map(|pair| pair.split_once('=').map_or(pair, |(name, _)| name))
-                .collect();
-            if !names.is_empty() {
-                out.push('?');
-                out.push_str(&names.join("&"));
-            }
-        }
-        out
+        path_with_query_names(self.path_and_query.path(), self.path_and_query.query())
     }
+}
+
+/// `path` followed by the names of `query`'s parameters without their values
+/// (`/v1/customers?limit&starting_after`): what the request log keeps of a request's target,
+/// since values may hold personal data.
+pub fn path_with_query_names(path: &str, query: Option<&str>) -> String {
+    let mut out = path.to_owned();
+    if let Some(query) = query {
+        let names: Vec<&str> = query
+            .split('&')
+            .filter(|pair| !pair.is_empty())
+            .map(|pair| pair.split_once('=').map_or(pair, |(name, _)| name))
+            .collect();
+        if !names.is_empty() {
+            out.push('?');
+            out.push_str(&names.join("&"));
+        }
+    }
+    out
 }
 
 /// A printable, bounded form of a path that was refused, for the request log.

@@ -14,7 +14,14 @@
 //!    finish within `--ingest-commit-timeout`, so Stripe retries. Never a 2xx for an event
 //!    that is not stored.
 //!
-//! Nothing about a refused request is stored, and no secret is ever logged.
+//! Every delivery to a known endpoint, acknowledged or refused, is recorded in the request
+//! log of the endpoint's workspace (RELIABILITY section 3's "ingest"): `via` `webhook`,
+//! `key_id` the endpoint (its signing secret is the credential), `outcome` `stored`,
+//! `duplicate` or `ignored` (or who was at fault, with the refusal's code as `reason`), and,
+//! once the signature is verified, the event id as `idempotency_key` (what deliveries are
+//! deduplicated on) and as `stripe_request_id` the `Request-Id` of the API request that
+//! caused the event, which links the event to that request's own entry. A refused
+//! request's body is never stored, and no secret is ever logged.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -23,7 +30,7 @@ use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
-use axum::Router;
+use axum::{Extension, Router};
 use http::{header, HeaderMap, HeaderValue, StatusCode};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use serde::Deserialize;
@@ -33,11 +40,18 @@ use super::signature::{self, SignatureError};
 use super::{EventBus, EventNotice};
 use crate::crypto::{Sealer, SecretPurpose};
 use crate::error::{ErrorBody, ErrorDetail, GATEWAY_ERROR_HEADER};
-use crate::ids::EndpointId;
-use crate::store::{NewEvent, Store};
+use crate::ids::{EndpointId, KeyId};
+use crate::proxy::headers::REQUEST_ID_HEADER;
+use crate::proxy::ClientAddr;
+use crate::request_log::RequestLogger;
+use crate::store::{NewEvent, RequestLogEntry, Store, WebhookEndpointRecord};
 
 /// The route Stripe posts to; `{public url}` + this + the endpoint id is the ingest URL.
 pub const INGEST_PATH: &str = "/webhooks/ingest/";
+/// The request log's `via` of a delivery: it came from Stripe's webhooks, not an agent.
+pub const INGEST_VIA: &str = "webhook";
+/// The request log's `operation` of a delivery.
+pub const INGEST_OPERATION: &str = "webhooks.ingest";
 
 /// Events waiting for the writer; past this, ingests wait (up to the commit timeout) for room.
 const QUEUE_CAPACITY: usize = 8_192;
@@ -169,15 +183,18 @@ pub struct Ingest {
     sealer: Arc<Sealer>,
     writer: EventWriter,
     settings: IngestSettings,
+    log: RequestLogger,
 }
 
 impl Ingest {
-    /// Builds the ingest state and starts its writer, which announces stored events on `bus`.
+    /// Builds the ingest state and starts its writer, which announces stored events on `bus`;
+    /// each delivery to a known endpoint is recorded in `log`.
     pub fn new(
         store: Arc<dyn Store>,
         sealer: Arc<Sealer>,
         bus: EventBus,
         settings: IngestSettings,
+        log: RequestLogger,
     ) -> Self {
         let writer = EventWriter::spawn(store.clone(), bus);
         Self {
@@ -185,6 +202,7 @@ impl Ingest {
             sealer,
             writer,
             settings,
+            log,
         }
     }
 }
@@ -256,10 +274,17 @@ impl IngestError {
             }
         }
     }
-}
 
-impl IntoResponse for IngestError {
-    fn into_response(self) -> Response {
+    /// Who is at fault, as the `Agentgate-Error` header and the request log say it.
+    fn blame(&self) -> &'static str {
+        match self {
+            IngestError::Unavailable => "internal",
+            _ => "caller",
+        }
+    }
+
+    /// The answer in Stripe's error shape.
+    fn response(&self) -> Response {
         let internal = matches!(self, IngestError::Unavailable);
         let body = ErrorBody {
             error: ErrorDetail {
@@ -280,10 +305,9 @@ impl IntoResponse for IngestError {
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/json"),
         );
-        let blame = if internal { "internal" } else { "caller" };
         headers.insert(
             GATEWAY_ERROR_HEADER.clone(),
-            HeaderValue::from_static(blame),
+            HeaderValue::from_static(self.blame()),
         );
         if internal {
             headers.insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECONDS));
@@ -292,26 +316,77 @@ impl IntoResponse for IngestError {
     }
 }
 
-/// The two fields of an event ingest needs; the rest is kept as sent.
+/// The fields of an event ingest reads; the rest is kept as sent.
 #[derive(Deserialize)]
 struct EventHead {
     id: String,
     #[serde(rename = "type")]
     event_type: String,
+    /// The API request that caused the event: `{"id": "req_...", ...}`, or the id alone in
+    /// API versions before 2017-05-25; absent or `null` when no request caused it.
+    #[serde(default)]
+    request: Option<serde_json::Value>,
+}
+
+impl EventHead {
+    /// Stripe's `Request-Id` of the request that caused the event, when the event names it.
+    fn request_id(&self) -> Option<&str> {
+        match self.request.as_ref()? {
+            serde_json::Value::String(id) => Some(id),
+            request => request.get("id")?.as_str(),
+        }
+    }
+}
+
+/// What happened to a delivery that was acknowledged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Accepted {
+    /// Stored now.
+    Stored,
+    /// The endpoint already had this event id; kept once.
+    Duplicate,
+    /// Its type is outside the endpoint's filter; not stored.
+    Ignored,
+}
+
+impl Accepted {
+    /// The request log's `outcome`.
+    fn as_str(self) -> &'static str {
+        match self {
+            Accepted::Stored => "stored",
+            Accepted::Duplicate => "duplicate",
+            Accepted::Ignored => "ignored",
+        }
+    }
+}
+
+/// What a delivery to a known endpoint is recorded with in the request log: the endpoint
+/// (which names the workspace), then the event once its signature is verified.
+#[derive(Default)]
+struct Delivery {
+    endpoint: Option<WebhookEndpointRecord>,
+    event_id: Option<String>,
+    stripe_request_id: Option<String>,
 }
 
 async fn ingest_event(
     State(ingest): State<Arc<Ingest>>,
     Path(endpoint): Path<String>,
+    client: Option<Extension<ClientAddr>>,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    match accept(&ingest, &endpoint, &headers, body).await {
-        Ok(stored) => {
-            let body = if stored {
-                r#"{"received":true}"#
-            } else {
+    let started = Instant::now();
+    let received_at = crate::time::now_millis();
+    let request_id = crate::proxy::new_request_id();
+    let mut delivery = Delivery::default();
+    let result = accept(&ingest, &endpoint, &headers, body, &mut delivery).await;
+    let mut response = match &result {
+        Ok(accepted) => {
+            let body = if *accepted == Accepted::Ignored {
                 r#"{"received":true,"stored":false}"#
+            } else {
+                r#"{"received":true}"#
             };
             let mut response = (StatusCode::OK, body).into_response();
             response.headers_mut().insert(
@@ -322,24 +397,55 @@ async fn ingest_event(
         }
         Err(error) => {
             tracing::info!(
+                request_id,
                 endpoint = %endpoint,
                 status = error.status().as_u16(),
                 reason = error.code(),
                 "webhook event refused"
             );
-            error.into_response()
+            error.response()
         }
+    };
+    if let Some(record) = delivery.endpoint {
+        let (outcome, reason) = match &result {
+            Ok(accepted) => (accepted.as_str(), None),
+            Err(error) => (error.blame(), Some(error.code().to_owned())),
+        };
+        ingest.log.record(RequestLogEntry {
+            created_at: received_at,
+            workspace_id: record.workspace_id,
+            request_id: request_id.clone(),
+            key_id: KeyId::from_stored(record.id.to_string()),
+            connection: record.connection,
+            method: "POST".into(),
+            path: format!("{INGEST_PATH}{}", record.id),
+            status: response.status().as_u16(),
+            latency_us: i64::try_from(started.elapsed().as_micros()).unwrap_or(i64::MAX),
+            stripe_request_id: delivery.stripe_request_id,
+            idempotency_key: delivery.event_id,
+            outcome: outcome.into(),
+            operation: Some(INGEST_OPERATION.to_owned()),
+            reason,
+            via: INGEST_VIA.into(),
+            client: client.map(|Extension(ClientAddr(addr))| addr.ip()),
+        });
     }
+    if let Ok(value) = HeaderValue::from_str(&request_id) {
+        response
+            .headers_mut()
+            .insert(REQUEST_ID_HEADER.clone(), value);
+    }
+    response
 }
 
-/// Runs the checks and the commit; `Ok(true)` when the event is (now or already) stored,
-/// `Ok(false)` when its type is filtered out.
+/// Runs the checks and the commit, noting in `delivery` what the request log records.
 async fn accept(
     ingest: &Ingest,
     endpoint: &str,
     headers: &HeaderMap,
     body: Body,
-) -> Result<bool, IngestError> {
+    delivery: &mut Delivery,
+) -> Result<Accepted, IngestError> {
     let unknown = || IngestError::UnknownEndpoint(printable(endpoint));
     if !plausible_endpoint_id(endpoint) {
         return Err(unknown());
@@ -354,6 +460,9 @@ async fn accept(
             IngestError::Unavailable
         })?
         .ok_or_else(unknown)?;
+    let workspace_id = record.workspace_id.clone();
+    let event_types = record.event_types.clone();
+    delivery.endpoint = Some(record);
 
     let limit = ingest.settings.max_body_bytes;
     let declared = headers
@@ -388,7 +497,7 @@ async fn accept(
     for secret in &sealed {
         match ingest.sealer.open(
             SecretPurpose::WebhookSecret,
-            record.workspace_id.as_str(),
+            workspace_id.as_str(),
             &secret.id,
             &secret.secret,
         ) {
@@ -417,18 +526,20 @@ async fn accept(
     if head.id.is_empty() || head.event_type.is_empty() {
         return Err(IngestError::NotAnEvent);
     }
-    if !accepts_type(&record.event_types, &head.event_type) {
-        return Ok(false);
+    delivery.event_id = Some(loggable_id(&head.id));
+    delivery.stripe_request_id = head.request_id().map(loggable_id);
+    if !accepts_type(&event_types, &head.event_type) {
+        return Ok(Accepted::Ignored);
     }
     let event = NewEvent {
         endpoint_id: id,
-        workspace_id: record.workspace_id,
+        workspace_id,
         event_id: head.id,
         event_type: head.event_type,
         received_at: now,
         payload: payload.to_vec(),
     };
-    ingest
+    let stored = ingest
         .writer
         .commit(event, ingest.settings.commit_timeout)
         .await
@@ -436,7 +547,16 @@ async fn accept(
             tracing::warn!(?error, "ingested event not confirmed stored; answering 503");
             IngestError::Unavailable
         })?;
-    Ok(true)
+    Ok(match stored {
+        Some(_) => Accepted::Stored,
+        None => Accepted::Duplicate,
+    })
+}
+
+/// An id from a verified event as the request log keeps it: at most as long as an
+/// idempotency key.
+fn loggable_id(id: &str) -> String {
+    crate::proxy::first_chars(id, crate::proxy::LOGGED_IDEMPOTENCY_KEY_CHARS).to_owned()
 }
 
 /// Whether the endpoint keeps events of this type: an empty filter or `*` keeps all.
@@ -481,11 +601,32 @@ mod tests {
     }
 
     #[test]
+    fn the_causing_request_is_read_in_either_form_stripe_sends() {
+        let head = |json: &str| serde_json::from_str::<EventHead>(json).unwrap();
+        let base = r#""id":"evt_1","type":"customer.created""#;
+        let object = head(&format!(
+            r#"{{{base},"request":{{"id":"req_1","idempotency_key":"k"}}}}"#
+        ));
+        assert_eq!(object.request_id(), Some("req_1"));
+        let old = head(&format!(r#"{{{base},"request":"req_2"}}"#));
+        assert_eq!(old.request_id(), Some("req_2"));
+        let automatic = head(&format!(
+            r#"{{{base},"request":{{"id":null,"idempotency_key":null}}}}"#
+        ));
+        assert_eq!(automatic.request_id(), None);
+        assert_eq!(
+            head(&format!(r#"{{{base},"request":null}}"#)).request_id(),
+            None
+        );
+        assert_eq!(head(&format!("{{{base}}}")).request_id(), None);
+    }
+
+    #[test]
     fn a_refused_store_answers_503_with_retry_after() {
-        let response = IngestError::Unavailable.into_response();
+        let response = IngestError::Unavailable.response();
         assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(response.headers()[header::RETRY_AFTER], "5");
-        let response = IngestError::Signature(SignatureError::Stale).into_response();
+        let response = IngestError::Signature(SignatureError::Stale).response();
         assert_eq!(response.status(), StatusCode::BAD_REQUEST);
     }
 }

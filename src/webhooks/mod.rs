@@ -7,6 +7,7 @@ pub mod endpoints;
 pub mod ingest;
 pub mod pull;
 pub mod push;
+pub mod reads;
 pub mod retention;
 pub mod signature;
 pub mod stream;

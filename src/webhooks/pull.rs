@@ -10,6 +10,7 @@
 //! data plane; keys limited to connected accounts (`stripe_accounts`) are refused, since an
 //! endpoint's events are not filtered by account.
 
+use std::future::Future;
 use std::net::IpAddr;
 use std::sync::Arc;
 
@@ -22,11 +23,14 @@ use serde::Serialize;
 use serde_json::value::RawValue;
 use tokio::sync::watch;
 
+use super::reads::{EventRead, ReadKind};
 use super::stream::{self, StreamSettings};
 use crate::error::GatewayError;
 use crate::ids::EndpointId;
+use crate::keys::AuthenticatedKey;
 use crate::policy::{Denied, Role};
-use crate::proxy::{ClientAddr, ProxyShared};
+use crate::proxy::{ClientAddr, ProxyShared, Via};
+use crate::request_log::RequestLogger;
 use crate::store::{EventRecord, Store, WebhookEndpointRecord};
 use crate::validation::Violation;
 
@@ -65,6 +69,11 @@ impl EventReaders {
     /// The store events are read from.
     pub fn store(&self) -> &Arc<dyn Store> {
         &self.store
+    }
+
+    /// The request log reads are recorded in.
+    pub fn log(&self) -> &RequestLogger {
+        &self.shared.log
     }
 }
 
@@ -239,23 +248,53 @@ async fn list(
     client: Option<Extension<ClientAddr>>,
     headers: HeaderMap,
 ) -> Response {
-    let client_ip = client.map(|Extension(ClientAddr(addr))| addr.ip());
-    match read_page(&state, &endpoint, query.as_deref(), client_ip, &headers).await {
-        Ok(response) => response,
-        Err(error) => error.into_response(),
-    }
+    let query = query.as_deref();
+    answer_read(
+        &state,
+        ReadKind::List,
+        &endpoint,
+        query,
+        client,
+        &headers,
+        |endpoint| read_page(&state, endpoint, query),
+    )
+    .await
 }
 
-/// A page of an endpoint's events for the presented key, or why it may not read them;
-/// shared with the MCP server's `list_events`.
-pub(crate) async fn read_page(
-    state: &EventReaders,
+/// Answers one of the event routes: the key checked, the endpoint authorized, then `serve`,
+/// with the read recorded in the request log ([`EventRead`]).
+pub(super) async fn answer_read<'a, F, Fut>(
+    state: &'a EventReaders,
+    kind: ReadKind,
     endpoint: &str,
     query: Option<&str>,
-    client_ip: Option<IpAddr>,
+    client: Option<Extension<ClientAddr>>,
     headers: &HeaderMap,
+    serve: F,
+) -> Response
+where
+    F: FnOnce(WebhookEndpointRecord) -> Fut,
+    Fut: Future<Output = Result<Response, GatewayError>> + 'a,
+{
+    let client_ip = client.map(|Extension(ClientAddr(addr))| addr.ip());
+    let mut read = EventRead::begin(kind, Via::Http, endpoint, query, client_ip);
+    let result = async {
+        let key = read.authenticate(&state.shared, headers).await?;
+        let endpoint = authorize(state, &key, endpoint, client_ip).await?;
+        read.reading(&endpoint);
+        serve(endpoint).await
+    }
+    .await;
+    read.answer(&state.shared.log, result)
+}
+
+/// A page of an endpoint's events (one the key was allowed to read); shared with the MCP
+/// server's `list_events`.
+pub(crate) async fn read_page(
+    state: &EventReaders,
+    endpoint: WebhookEndpointRecord,
+    query: Option<&str>,
 ) -> Result<Response, GatewayError> {
-    let endpoint = authorize(state, endpoint, client_ip, headers).await?;
     let params = parse_params(query)?;
     let mut records = state
         .store
@@ -281,15 +320,14 @@ pub(crate) async fn read_page(
     Ok(Json(page).into_response())
 }
 
-/// The endpoint named in the URL, if the presented key may read its events (see the module
+/// The endpoint named in the URL, if `key` may read its events (see the module
 /// documentation for the rules).
 pub(crate) async fn authorize(
     state: &EventReaders,
+    key: &AuthenticatedKey,
     endpoint: &str,
     client_ip: Option<IpAddr>,
-    headers: &HeaderMap,
 ) -> Result<WebhookEndpointRecord, GatewayError> {
-    let key = state.shared.authenticate(headers).await?;
     let refuse = |permission, message: &str| {
         GatewayError::Forbidden(Denied {
             permission,
@@ -344,7 +382,7 @@ pub(crate) async fn authorize(
     if scopes.test_only {
         let connection = state
             .shared
-            .resolve_connection(&key, &record.connection, "events")
+            .resolve_connection(key, &record.connection, "events")
             .await?;
         if connection.live {
             return Err(GatewayError::Forbidden(Denied {

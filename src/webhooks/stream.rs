@@ -16,7 +16,6 @@
 
 use std::collections::VecDeque;
 use std::convert::Infallible;
-use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -30,11 +29,12 @@ use tokio::sync::{broadcast, watch};
 use tokio::time::{Interval, MissedTickBehavior};
 
 use super::pull::{self, EventItem, EventReaders, MAX_LIMIT};
+use super::reads::ReadKind;
 use super::EventNotice;
 use crate::error::GatewayError;
 use crate::ids::EndpointId;
 use crate::proxy::ClientAddr;
-use crate::store::{EventRecord, Store};
+use crate::store::{EventRecord, Store, WebhookEndpointRecord};
 
 /// The header an EventSource sends on reconnect with the last `id:` it received.
 static LAST_EVENT_ID: HeaderName = HeaderName::from_static("last-event-id");
@@ -66,21 +66,26 @@ pub(super) async fn handler(
     client: Option<Extension<ClientAddr>>,
     headers: HeaderMap,
 ) -> Response {
-    let client_ip = client.map(|Extension(ClientAddr(addr))| addr.ip());
-    match open(&state, &endpoint, query.as_deref(), client_ip, &headers).await {
-        Ok(response) => response,
-        Err(error) => error.into_response(),
-    }
+    let query = query.as_deref();
+    pull::answer_read(
+        &state,
+        ReadKind::Stream,
+        &endpoint,
+        query,
+        client,
+        &headers,
+        |endpoint| open(&state, endpoint, query, &headers),
+    )
+    .await
 }
 
+/// The stream of an endpoint the key was allowed to read, from the cursor asked for.
 async fn open(
     state: &EventReaders,
-    endpoint: &str,
+    endpoint: WebhookEndpointRecord,
     query: Option<&str>,
-    client_ip: Option<IpAddr>,
     headers: &HeaderMap,
 ) -> Result<Response, GatewayError> {
-    let endpoint = pull::authorize(state, endpoint, client_ip, headers).await?;
     let params = pull::parse_params(query)?;
     let resume = match headers.get(&LAST_EVENT_ID) {
         Some(value) => Some(

@@ -236,6 +236,21 @@ each_backend! {
             assert!(data >= 1);
             client.cancel().await.unwrap();
         }
+        // Each tool call is an event read of the key, over MCP, in the request log.
+        let key_id = app.key_id().await;
+        let reads = eventually(Duration::from_secs(5), "the event reads logged", || async {
+            let logged = app.logged(1).await;
+            let reads: Vec<_> = logged.into_iter().map(|r| r.entry).filter(|e| e.via == "mcp").collect();
+            (reads.len() >= 4).then_some(reads)
+        }).await;
+        let mut operations: Vec<&str> = reads.iter().map(|e| e.operation.as_deref().unwrap()).collect();
+        operations.sort();
+        assert_eq!(operations, ["webhooks.events.list", "webhooks.events.list", "webhooks.events.wait", "webhooks.events.wait"]);
+        for read in &reads {
+            assert_eq!((read.key_id.as_str(), read.status, &*read.outcome), (key_id.as_str(), 200, "read"));
+            assert_eq!(read.connection, "stripe");
+            assert!(read.path.starts_with(&format!("/v1/webhooks/{}/events", signed.id)), "{}", read.path);
+        }
         app.stop().await;
     }
 }

@@ -291,6 +291,50 @@ each_backend! {
         assert_eq!(stored(app.store.as_ref(), &hook.id).await.len(), 1);
     }
 
+    async fn every_delivery_to_a_known_endpoint_is_in_its_workspaces_log(backend) {
+        let app = TestApp::spawn(backend).await;
+        let hook = hook(&app, &["customer.created"]).await;
+        let unknown = app.url(&format!("/webhooks/ingest/{}", EndpointId::generate_unguessable()));
+        let stray = event("evt_stray", "customer.created");
+        let header = header_for(WHSEC, now(), &stray);
+        assert_eq!(post(&app.client, &unknown, stray, Some(header)).await.status(), 404);
+
+        // Caused by an agent's request, whose Stripe Request-Id the event names.
+        let caused = br#"{"id":"evt_caused","object":"event","type":"customer.created","request":{"id":"req_AgentCall1","idempotency_key":"k-1"},"data":{"object":{}}}"#.to_vec();
+        let first = post_signed(&app, &hook, caused.clone()).await;
+        assert_eq!(first.status(), 200);
+        let request_id = first.headers()["agentgate-request-id"].to_str().unwrap().to_owned();
+        assert_eq!(post_signed(&app, &hook, caused).await.status(), 200);
+        assert_eq!(post_signed(&app, &hook, event("evt_other", "invoice.paid")).await.status(), 200);
+        let forged = event("evt_forged", "customer.created");
+        let header = header_for("whsec_wrongSecret123456", now(), &forged);
+        assert_eq!(post(&app.client, &hook.url, forged, Some(header)).await.status(), 400);
+
+        let mut records = app.logged(4).await;
+        records.sort_by_key(|r| r.id);
+        assert_eq!(records.len(), 4, "one entry a delivery, none for the unknown endpoint");
+        let seen: Vec<_> = records.iter().map(|r| {
+            let e = &r.entry;
+            (e.status, &*e.outcome, e.idempotency_key.as_deref(), e.stripe_request_id.as_deref(), e.reason.as_deref())
+        }).collect();
+        assert_eq!(seen, vec![
+            (200, "stored", Some("evt_caused"), Some("req_AgentCall1"), None),
+            (200, "duplicate", Some("evt_caused"), Some("req_AgentCall1"), None),
+            (200, "ignored", Some("evt_other"), None, None),
+            (400, "caller", None, None, Some("signature_mismatch")),
+        ]);
+        for record in &records {
+            let e = &record.entry;
+            assert_eq!((&*e.via, e.key_id.as_str(), &*e.method), ("webhook", hook.id.as_str(), "POST"));
+            assert_eq!(e.operation.as_deref(), Some("webhooks.ingest"));
+            assert_eq!(e.path, format!("/webhooks/ingest/{}", hook.id));
+            assert_eq!(e.connection, "stripe");
+            assert_eq!(e.client, Some(std::net::IpAddr::from([127, 0, 0, 1])));
+        }
+        assert_eq!(records[0].entry.request_id, request_id);
+        app.stop().await;
+    }
+
     async fn no_webhook_secret_appears_in_logs_responses_or_the_database_file(backend) {
         let app = TestApp::spawn(backend).await;
         let hook = hook(&app, &[]).await;

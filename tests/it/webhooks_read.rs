@@ -338,6 +338,57 @@ each_backend! {
         app.stop().await;
     }
 
+    async fn every_read_of_an_identified_key_is_in_its_workspaces_log(backend) {
+        let app = TestApp::spawn(backend).await;
+        let whe = endpoint(&app).await;
+        ingest(&app, &whe, "evt_1", "customer.created").await;
+        let other = app.store.ensure_workspace("other").await.unwrap().id;
+        let theirs = endpoint_in(&app, &other).await;
+
+        let page = app
+            .client
+            .get(app.url(&format!("/v1/webhooks/{whe}/events?limit=5&type=customer.created")))
+            .bearer_auth(&app.key)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(page.status(), 200);
+        let page_request_id = page.headers()["agentgate-request-id"].to_str().unwrap().to_owned();
+        let mut stream = SseClient::open(&app, &whe, None).await;
+        assert_eq!(stream.next_event().await.event.as_deref(), Some("customer.created"));
+        let (status, refused) = pull(&app, &app.key, &whe, "?colour=red").await;
+        assert_eq!(status, 400, "{refused}");
+        assert_eq!(pull(&app, &app.key, &theirs, "").await.0, 404);
+        let anonymous = app.client.get(app.url(&format!("/v1/webhooks/{whe}/events"))).send().await.unwrap();
+        assert_eq!(anonymous.status(), 401);
+
+        let mut records = app.logged(4).await;
+        records.sort_by_key(|r| r.id);
+        assert_eq!(records.len(), 4, "one entry a read of an identified key: {records:?}");
+        let base = format!("/v1/webhooks/{whe}/events");
+        let seen: Vec<_> = records.iter().map(|r| {
+            let e = &r.entry;
+            (e.operation.as_deref().unwrap(), e.path.as_str(), e.status, &*e.outcome, e.connection.as_str(), e.reason.as_deref())
+        }).collect();
+        assert_eq!(seen, vec![
+            ("webhooks.events.list", &*format!("{base}?limit&type"), 200, "read", "stripe", None),
+            ("webhooks.events.stream", &*format!("{base}/stream"), 200, "read", "stripe", None),
+            ("webhooks.events.list", &*format!("{base}?colour"), 400, "caller", "stripe", Some("parameter_unknown colour")),
+            ("webhooks.events.list", &*format!("/v1/webhooks/{theirs}/events"), 404, "caller", "", Some("resource_missing id")),
+        ]);
+        let key_id = app.key_id().await;
+        for record in &records {
+            let e = &record.entry;
+            assert_eq!((e.key_id.as_str(), &*e.via, &*e.method), (key_id.as_str(), "http", "GET"));
+            assert_eq!(e.client, Some(std::net::IpAddr::from([127, 0, 0, 1])));
+        }
+        assert_eq!(records[0].entry.request_id, page_request_id);
+        let query = agentgate::store::LogQuery { limit: 100, ..Default::default() };
+        let theirs_log = app.store.list_request_logs(&other, query).await.unwrap();
+        assert!(theirs_log.iter().all(|r| crate::support::is_test_setup(&r.entry)), "nothing in the endpoint owner's log");
+        app.stop().await;
+    }
+
     async fn a_stream_opened_before_an_event_is_stored_receives_it_at_once(backend) {
         let app = TestApp::spawn_with(backend, bus_only()).await;
         let whe = endpoint(&app).await;

@@ -13,7 +13,7 @@ use serde::Deserialize;
 use super::super::layout::{self, empty, time, Message, Nav};
 use super::super::session::Operator;
 use super::super::DashState;
-use crate::ids::KeyId;
+use crate::ids::{EndpointId, KeyId};
 use crate::store::LogQuery;
 
 /// How many entries one page shows.
@@ -243,11 +243,13 @@ pub async fn show(
 }
 
 /// Who an entry's `key_id` names when it is no key of the workspace: the CLI or a dashboard
-/// operator for a management change (`src/audit.rs`), else a key since deleted.
+/// operator for a management change (`src/audit.rs`), a webhook endpoint for Stripe's
+/// delivery to it, else a key since deleted.
 fn actor(key_id: &str) -> &str {
     match key_id {
         "cli" => "the CLI",
         _ if key_id.starts_with("operator:") => "a dashboard operator",
+        _ if key_id.starts_with(EndpointId::PREFIX) => "Stripe, delivering to the endpoint",
         _ => "(deleted)",
     }
 }
@@ -259,6 +261,7 @@ fn surface(via: &str) -> &'static str {
         "api" => "the management API",
         "cli" => "the CLI",
         "dashboard" => "the dashboard",
+        "webhook" => "a webhook delivery from Stripe",
         _ => "HTTP",
     }
 }

@@ -243,6 +243,15 @@ impl TestApp {
         endpoint
     }
 
+    /// The id of [`Self::key`], as the request log names it.
+    pub async fn key_id(&self) -> agentgate::ids::KeyId {
+        let keys = self.store.list_keys(&self.workspace).await.unwrap();
+        keys.into_iter()
+            .find(|key| key.name == "test agent")
+            .expect("the test key")
+            .id
+    }
+
     /// Creates an agent key and returns its text.
     pub async fn create_key(&self, name: &str) -> String {
         self.create_key_from(agentgate::keys::KeySpec::agent(name))
