@@ -212,6 +212,10 @@ pub struct ServeArgs {
     /// Worker threads serving requests (default: one per CPU core).
     #[arg(long, env = "AGENTGATE_WORKERS")]
     pub workers: Option<usize>,
+    /// This instance's name in the request log: which instance served a request or made a
+    /// change. Default: the host's name; instances sharing a host each need their own.
+    #[arg(long, env = "AGENTGATE_INSTANCE")]
+    pub instance: Option<crate::instance::InstanceName>,
     /// How long in-flight requests may run after SIGTERM before the process exits anyway.
     #[arg(long, env = "AGENTGATE_SHUTDOWN_GRACE", default_value = "30s", value_parser = humantime::parse_duration)]
     pub shutdown_grace: Duration,
@@ -278,6 +282,8 @@ pub struct Config {
     pub ingest: crate::webhooks::ingest::IngestSettings,
     /// Database URL.
     pub database_url: String,
+    /// The name the request log records this instance by.
+    pub instance: crate::instance::InstanceName,
     /// The loaded master key (the first the source lists: it seals).
     pub master_key: MasterKey,
     /// Further keys the source lists during a rotation: they only open what they sealed.
@@ -352,6 +358,10 @@ impl Config {
                 commit_timeout: serve.ingest_commit_timeout,
             },
             database_url: store.database.clone(),
+            instance: serve
+                .instance
+                .clone()
+                .unwrap_or_else(crate::instance::InstanceName::of_host),
             master_key,
             previous_master_keys,
             master_key_file,
@@ -400,6 +410,7 @@ impl Config {
             public_url: "http://127.0.0.1".to_owned(),
             ingest: crate::webhooks::ingest::IngestSettings::default(),
             database_url: database_url.to_owned(),
+            instance: "test".parse().expect("a valid instance name"),
             master_key,
             previous_master_keys: Vec::new(),
             master_key_file: None,

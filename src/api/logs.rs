@@ -58,7 +58,7 @@ pub struct LogEntryOut {
     /// agentgate's request id (`Agentgate-Request-Id`).
     request_id: String,
     /// The key that made the request; for a management change, who made it: an admin
-    /// key's id, `cli`, or `operator:NAME`.
+    /// key's id, `cli`, or `operator:NAME`; for a webhook delivery, the endpoint's id.
     key_id: String,
     /// The connection named, or empty.
     connection: String,
@@ -81,12 +81,17 @@ pub struct LogEntryOut {
     /// Why agentgate refused (`agentgate_scope_denied operation`), when it did.
     reason: Option<String>,
     /// How the request arrived: `http`, or `mcp` for a tool call over MCP; `api`, `cli` or
-    /// `dashboard` for a management change or refusal.
+    /// `dashboard` for a management change or refusal; `webhook` for Stripe's delivery of
+    /// an event.
     via: String,
     /// The address the request came from, as agentgate's listener saw it (behind a reverse
     /// proxy, the proxy's); absent for the CLI's changes.
     #[schema(example = "127.0.0.1")]
     client: Option<String>,
+    /// The instance that served the request or made the change (its `--instance` name);
+    /// absent for the CLI's changes.
+    #[schema(example = "gw-1")]
+    instance: Option<String>,
 }
 
 impl From<RequestLogRecord> for LogEntryOut {
@@ -110,6 +115,7 @@ impl From<RequestLogRecord> for LogEntryOut {
             reason: entry.reason,
             via: entry.via.into_owned(),
             client: entry.client.map(|ip| ip.to_string()),
+            instance: record.instance,
         }
     }
 }

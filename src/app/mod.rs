@@ -116,12 +116,14 @@ impl App {
     /// Opens and migrates the store, checks the master key against it, and starts the
     /// request log writer.
     pub async fn build(config: Config) -> anyhow::Result<Self> {
-        let store = store::open(&config.database_url).await.with_context(|| {
-            format!(
-                "cannot open the database {}",
-                store::redact_url(&config.database_url)
-            )
-        })?;
+        let store = store::open_as(&config.database_url, Some(&config.instance))
+            .await
+            .with_context(|| {
+                format!(
+                    "cannot open the database {}",
+                    store::redact_url(&config.database_url)
+                )
+            })?;
         let sealer = Sealer::with_previous(&config.master_key, &config.previous_master_keys);
         let sealer = Arc::new(match config.master_key_file.clone() {
             Some(path) => sealer.watching(path),
@@ -175,6 +177,7 @@ impl App {
             .context("cannot listen for changes on the database")?;
         tracing::info!(
             backend = ?store.backend(),
+            instance = %config.instance,
             workers = config.workers,
             max_connections = connection_cap.max(),
             "store ready"

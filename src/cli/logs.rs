@@ -59,6 +59,7 @@ struct LogOut<'a> {
     reason: Option<&'a str>,
     via: &'a str,
     client: Option<String>,
+    instance: Option<&'a str>,
 }
 
 impl<'a> From<&'a RequestLogRecord> for LogOut<'a> {
@@ -81,6 +82,7 @@ impl<'a> From<&'a RequestLogRecord> for LogOut<'a> {
             reason: e.reason.as_deref(),
             via: &e.via,
             client: e.client.map(|ip| ip.to_string()),
+            instance: record.instance.as_deref(),
         }
     }
 }

@@ -55,7 +55,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the gateway.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Manage connections (stored Stripe keys).
     #[command(subcommand)]
     Connections(connections::ConnectionsCommand),

@@ -20,6 +20,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 use crate::ids::{EndpointId, KeyId, WorkspaceId};
+use crate::instance::InstanceName;
 pub use operators::{OperatorRecord, OperatorStore, SessionRecord};
 pub use push::PushStore;
 pub use rows::{
@@ -356,10 +357,20 @@ pub trait Store:
 /// Opens (creating and migrating if needed) the store a database URL names:
 /// `sqlite://PATH` or `postgres://...`.
 pub async fn open(url: &str) -> Result<Arc<dyn Store>, StoreError> {
+    open_as(url, None).await
+}
+
+/// Like [`open`], for the serving instance named `instance`: every request log row the store
+/// writes (the data plane's, and the changes' audit records) names it. The CLI opens its
+/// store with [`open`], and its changes name no instance.
+pub async fn open_as(
+    url: &str,
+    instance: Option<&InstanceName>,
+) -> Result<Arc<dyn Store>, StoreError> {
     if url.starts_with("sqlite:") {
-        Ok(Arc::new(sqlite::SqliteStore::open(url).await?))
+        Ok(Arc::new(sqlite::SqliteStore::open(url, instance).await?))
     } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        Ok(Arc::new(postgres::PgStore::open(url).await?))
+        Ok(Arc::new(postgres::PgStore::open(url, instance).await?))
     } else {
         Err(StoreError::UnsupportedUrl(redact_url(url)))
     }

@@ -11,15 +11,19 @@ use super::rows::{
 use super::sql::{self, impl_store};
 use super::{Backend, LogPace, StoreError};
 use crate::ids::{KeyId, WorkspaceId};
+use crate::instance::InstanceName;
 
 /// A store on a PostgreSQL database (or the schema its URL's `search_path` selects).
 pub struct PgStore {
     pool: Pool<Postgres>,
+    /// The serving instance the request log rows it writes name; `None` for the CLI.
+    instance: Option<String>,
 }
 
 impl PgStore {
-    /// Connects and applies migrations.
-    pub async fn open(url: &str) -> Result<Self, StoreError> {
+    /// Connects and applies migrations, for the serving instance named `instance` (none for
+    /// the CLI), which every request log row this store writes records.
+    pub async fn open(url: &str, instance: Option<&InstanceName>) -> Result<Self, StoreError> {
         let options = PgConnectOptions::from_str(url)?;
         let pool = PgPoolOptions::new()
             .max_connections(10)
@@ -29,7 +33,15 @@ impl PgStore {
             .run(&pool)
             .await
             .map_err(StoreError::Migration)?;
-        Ok(Self { pool })
+        Ok(Self {
+            pool,
+            instance: instance.map(|name| name.as_str().to_owned()),
+        })
+    }
+
+    /// The instance the request log rows this store writes name.
+    fn instance(&self) -> Option<&str> {
+        self.instance.as_deref()
     }
 
     /// Events share the pool: every PostgreSQL commit is durable unless the server or the

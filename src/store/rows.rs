@@ -145,6 +145,9 @@ impl RequestLogEntry {
 pub struct RequestLogRecord {
     /// Increasing position; `logs tail` continues after the last one seen.
     pub id: i64,
+    /// The serving instance that wrote it (`--instance`); `None` for the CLI's changes and
+    /// for entries older than the column.
+    pub instance: Option<String>,
     /// The entry.
     pub entry: RequestLogEntry,
 }

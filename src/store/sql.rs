@@ -35,8 +35,12 @@ pub(super) fn log_chunk_sizes(mut len: usize) -> impl Iterator<Item = usize> {
 
 /// The multi-row INSERT of `rows` request log entries (a power of two up to
 /// [`LOG_INSERT_CHUNK`]), built once per size and backend: formatting thousands of
-/// placeholders on every batch cost more than the insert. SQLite gets positional `?`
-/// parameters: it resolves numbered ones by name, in time quadratic in their number.
+/// placeholders on every batch cost more than the insert. Parameters are numbered (`?N` on
+/// SQLite, `$N` on PostgreSQL): row `r`'s columns are `r * LOG_COLUMNS + 1` to `+
+/// LOG_COLUMNS`, and the last parameter, [`log_instance_param`], is the serving instance,
+/// bound once for every row of the statement. SQLite resolves numbered parameters in time
+/// quadratic in their number when it prepares a statement; at a chunk's 513 that is done
+/// once per size on a connection, whose statement cache keeps them.
 ///
 /// SQLite's statement is `INSERT OR FAIL`: with the default (`ABORT`), a statement that
 /// writes several rows keeps a journal of its own so that it can undo just itself, and
@@ -46,20 +50,20 @@ pub(super) fn log_chunk_sizes(mut len: usize) -> impl Iterator<Item = usize> {
 pub(super) fn log_insert_sql(rows: usize, backend: Backend) -> &'static str {
     static SQLITE: OnceLock<Vec<String>> = OnceLock::new();
     static POSTGRES: OnceLock<Vec<String>> = OnceLock::new();
-    let (cache, numbered, verb) = match backend {
-        Backend::Sqlite => (&SQLITE, false, "INSERT OR FAIL"),
-        Backend::Postgres => (&POSTGRES, true, "INSERT"),
+    let (cache, sigil, verb) = match backend {
+        Backend::Sqlite => (&SQLITE, '?', "INSERT OR FAIL"),
+        Backend::Postgres => (&POSTGRES, '$', "INSERT"),
     };
     let statements = cache.get_or_init(|| {
         (0..=LOG_INSERT_CHUNK.trailing_zeros())
             .map(|power| {
-                let values: Vec<String> = (0..1usize << power)
+                let rows = 1usize << power;
+                let instance = format!("{sigil}{}", log_instance_param(rows));
+                let values: Vec<String> = (0..rows)
                     .map(|row| {
                         let params: Vec<String> = (1..=LOG_COLUMNS)
-                            .map(|c| match numbered {
-                                true => format!("${}", row * LOG_COLUMNS + c),
-                                false => "?".to_owned(),
-                            })
+                            .map(|c| format!("{sigil}{}", row * LOG_COLUMNS + c))
+                            .chain(std::iter::once(instance.clone()))
                             .collect();
                         format!("({})", params.join(", "))
                     })
@@ -67,13 +71,20 @@ pub(super) fn log_insert_sql(rows: usize, backend: Backend) -> &'static str {
                 format!(
                     "{verb} INTO request_log (created_at, workspace_id, request_id, key_id, \
                      connection, method, path, status, latency_us, stripe_request_id, \
-                     idempotency_key, outcome, operation, reason, via, client) VALUES {}",
+                     idempotency_key, outcome, operation, reason, via, client, instance) \
+                     VALUES {}",
                     values.join(", ")
                 )
             })
             .collect()
     });
     &statements[rows.trailing_zeros() as usize]
+}
+
+/// The number of the parameter that holds the serving instance in the INSERT of `rows`
+/// entries ([`log_insert_sql`]): the one after every row's columns.
+pub(super) fn log_instance_param(rows: usize) -> usize {
+    rows * LOG_COLUMNS + 1
 }
 
 /// Columns bound per request log row.
@@ -119,7 +130,7 @@ pub(super) const SELECT_KEY: &str = "SELECT id, workspace_id, name, prefix, hash
     last_used_at, revoked_at, role, scopes, expires_at FROM agent_keys";
 pub(super) const SELECT_LOG: &str = "SELECT id, created_at, workspace_id, request_id, key_id, \
     connection, method, path, status, latency_us, stripe_request_id, idempotency_key, outcome, \
-    operation, reason, via, client FROM request_log";
+    operation, reason, via, client, instance FROM request_log";
 /// The PostgreSQL advisory lock that serializes event inserts across instances (an
 /// arbitrary constant: "agentgat" in ASCII).
 pub(super) const EVENT_WRITER_LOCK: i64 = 0x6167_656e_7467_6174;
@@ -270,6 +281,7 @@ macro_rules! impl_store {
                     .bind(e.reason.as_deref())
                     .bind(&*e.via)
                     .bind(e.client.map(|ip| ip.to_string()))
+                    .bind(self.instance())
                     .execute(&mut *tx)
                     .await?;
                 Ok(tx)
@@ -691,6 +703,7 @@ macro_rules! impl_store {
                             .bind(e.via)
                             .bind(e.client.map(|ip| ip.to_string()));
                     }
+                    query = query.bind(self.instance());
                     query.execute(&mut *tx).await?;
                 }
                 for (id, at) in key_uses {
@@ -1058,17 +1071,24 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_insert_for_n_rows_has_a_parameter_per_column_and_row() {
+    fn the_insert_for_n_rows_has_a_parameter_per_column_and_row_and_one_instance() {
         for rows in [1, 2, 16, LOG_INSERT_CHUNK] {
-            let numbered = log_insert_sql(rows, Backend::Postgres);
-            assert_eq!(numbered.matches('$').count(), rows * LOG_COLUMNS, "{rows}");
-            assert!(numbered.ends_with(&format!("${})", rows * LOG_COLUMNS)));
-            let positional = log_insert_sql(rows, Backend::Sqlite);
-            assert_eq!(
-                positional.matches('?').count(),
-                rows * LOG_COLUMNS,
-                "{rows}"
-            );
+            let instance = log_instance_param(rows);
+            for (backend, sigil) in [(Backend::Postgres, "$"), (Backend::Sqlite, "?")] {
+                let sql = log_insert_sql(rows, backend);
+                assert_eq!(
+                    sql.matches(sigil).count(),
+                    rows * (LOG_COLUMNS + 1),
+                    "{rows}"
+                );
+                let tuples: Vec<&str> = sql.split("), (").collect();
+                assert_eq!(tuples.len(), rows);
+                for (row, tuple) in tuples.iter().enumerate() {
+                    let first = format!("{sigil}{}, ", row * LOG_COLUMNS + 1);
+                    let last = format!("{sigil}{}, {sigil}{instance}", (row + 1) * LOG_COLUMNS);
+                    assert!(tuple.contains(&first) && tuple.contains(&last), "{tuple}");
+                }
+            }
         }
     }
 

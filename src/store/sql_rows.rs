@@ -109,12 +109,14 @@ pub(super) struct RequestLogRow {
     reason: Option<String>,
     via: String,
     client: Option<String>,
+    instance: Option<String>,
 }
 
 impl From<RequestLogRow> for RequestLogRecord {
     fn from(row: RequestLogRow) -> Self {
         RequestLogRecord {
             id: row.id,
+            instance: row.instance,
             entry: RequestLogEntry {
                 created_at: row.created_at,
                 workspace_id: WorkspaceId::from_stored(row.workspace_id),

@@ -14,6 +14,7 @@ use super::sql::{self, impl_store};
 use super::sqlite_log::SqliteLogWriter;
 use super::{Backend, LogPace, StoreError};
 use crate::ids::{KeyId, WorkspaceId};
+use crate::instance::InstanceName;
 
 /// How long a writer waits for another process's write lock (the CLI and the server share
 /// the file) before the write fails.
@@ -30,11 +31,15 @@ pub struct SqliteStore {
     /// The request log's own connection (see [`SqliteLogWriter`]); `None` for an
     /// in-memory database, whose log goes through the pool.
     log: Option<SqliteLogWriter>,
+    /// The serving instance the request log rows it writes name; `None` for the CLI.
+    instance: Option<String>,
 }
 
 impl SqliteStore {
-    /// Opens the file a `sqlite://PATH` URL names, creating and migrating it if needed.
-    pub async fn open(url: &str) -> Result<Self, StoreError> {
+    /// Opens the file a `sqlite://PATH` URL names, creating and migrating it if needed, for
+    /// the serving instance named `instance` (none for the CLI), which every request log
+    /// row this store writes records.
+    pub async fn open(url: &str, instance: Option<&InstanceName>) -> Result<Self, StoreError> {
         let path = sqlite_file_path(url);
         if let Some(path) = &path {
             create_owner_only(path).map_err(|e| StoreError::Backend(sqlx::Error::Io(e)))?;
@@ -56,8 +61,19 @@ impl SqliteStore {
             .run(&pool)
             .await
             .map_err(StoreError::Migration)?;
-        let log = path.map(|path| SqliteLogWriter::new(path, BUSY_TIMEOUT));
-        Ok(Self { pool, events, log })
+        let instance = instance.map(|name| name.as_str().to_owned());
+        let log = path.map(|path| SqliteLogWriter::new(path, BUSY_TIMEOUT, instance.clone()));
+        Ok(Self {
+            pool,
+            events,
+            log,
+            instance,
+        })
+    }
+
+    /// The instance the request log rows this store writes name.
+    fn instance(&self) -> Option<&str> {
+        self.instance.as_deref()
     }
 
     /// Where events are written (see the `events` field).

@@ -39,17 +39,21 @@ const WAL_AUTOCHECKPOINT_PAGES: i64 = 100;
 pub struct SqliteLogWriter {
     path: PathBuf,
     busy_timeout: Duration,
+    /// The serving instance every row names.
+    instance: Option<Arc<str>>,
     /// Opened on the first batch (the CLI never writes the log), dropped after an error so
     /// the next batch starts on a fresh connection.
     connection: Arc<Mutex<Option<Connection>>>,
 }
 
 impl SqliteLogWriter {
-    /// A writer for the database file at `path`, which the store has created and migrated.
-    pub fn new(path: PathBuf, busy_timeout: Duration) -> Self {
+    /// A writer for the database file at `path`, which the store has created and migrated,
+    /// whose rows name `instance`.
+    pub fn new(path: PathBuf, busy_timeout: Duration, instance: Option<String>) -> Self {
         Self {
             path,
             busy_timeout,
+            instance: instance.map(Arc::from),
             connection: Arc::new(Mutex::new(None)),
         }
     }
@@ -66,6 +70,7 @@ impl SqliteLogWriter {
         let connection = self.connection.clone();
         let path = self.path.clone();
         let busy_timeout = self.busy_timeout;
+        let instance = self.instance.clone();
         tokio::task::spawn_blocking(move || {
             let mut slot = connection.lock().unwrap_or_else(PoisonError::into_inner);
             let conn = match slot.as_mut() {
@@ -73,7 +78,7 @@ impl SqliteLogWriter {
                 None => slot.insert(open(&path, busy_timeout)?),
             };
             set_pace(conn, pace);
-            let written = write_batch(conn, &entries, &key_uses);
+            let written = write_batch(conn, &entries, &key_uses, instance.as_deref());
             if written.is_err() {
                 *slot = None;
             }
@@ -117,8 +122,8 @@ fn set_pace(conn: &Connection, pace: LogPace) {
     }
 }
 
-/// One transaction: the rows in statements of at most [`sql::LOG_INSERT_CHUNK`] rows, then the
-/// keys' last use. Within the statements of a batch at [`LogPace::Share`] the connection's
+/// One transaction: the rows in statements of at most [`sql::LOG_INSERT_CHUNK`] rows, each
+/// naming `instance`, then the keys' last use. Within the statements of a batch at [`LogPace::Share`] the connection's
 /// progress handler offers the thread's core to whatever is waiting for it (see
 /// [`set_pace`]), so a request queued behind the writer can have the core after a couple of
 /// rows rather than after the batch (`docs/performance.md`, "SQLite's long runs"). The
@@ -127,11 +132,12 @@ fn write_batch(
     conn: &mut Connection,
     entries: &[RequestLogEntry],
     key_uses: &[(KeyId, i64)],
+    instance: Option<&str>,
 ) -> Result<(), rusqlite::Error> {
     let tx = conn.transaction()?;
     let mut rows = entries.iter();
     // The statement is kept while the chunk size repeats (sizes come largest first): each
-    // return to rusqlite's cache cleared all 480 bindings of a 32-row chunk, which the next
+    // return to rusqlite's cache cleared all 513 bindings of a 32-row chunk, which the next
     // chunk binds over anyway (about 370 instructions a row).
     let mut held: Option<(usize, CachedStatement<'_>)> = None;
     let mut client = ClientText::default();
@@ -146,6 +152,7 @@ fn write_batch(
         for (index, entry) in rows.by_ref().take(size).enumerate() {
             bind_row(insert, index * sql::LOG_COLUMNS, entry, &mut client)?;
         }
+        insert.raw_bind_parameter(sql::log_instance_param(size), instance)?;
         insert.raw_execute()?;
     }
     drop(held);
@@ -245,7 +252,11 @@ mod tests {
     async fn migrated(dir: &tempfile::TempDir) -> (std::path::PathBuf, Connection) {
         let path = dir.path().join("log.db");
         let url = format!("sqlite://{}", path.display());
-        drop(super::super::sqlite::SqliteStore::open(&url).await.unwrap());
+        drop(
+            super::super::sqlite::SqliteStore::open(&url, None)
+                .await
+                .unwrap(),
+        );
         let conn = Connection::open(&path).unwrap();
         (path, conn)
     }
@@ -267,7 +278,7 @@ mod tests {
         let (path, conn) = migrated(&dir).await;
         let len = 200;
         assert!(len * 54 >= 100 * STEPS_BETWEEN_YIELDS as usize);
-        let writer = SqliteLogWriter::new(path, Duration::from_secs(5));
+        let writer = SqliteLogWriter::new(path, Duration::from_secs(5), Some("gw-1".into()));
         let mut expected = Vec::new();
         for pace in [LogPace::Share, LogPace::CatchUp, LogPace::Share] {
             let batch = entries(len, None);
@@ -275,6 +286,18 @@ mod tests {
             writer.insert(batch, Vec::new(), pace).await.unwrap();
             assert_eq!(stored_ids(&conn), expected, "{pace:?}");
         }
+        let instances: Vec<(Option<String>, usize)> = conn
+            .prepare("SELECT instance, count(*) FROM request_log GROUP BY instance")
+            .unwrap()
+            .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        assert_eq!(
+            instances,
+            [(Some("gw-1".to_owned()), 3 * len)],
+            "every row names it"
+        );
     }
 
     /// A batch is all or nothing: a row refused in its second statement leaves neither that
@@ -290,7 +313,7 @@ mod tests {
              WHEN NEW.request_id = 'agr_refused' BEGIN SELECT RAISE(FAIL, 'refused'); END",
         )
         .unwrap();
-        let writer = SqliteLogWriter::new(path.clone(), Duration::from_secs(5));
+        let writer = SqliteLogWriter::new(path.clone(), Duration::from_secs(5), None);
         let refused = writer
             .insert(entries(40, Some(35)), Vec::new(), LogPace::Share)
             .await;
@@ -334,7 +357,7 @@ mod tests {
     async fn a_missing_database_file_is_an_error_and_is_not_created() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("gone.db");
-        let writer = SqliteLogWriter::new(path.clone(), Duration::from_millis(10));
+        let writer = SqliteLogWriter::new(path.clone(), Duration::from_millis(10), None);
         let written = writer
             .insert(vec![RequestLogEntry::example()], Vec::new(), LogPace::Share)
             .await;

@@ -9,7 +9,7 @@ use std::net::IpAddr;
 use agentgate::ids::WorkspaceId;
 use agentgate::keys::KeySpec;
 use agentgate::policy::Role;
-use agentgate::store::{LogQuery, RequestLogEntry};
+use agentgate::store::{LogQuery, RequestLogEntry, RequestLogRecord};
 use reqwest::Method;
 use serde_json::{json, Value};
 
@@ -67,6 +67,15 @@ fn cli_ok(app: &TestApp, args: &[&str], stdin: &str) -> String {
 /// The workspace's applied changes, as the store lists them (oldest first), read straight from the store: no queue
 /// stands between a change and its record, so nothing needs waiting for.
 async fn applied(app: &TestApp, workspace: &WorkspaceId) -> Vec<RequestLogEntry> {
+    applied_records(app, workspace)
+        .await
+        .into_iter()
+        .map(|r| r.entry)
+        .collect()
+}
+
+/// The records of [`applied`], in the same order, with the instance that wrote each.
+async fn applied_records(app: &TestApp, workspace: &WorkspaceId) -> Vec<RequestLogRecord> {
     let query = LogQuery {
         limit: 1000,
         ..LogQuery::default()
@@ -74,8 +83,7 @@ async fn applied(app: &TestApp, workspace: &WorkspaceId) -> Vec<RequestLogEntry>
     let records = app.store.list_request_logs(workspace, query).await.unwrap();
     records
         .into_iter()
-        .map(|r| r.entry)
-        .filter(|e| e.outcome == "applied")
+        .filter(|r| r.entry.outcome == "applied")
         .collect()
 }
 
@@ -178,6 +186,15 @@ each_backend! {
         assert_eq!(clients, [none, none, none, none, none, loopback, loopback, loopback, third], "the CLI has no address");
         let ids: HashSet<&str> = changes.iter().map(|e| e.request_id.as_str()).collect();
         assert_eq!(ids.len(), changes.len(), "one record a change");
+        let instances: Vec<Option<String>> = applied_records(&app, &app.workspace).await[before..]
+            .iter()
+            .map(|r| r.instance.clone())
+            .collect();
+        let (none, served) = (None, Some("test".to_owned()));
+        assert_eq!(instances, [
+            none.clone(), none.clone(), none.clone(), none.clone(), none,
+            served.clone(), served.clone(), served.clone(), served,
+        ], "the serving instance's changes name it, the CLI's none");
 
         let everything = format!("{:?}", app.store.list_request_logs(&app.workspace, LogQuery { limit: 1000, ..LogQuery::default() }).await.unwrap());
         let api_key = api_key["key"].as_str().unwrap();

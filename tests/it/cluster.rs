@@ -114,6 +114,92 @@ where
     }
 }
 
+/// The `Agentgate-Request-Id` of a GET of customers through the instance at `base`.
+async fn request_id_of_a_get(client: &reqwest::Client, base: &str, key: &str) -> String {
+    let response = client
+        .get(format!("{base}/v1/connections/stripe/customers"))
+        .bearer_auth(key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    response.headers()["agentgate-request-id"]
+        .to_str()
+        .unwrap()
+        .to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_entry_names_the_instance_that_served_or_changed() {
+    if !enabled("instance_names") {
+        return;
+    }
+    let (a, b) = two_instances().await;
+    let via_a = request_id_of_a_get(&a.client, &a.url(""), &a.key).await;
+    let via_b = request_id_of_a_get(&a.client, &b.url(""), &a.key).await;
+    let admin = a
+        .create_key_from(agentgate::keys::KeySpec {
+            name: "admin".into(),
+            role: agentgate::policy::Role::Admin,
+            ..Default::default()
+        })
+        .await;
+    let made = a
+        .client
+        .post(b.url("/api/v1/keys"))
+        .bearer_auth(&admin)
+        .json(&serde_json::json!({"name": "made-on-b"}))
+        .send()
+        .await
+        .unwrap();
+    assert!(made.status().is_success(), "{}", made.status());
+    let cli = crate::support::cli::run(
+        &a.db.url,
+        &a.master_key,
+        &["keys", "create", "--name", "made-by-cli"],
+        "",
+    );
+    assert!(
+        cli.status.success(),
+        "{}",
+        crate::support::cli::stderr(&cli)
+    );
+
+    let records = eventually(Duration::from_secs(5), "both requests logged", || async {
+        let records = a.logged(4).await;
+        let ids: Vec<&str> = records
+            .iter()
+            .map(|r| r.entry.request_id.as_str())
+            .collect();
+        (ids.contains(&via_a.as_str()) && ids.contains(&via_b.as_str())).then_some(records)
+    })
+    .await;
+    let instance_of = |find: &dyn Fn(&agentgate::store::RequestLogEntry) -> bool| {
+        let found: Vec<Option<&str>> = records
+            .iter()
+            .filter(|r| find(&r.entry))
+            .map(|r| r.instance.as_deref())
+            .collect();
+        assert_eq!(found.len(), 1, "one entry");
+        found[0]
+    };
+    assert_eq!(instance_of(&|e| e.request_id == via_a), Some("test"));
+    assert_eq!(
+        instance_of(&|e| e.request_id == via_b),
+        Some(crate::support::peer::PEER_INSTANCE)
+    );
+    assert_eq!(
+        instance_of(&|e| e.operation.as_deref() == Some("api.keys.create")),
+        Some(crate::support::peer::PEER_INSTANCE)
+    );
+    assert_eq!(
+        instance_of(&|e| e.operation.as_deref() == Some("cli.keys.create")),
+        None
+    );
+    b.stop().await;
+    a.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_revocation_and_a_replaced_stripe_key_reach_the_other_instance_within_a_second() {
     if !enabled("revocation_and_stripe_key") {

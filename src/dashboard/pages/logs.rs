@@ -228,6 +228,7 @@ pub async fn show(
             dt { "Connection" } dd { (e.connection) }
             dt { "Came over" } dd { (surface(&e.via)) }
             dt { "Client" } dd { @match e.client { Some(ip) => code { (ip) }, None => (none) } }
+            dt { "Instance" } dd { (record.instance.as_deref().unwrap_or(none)) }
             dt { "Request" } dd { code { (e.method) " " (e.path) } }
             dt { "Operation" } dd { (e.operation.as_deref().unwrap_or(none)) }
             dt { "Status" } dd { (e.status) }

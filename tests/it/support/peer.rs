@@ -11,6 +11,9 @@ use tokio::task::JoinHandle;
 
 use super::app::{TestApp, TestOptions};
 
+/// The peer's instance name (the first instance is `test`, as `Config::for_tests` names it).
+pub const PEER_INSTANCE: &str = "peer";
+
 /// Another instance serving the same database in this process.
 pub struct Peer {
     pub addr: SocketAddr,
@@ -24,6 +27,7 @@ impl Peer {
     pub async fn start(first: &TestApp, options: TestOptions) -> Self {
         let base = first.double.base_url().parse().expect("stripe base");
         let mut config = Config::for_tests(&first.db.url, first.master(), base);
+        config.instance = PEER_INSTANCE.parse().expect("a valid instance name");
         config.connection_rates = options.connection_rates;
         config.event_stream = options.event_stream;
         config.upstream.timeout = options.upstream_timeout;
