@@ -252,7 +252,8 @@ macro_rules! impl_store {
             /// log, so the change commits only with its record ([`crate::audit`]). The record
             /// comes first: on PostgreSQL it takes the log's writer lock (ids stay in commit
             /// order) before the change locks any row, the order the log's writer takes them
-            /// in (the lock, then `agent_keys`), so the two cannot deadlock.
+            /// in (the lock, then `agent_keys`), so the two cannot deadlock (`tests/it/audit.rs`,
+            /// `a_change_waiting_for_the_log_writer_holds_no_row_the_writer_needs`).
             async fn begin_audited(
                 &self,
                 e: &RequestLogEntry,

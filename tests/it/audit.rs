@@ -1,7 +1,8 @@
 //! The audit of management changes (`src/audit.rs`): every change to a workspace's Stripe
 //! keys, agentgate keys, webhook endpoints and push destinations is recorded once, naming
-//! who made it and through which surface (CLI, API, dashboard), and a change whose record
-//! cannot be written is not made.
+//! who made it and through which surface (CLI, API, dashboard), a change whose record
+//! cannot be written is not made, and on PostgreSQL a change and the log's writer take
+//! their locks in one order.
 
 use std::collections::HashSet;
 use std::net::IpAddr;
@@ -237,4 +238,104 @@ each_backend! {
         assert_ne!(connection.secret_hint, hint_before);
         app.stop().await;
     }
+}
+
+/// The request log writer's PostgreSQL lock (`REQUEST_LOG_WRITER_LOCK` in `src/store/sql.rs`,
+/// "agentlog" in ASCII), taken per schema as the writer takes it.
+const LOG_WRITER_LOCK: i64 = 0x6167_656e_746c_6f67;
+
+/// The lock order that keeps an audited change and the request log's writer from
+/// deadlocking on PostgreSQL: the writer takes its lock, then moves keys' `last_used_at`; a
+/// change must take the same lock before it touches any row. Here a session plays the
+/// writer: it holds the lock while a revocation through the API waits for it, then updates
+/// the very key being revoked. Were the revocation holding the key's row while it waits for
+/// the lock, that update would wait for the revocation, and PostgreSQL would end one of
+/// the two as a deadlock.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_change_waiting_for_the_log_writer_holds_no_row_the_writer_needs() {
+    use sqlx::{Connection, Row};
+    if !Backend::postgres_enabled(
+        "audit::a_change_waiting_for_the_log_writer_holds_no_row_the_writer_needs",
+    ) {
+        return;
+    }
+    let app = TestApp::spawn(Backend::Postgres).await;
+    let (admin, _) = admin_key(&app).await;
+    app.create_key("victim").await;
+    let keys = app.store.list_keys(&app.workspace).await.unwrap();
+    let victim = keys
+        .iter()
+        .find(|k| k.name == "victim")
+        .unwrap()
+        .id
+        .to_string();
+
+    let mut writer = sqlx::PgConnection::connect(&app.db.url).await.unwrap();
+    let mut tx = writer.begin().await.unwrap();
+    sqlx::query("SELECT pg_advisory_xact_lock($1 # hashtextextended(current_schema(), 0))")
+        .bind(LOG_WRITER_LOCK)
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    let revoke = {
+        let (client, url, admin) = (
+            app.client.clone(),
+            app.url(&format!("/api/v1/keys/{victim}/revoke")),
+            admin.clone(),
+        );
+        tokio::spawn(async move {
+            client
+                .post(url)
+                .bearer_auth(admin)
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        })
+    };
+    let watcher = sqlx::PgPool::connect(&app.db.url).await.unwrap();
+    crate::support::eventually(
+        std::time::Duration::from_secs(5),
+        "the revocation waiting for the lock",
+        || {
+            let watcher = watcher.clone();
+            async move {
+                // This schema's writer lock, as PostgreSQL shows a 64-bit advisory key: its
+                // high and low halves in `classid` and `objid`.
+                let waiting: i64 = sqlx::query(
+                    "WITH k AS (SELECT $1 # hashtextextended(current_schema(), 0) AS key) \
+                 SELECT count(*) FROM pg_locks, k WHERE locktype = 'advisory' AND NOT granted \
+                 AND objsubid = 1 AND classid::bigint = (key >> 32) & 4294967295 \
+                 AND objid::bigint = key & 4294967295",
+                )
+                .bind(LOG_WRITER_LOCK)
+                .fetch_one(&watcher)
+                .await
+                .unwrap()
+                .get(0);
+                (waiting > 0).then_some(())
+            }
+        },
+    )
+    .await;
+    sqlx::query("UPDATE agent_keys SET last_used_at = 1 WHERE id = $1")
+        .bind(&victim)
+        .execute(&mut *tx)
+        .await
+        .expect("the writer's update is not blocked by the waiting change");
+    tx.commit().await.unwrap();
+    assert_eq!(
+        revoke.await.unwrap(),
+        200,
+        "the revocation goes through once the lock is free"
+    );
+    let revoked = app.store.list_keys(&app.workspace).await.unwrap();
+    assert!(revoked
+        .iter()
+        .find(|k| k.id.as_str() == victim)
+        .unwrap()
+        .revoked_at
+        .is_some());
+    app.stop().await;
 }
