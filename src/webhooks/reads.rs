@@ -173,7 +173,12 @@ impl EventRead {
             key_id: key.id.clone(),
             connection,
             method: "GET".into(),
-            path: target::path_with_query_names(&route, self.query.as_deref()),
+            // Bounded and printable, as a refused data-plane path is: the query's names are
+            // the caller's.
+            path: target::loggable_raw_path(&target::path_with_query_names(
+                &route,
+                self.query.as_deref(),
+            )),
             status: status.as_u16(),
             latency_us: i64::try_from(self.started.elapsed().as_micros()).unwrap_or(i64::MAX),
             stripe_request_id: None,
