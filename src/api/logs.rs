@@ -34,6 +34,11 @@ pub struct LogParams {
     status: Option<u16>,
     /// Only entries of this operation (`customers.create`, `api.keys.create`).
     operation: Option<String>,
+    /// Only entries with this Stripe request id (`req_...`): a forwarded call's, and the
+    /// webhook deliveries of the events it caused.
+    stripe_request_id: Option<String>,
+    /// Only entries written by this instance (its `--instance` name).
+    instance: Option<String>,
     /// Only entries at or after this time: RFC 3339, or Unix milliseconds.
     since: Option<String>,
     /// Only entries before this time: RFC 3339, or Unix milliseconds.
@@ -152,6 +157,8 @@ pub async fn list(
         key_id: params.key.map(KeyId::from_stored),
         status: params.status,
         operation: params.operation,
+        stripe_request_id: params.stripe_request_id,
+        instance: params.instance,
         since: params
             .since
             .as_deref()

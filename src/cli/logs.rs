@@ -28,6 +28,13 @@ pub enum LogsCommand {
         /// Only the entries of this operation (`customers.create`, `cli.keys.revoke`).
         #[arg(long)]
         operation: Option<String>,
+        /// Only the entries with this Stripe request id (`req_...`): a forwarded call's,
+        /// and the webhook deliveries of the events it caused.
+        #[arg(long)]
+        stripe_request_id: Option<String>,
+        /// Only the entries written by this instance (its `--instance` name).
+        #[arg(long)]
+        instance: Option<String>,
         /// Print JSON.
         #[arg(long)]
         json: bool,
@@ -137,6 +144,8 @@ pub async fn run(args: &StoreArgs, command: LogsCommand) -> anyhow::Result<()> {
             limit,
             key,
             operation,
+            stripe_request_id,
+            instance,
             json,
         } => {
             let query = LogQuery {
@@ -144,6 +153,8 @@ pub async fn run(args: &StoreArgs, command: LogsCommand) -> anyhow::Result<()> {
                 limit: i64::from(limit.clamp(1, 10_000)),
                 key_id: key.map(KeyId::from_stored),
                 operation,
+                stripe_request_id,
+                instance,
                 ..LogQuery::default()
             };
             let records = store.list_request_logs(&workspace, query).await?;

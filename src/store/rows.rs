@@ -170,6 +170,11 @@ pub struct LogQuery {
     pub status: Option<u16>,
     /// Only entries of this operation (`customers.create`, `keys.create`).
     pub operation: Option<String>,
+    /// Only entries with this Stripe `Request-Id`: a forwarded call's, and the webhook
+    /// deliveries of the events it caused.
+    pub stripe_request_id: Option<String>,
+    /// Only entries written by this serving instance.
+    pub instance: Option<String>,
     /// Only entries that arrived at or after this time (Unix milliseconds).
     pub since: Option<i64>,
     /// Only entries that arrived before this time (Unix milliseconds).

@@ -177,7 +177,7 @@ pub(super) enum LogBind<'a> {
     Int(i64),
     /// The `status` column is a 32-bit integer on PostgreSQL.
     Status(i32),
-    /// Workspace, key id and operation.
+    /// Workspace, key id, operation, Stripe request id and instance.
     Text(&'a str),
 }
 
@@ -203,6 +203,11 @@ pub(super) fn log_select_sql<'a>(
             query.status.map(|s| LogBind::Status(i32::from(s))),
         ),
         ("operation =", query.operation.as_deref().map(LogBind::Text)),
+        (
+            "stripe_request_id =",
+            query.stripe_request_id.as_deref().map(LogBind::Text),
+        ),
+        ("instance =", query.instance.as_deref().map(LogBind::Text)),
         ("created_at >=", query.since.map(LogBind::Int)),
         ("created_at <", query.until.map(LogBind::Int)),
     ];

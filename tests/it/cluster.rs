@@ -196,6 +196,27 @@ async fn each_entry_names_the_instance_that_served_or_changed() {
         instance_of(&|e| e.operation.as_deref() == Some("cli.keys.create")),
         None
     );
+    let query = LogQuery {
+        limit: 100,
+        instance: Some(crate::support::peer::PEER_INSTANCE.into()),
+        ..LogQuery::default()
+    };
+    let by_peer = a
+        .store
+        .list_request_logs(&a.workspace, query)
+        .await
+        .unwrap();
+    let ids: Vec<&str> = by_peer
+        .iter()
+        .map(|r| r.entry.request_id.as_str())
+        .collect();
+    assert!(
+        ids.contains(&via_b.as_str()) && !ids.contains(&via_a.as_str()),
+        "{ids:?}"
+    );
+    assert!(by_peer
+        .iter()
+        .all(|r| r.instance.as_deref() == Some(crate::support::peer::PEER_INSTANCE)));
     b.stop().await;
     a.stop().await;
 }

@@ -299,8 +299,9 @@ each_backend! {
         let header = header_for(WHSEC, now(), &stray);
         assert_eq!(post(&app.client, &unknown, stray, Some(header)).await.status(), 404);
 
-        // Caused by an agent's request, whose Stripe Request-Id the event names.
-        let caused = br#"{"id":"evt_caused","object":"event","type":"customer.created","request":{"id":"req_AgentCall1","idempotency_key":"k-1"},"data":{"object":{}}}"#.to_vec();
+        // Caused by an agent's request, whose Stripe Request-Id (the double's) the event names.
+        assert_eq!(app.get("customers").await.status(), 200);
+        let caused = br#"{"id":"evt_caused","object":"event","type":"customer.created","request":{"id":"req_double123","idempotency_key":"k-1"},"data":{"object":{}}}"#.to_vec();
         let first = post_signed(&app, &hook, caused.clone()).await;
         assert_eq!(first.status(), 200);
         let request_id = first.headers()["agentgate-request-id"].to_str().unwrap().to_owned();
@@ -310,16 +311,18 @@ each_backend! {
         let header = header_for("whsec_wrongSecret123456", now(), &forged);
         assert_eq!(post(&app.client, &hook.url, forged, Some(header)).await.status(), 400);
 
-        let mut records = app.logged(4).await;
+        let mut records = app.logged(5).await;
         records.sort_by_key(|r| r.id);
+        let forwarded = records.remove(0);
+        assert_eq!(forwarded.entry.stripe_request_id.as_deref(), Some("req_double123"));
         assert_eq!(records.len(), 4, "one entry a delivery, none for the unknown endpoint");
         let seen: Vec<_> = records.iter().map(|r| {
             let e = &r.entry;
             (e.status, &*e.outcome, e.idempotency_key.as_deref(), e.stripe_request_id.as_deref(), e.reason.as_deref())
         }).collect();
         assert_eq!(seen, vec![
-            (200, "stored", Some("evt_caused"), Some("req_AgentCall1"), None),
-            (200, "duplicate", Some("evt_caused"), Some("req_AgentCall1"), None),
+            (200, "stored", Some("evt_caused"), Some("req_double123"), None),
+            (200, "duplicate", Some("evt_caused"), Some("req_double123"), None),
             (200, "ignored", Some("evt_other"), None, None),
             (400, "caller", None, None, Some("signature_mismatch")),
         ]);
@@ -332,6 +335,22 @@ each_backend! {
             assert_eq!(e.client, Some(std::net::IpAddr::from([127, 0, 0, 1])));
         }
         assert_eq!(records[0].entry.request_id, request_id);
+
+        // The call and the deliveries of the event it caused, found by Stripe's request id.
+        let admin = app.create_key_from(agentgate::keys::KeySpec {
+            name: "admin".into(),
+            role: agentgate::policy::Role::Admin,
+            ..Default::default()
+        }).await;
+        let page: serde_json::Value = app.client
+            .get(app.url("/api/v1/logs?stripe_request_id=req_double123"))
+            .bearer_auth(&admin)
+            .send().await.unwrap()
+            .json().await.unwrap();
+        let linked: Vec<(&str, &str)> = page["data"].as_array().unwrap().iter()
+            .map(|e| (e["via"].as_str().unwrap(), e["outcome"].as_str().unwrap()))
+            .collect();
+        assert_eq!(linked, [("webhook", "duplicate"), ("webhook", "stored"), ("http", "forwarded")], "{page}");
         app.stop().await;
     }
 

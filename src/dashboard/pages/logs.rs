@@ -111,6 +111,7 @@ pub async fn list(
         } else {
             filters.before
         },
+        ..LogQuery::default()
     };
     let (records, keys) = match (
         store.list_request_logs(&operator.workspace.id, query).await,
