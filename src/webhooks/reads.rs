@@ -125,12 +125,12 @@ impl EventRead {
     /// Records the read's answer and returns it with `Agentgate-Request-Id`, as the data
     /// plane's answers carry it.
     pub fn answer(self, log: &RequestLogger, result: Result<Response, GatewayError>) -> Response {
-        let (status, reason, outcome) = match &result {
-            Ok(response) => (response.status(), None, "read"),
-            Err(error) => (error.status(), Some(error.reason()), error.blame().as_str()),
+        let status = match &result {
+            Ok(response) => response.status(),
+            Err(error) => error.status(),
         };
         let request_id = self.request_id.clone();
-        self.record(log, status, outcome, reason);
+        self.record(log, status, result.as_ref().err());
         let mut response = result.unwrap_or_else(IntoResponse::into_response);
         if let Ok(value) = HeaderValue::from_str(&request_id) {
             response
@@ -142,24 +142,16 @@ impl EventRead {
 
     /// Records the outcome of a read whose answer is not an HTTP response (an MCP tool's).
     pub fn finish<T>(self, log: &RequestLogger, result: &Result<T, GatewayError>) {
-        match result {
-            Ok(_) => self.record(log, StatusCode::OK, "read", None),
-            Err(error) => self.record(
-                log,
-                error.status(),
-                error.blame().as_str(),
-                Some(error.reason()),
-            ),
-        }
+        let error = result.as_ref().err();
+        self.record(
+            log,
+            error.map_or(StatusCode::OK, GatewayError::status),
+            error,
+        );
     }
 
-    fn record(
-        self,
-        log: &RequestLogger,
-        status: StatusCode,
-        outcome: &'static str,
-        reason: Option<String>,
-    ) {
+    /// Writes the entry: `read`, or the refusal's blame and reason.
+    fn record(self, log: &RequestLogger, status: StatusCode, error: Option<&GatewayError>) {
         let Some(key) = self.key else {
             tracing::debug!(request_id = %self.request_id, status = status.as_u16(), "unauthenticated event read refused");
             return;
@@ -183,9 +175,9 @@ impl EventRead {
             latency_us: i64::try_from(self.started.elapsed().as_micros()).unwrap_or(i64::MAX),
             stripe_request_id: None,
             idempotency_key: None,
-            outcome: outcome.into(),
+            outcome: error.map_or("read", |e| e.blame().as_str()).into(),
             operation: Some(self.kind.operation().to_owned()),
-            reason,
+            reason: error.map(GatewayError::reason),
             via: self.via.as_str().into(),
             client: self.client,
         });

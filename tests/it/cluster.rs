@@ -137,13 +137,7 @@ async fn each_entry_names_the_instance_that_served_or_changed() {
     let (a, b) = two_instances().await;
     let via_a = request_id_of_a_get(&a.client, &a.url(""), &a.key).await;
     let via_b = request_id_of_a_get(&a.client, &b.url(""), &a.key).await;
-    let admin = a
-        .create_key_from(agentgate::keys::KeySpec {
-            name: "admin".into(),
-            role: agentgate::policy::Role::Admin,
-            ..Default::default()
-        })
-        .await;
+    let admin = a.create_admin_key().await;
     let made = a
         .client
         .post(b.url("/api/v1/keys"))
@@ -231,20 +225,7 @@ async fn a_revocation_and_a_replaced_stripe_key_reach_the_other_instance_within_
     assert_eq!(get_customers(&a.client, &base_b, &a.key).await, 200);
 
     // Both changes are made through the first instance's management API.
-    let admin = agentgate::keys::create_key(
-        a.store.as_ref(),
-        &a.workspace,
-        agentgate::keys::KeySpec {
-            name: "admin".into(),
-            role: agentgate::policy::Role::Admin,
-            ..Default::default()
-        },
-        &crate::support::test_origin(),
-    )
-    .await
-    .unwrap()
-    .key
-    .to_string();
+    let admin = a.create_admin_key().await;
     let replacement = "sk_test_51ReplacementKeyForTheCluster0000000000";
     let replaced = a
         .client

@@ -337,11 +337,7 @@ each_backend! {
         assert_eq!(records[0].entry.request_id, request_id);
 
         // The call and the deliveries of the event it caused, found by Stripe's request id.
-        let admin = app.create_key_from(agentgate::keys::KeySpec {
-            name: "admin".into(),
-            role: agentgate::policy::Role::Admin,
-            ..Default::default()
-        }).await;
+        let admin = app.create_admin_key().await;
         let page: serde_json::Value = app.client
             .get(app.url("/api/v1/logs?stripe_request_id=req_double123"))
             .bearer_auth(&admin)
@@ -428,12 +424,7 @@ each_backend! {
 
     async fn the_management_api_manages_endpoints_without_showing_secrets(backend) {
         let app = TestApp::spawn(backend).await;
-        let admin = agentgate::keys::create_key(
-            app.store.as_ref(),
-            &app.workspace,
-            agentgate::keys::KeySpec { role: agentgate::policy::Role::Admin, ..agentgate::keys::KeySpec::agent("admin") },
-            &crate::support::test_origin(),
-        ).await.unwrap().key.to_string();
+        let admin = app.create_admin_key().await;
         let api = |path: &str| app.url(&format!("/api/v1/webhooks{path}"));
         let created: serde_json::Value = app.client.post(api("")).bearer_auth(&admin)
             .json(&serde_json::json!({ "connection": "stripe", "events": ["customer.created"] }))

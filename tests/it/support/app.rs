@@ -243,6 +243,16 @@ impl TestApp {
         endpoint
     }
 
+    /// Creates an admin key named `admin` and returns its text.
+    pub async fn create_admin_key(&self) -> String {
+        self.create_key_from(agentgate::keys::KeySpec {
+            name: "admin".into(),
+            role: agentgate::policy::Role::Admin,
+            ..Default::default()
+        })
+        .await
+    }
+
     /// The id of [`Self::key`], as the request log names it.
     pub async fn key_id(&self) -> agentgate::ids::KeyId {
         let keys = self.store.list_keys(&self.workspace).await.unwrap();
