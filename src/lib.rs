@@ -14,6 +14,7 @@ pub mod crypto;
 pub mod dashboard;
 pub mod error;
 pub mod ids;
+pub mod installation_audit;
 pub mod instance;
 pub mod keys;
 pub mod mcp;

@@ -12,6 +12,7 @@ use base64::Engine;
 use rand::RngCore;
 use sha2::{Digest, Sha256};
 
+use crate::installation_audit::{Action, InstallationOrigin};
 use crate::store::{OperatorRecord, Store, StoreError};
 
 /// Shortest password accepted (NIST SP 800-63B asks for at least 8; we ask for more).
@@ -104,11 +105,12 @@ fn decoy_hash() -> &'static str {
     DECOY.get_or_init(|| hash_password(&random_token()).expect("hashing a random token"))
 }
 
-/// Creates an operator with a checked name and password.
+/// Creates an operator with a checked name and password, recorded as asked by `origin`.
 pub async fn create_operator(
     store: &dyn Store,
     name: &str,
     password: &str,
+    origin: &InstallationOrigin,
 ) -> Result<OperatorRecord, OperatorError> {
     check_name(name)?;
     check_password(password)?;
@@ -119,29 +121,45 @@ pub async fn create_operator(
         password_hash,
         created_at: crate::time::now_millis(),
     };
-    store.insert_operator(&record).await?;
+    let audit = origin.applied(Action::OperatorCreated, name);
+    store.insert_operator(&record, &audit).await?;
     Ok(record)
 }
 
-/// Sets a new password and ends every session of the operator.
+/// Sets a new password and ends every session of the operator, recorded as asked by
+/// `origin`.
 pub async fn reset_password(
     store: &dyn Store,
     name: &str,
     password: &str,
+    origin: &InstallationOrigin,
 ) -> Result<(), OperatorError> {
     check_password(password)?;
     let hash = hash_blocking(password.to_owned()).await?;
-    store.set_operator_password(name, &hash).await?;
+    let audit = origin.applied(Action::PasswordReset, name);
+    store.set_operator_password(name, &hash, &audit).await?;
     Ok(())
 }
 
-/// The operator whose name and password these are, or `None`: the same answer, and about
-/// the same time, whether the name is unknown or the password wrong.
+/// What a sign-in attempt found. The browser is told the same for both refusals; the
+/// installation's audit records which it was.
+#[derive(Debug)]
+pub enum SignIn {
+    /// The name and password are this operator's.
+    Accepted(OperatorRecord),
+    /// The name is this operator's; the password is not.
+    WrongPassword(OperatorRecord),
+    /// No operator has the name.
+    UnknownName,
+}
+
+/// Checks a name and password, in about the same time whether the name is unknown or the
+/// password wrong.
 pub async fn authenticate(
     store: Arc<dyn Store>,
     name: &str,
     password: &str,
-) -> Result<Option<OperatorRecord>, StoreError> {
+) -> Result<SignIn, StoreError> {
     let found = if check_name(name).is_ok() {
         store.find_operator_by_name(name).await?
     } else {
@@ -154,7 +172,11 @@ pub async fn authenticate(
     let matches = tokio::task::spawn_blocking(move || verify_password(&hash, &password))
         .await
         .unwrap_or(false);
-    Ok(found.filter(|_| matches))
+    Ok(match found {
+        Some(operator) if matches => SignIn::Accepted(operator),
+        Some(operator) => SignIn::WrongPassword(operator),
+        None => SignIn::UnknownName,
+    })
 }
 
 /// When no operator exists, stores a fresh setup token (hashed, usable once, for

@@ -14,7 +14,8 @@ use super::terminal::{self, Piped};
 use crate::config::{StoreArgs, MASTER_KEY_ENV};
 use crate::crypto::rotate::{reseal_all, RotationLimits};
 use crate::crypto::{verify_master_key, MasterKey, Sealer};
-use crate::store;
+use crate::installation_audit::{Action, InstallationOrigin, FINISHED, STARTED, STOPPED};
+use crate::store::{self, InstallationRecord, Store};
 
 /// Master key commands.
 #[derive(Debug, Subcommand)]
@@ -76,6 +77,13 @@ pub async fn run(args: &StoreArgs, command: MasterKeyCommand) -> anyhow::Result<
     let store = store::open(&args.database).await?;
     // The keys held must open this database before a new one is put in front of them.
     verify_master_key(store.as_ref(), &Sealer::with_previous(&keys[0], &keys[1..])).await?;
+    // The rotation does not start unless its start is on record (`installation_audit`).
+    let target = Sealer::new(new_key.as_ref().unwrap_or(&keys[0])).key_id_hex();
+    let origin = InstallationOrigin::cli();
+    let started = origin.record(Action::MasterKeyRotated, Some(&target), STARTED, None);
+    store.record_installation(&started).await.context(
+        "cannot record the rotation's start in the installation's audit; nothing was changed",
+    )?;
     if let (Some(new_key), Some(path)) = (new_key, &key_file) {
         if !keys[0].same_as(&new_key) {
             keys.retain(|key| !key.same_as(&new_key));
@@ -91,6 +99,14 @@ pub async fn run(args: &StoreArgs, command: MasterKeyCommand) -> anyhow::Result<
     };
     let report = reseal_all(store.as_ref(), &sealer, limits).await?;
     if !report.complete {
+        let detail = format!("re-sealed {} secret(s)", report.resealed);
+        let stopped = origin.record(
+            Action::MasterKeyRotated,
+            Some(&target),
+            STOPPED,
+            Some(detail),
+        );
+        record_end(store.as_ref(), &stopped).await?;
         output::line(format_args!(
             "re-sealed {} secret(s); stopped before the end: run `agentgate master-key rotate` again to continue",
             report.resealed
@@ -109,6 +125,17 @@ pub async fn run(args: &StoreArgs, command: MasterKeyCommand) -> anyhow::Result<
             bail!("secrets kept changing during the rotation; run `agentgate master-key rotate` again");
         }
     }
+    let detail = format!(
+        "re-sealed {} secret(s); all {} on this key",
+        report.resealed, report.on_current_key
+    );
+    let finished = origin.record(
+        Action::MasterKeyRotated,
+        Some(&target),
+        FINISHED,
+        Some(detail),
+    );
+    record_end(store.as_ref(), &finished).await?;
     output::line(format_args!(
         "re-sealed {} secret(s); all {} are on master key {}{}",
         report.resealed,
@@ -121,4 +148,13 @@ pub async fn run(args: &StoreArgs, command: MasterKeyCommand) -> anyhow::Result<
         }
     ))?;
     Ok(())
+}
+
+/// Records how a rotation ended. What it did stands either way; a record that cannot be
+/// written is reported as the command's failure, so it is not missed.
+async fn record_end(store: &dyn Store, record: &InstallationRecord) -> anyhow::Result<()> {
+    store
+        .record_installation(record)
+        .await
+        .context("the rotation's work is done, but its end could not be recorded in the installation's audit")
 }

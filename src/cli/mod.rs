@@ -2,6 +2,7 @@
 //! operator manages. Secrets are read from stdin, never from arguments. Every list and
 //! create command takes `--json` for scripts.
 
+mod audit;
 mod catalog;
 mod connections;
 mod destinations;
@@ -80,6 +81,10 @@ pub enum Command {
     /// Manage workspaces (tenants).
     #[command(subcommand)]
     Workspaces(workspaces::WorkspacesCommand),
+    /// Read the installation's audit: workspaces created, operators, sign-ins, master-key
+    /// rotations (a workspace's changes are in `logs list`).
+    #[command(subcommand)]
+    Audit(audit::AuditCommand),
     /// Rotate the master key that seals stored secrets.
     #[command(subcommand, name = "master-key")]
     MasterKey(master_key::MasterKeyCommand),
@@ -113,6 +118,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Webhooks(command) => webhooks::run(&cli.store, command).await,
         Command::Workspaces(command) => workspaces::run(&cli.store, command).await,
         Command::Operators(command) => operators::run(&cli.store, command).await,
+        Command::Audit(command) => audit::run(&cli.store, command).await,
         Command::MasterKey(command) => master_key::run(&cli.store, command).await,
         Command::Catalog(command) => catalog::run(command),
         Command::Mcp(args) => mcp::run(args).await,

@@ -8,6 +8,7 @@ use zeroize::Zeroizing;
 
 use super::terminal::{self, Piped};
 use crate::config::StoreArgs;
+use crate::installation_audit::InstallationOrigin;
 use crate::operators;
 use crate::store;
 
@@ -33,12 +34,19 @@ pub async fn run(args: &StoreArgs, command: OperatorsCommand) -> anyhow::Result<
         OperatorsCommand::Create { name } => {
             operators::check_name(&name)?;
             let password = read_password().await?;
-            operators::create_operator(store.as_ref(), &name, &password).await?;
+            operators::create_operator(
+                store.as_ref(),
+                &name,
+                &password,
+                &InstallationOrigin::cli(),
+            )
+            .await?;
             eprintln!("operator {name} created; sign in at /login");
         }
         OperatorsCommand::ResetPassword { name } => {
             let password = read_password().await?;
-            operators::reset_password(store.as_ref(), &name, &password).await?;
+            operators::reset_password(store.as_ref(), &name, &password, &InstallationOrigin::cli())
+                .await?;
             eprintln!("password of {name} changed; their sessions have ended");
         }
     }

@@ -5,6 +5,7 @@ use serde::Serialize;
 
 use super::output;
 use crate::config::StoreArgs;
+use crate::installation_audit::InstallationOrigin;
 use crate::store::{self, Workspace};
 
 /// Workspace commands.
@@ -48,7 +49,8 @@ pub async fn run(args: &StoreArgs, command: WorkspacesCommand) -> anyhow::Result
     let store = store::open(&args.database).await?;
     match command {
         WorkspacesCommand::Create { name, json } => {
-            let workspace = store::create_workspace(store.as_ref(), &name).await?;
+            let workspace =
+                store::create_workspace(store.as_ref(), &name, &InstallationOrigin::cli()).await?;
             if json {
                 return output::json(&WorkspaceOut::from(&workspace));
             }

@@ -3,6 +3,7 @@
 //! ([`operators::authenticate`]). The setup link works once, within its hour, and only
 //! while no operator exists.
 
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use axum::extract::{Path, State};
@@ -16,8 +17,12 @@ use serde::Deserialize;
 use super::layout::{self, csrf_field, Message};
 use super::session::{self, PREAUTH_COOKIE, SESSION_COOKIE};
 use super::{csrf, DashState};
-use crate::operators::{self, token_hash};
+use crate::installation_audit::{
+    Action, InstallationOrigin, REFUSED, UNKNOWN_NAME, WRONG_PASSWORD,
+};
+use crate::operators::{self, token_hash, SignIn};
 use crate::proxy::ClientAddr;
+use crate::store::InstallationRecord;
 
 /// The sign-in form's fields.
 #[derive(Deserialize)]
@@ -64,24 +69,44 @@ pub async fn login(
         return too_many_failures(wait);
     }
     let store = state.settings.store.clone();
-    let operator = match operators::authenticate(store, form.name.trim(), &form.password).await {
+    let found = match operators::authenticate(store, form.name.trim(), &form.password).await {
         Ok(found) => found,
         Err(error) => {
             tracing::error!(%error, "sign-in lookup failed");
             return layout::internal_error();
         }
     };
-    let Some(operator) = operator else {
-        if let Some(ip) = client_ip {
-            state.settings.sign_in_failures.failed(ip);
+    let refusal = match found {
+        SignIn::Accepted(operator) => {
+            let audit = accepted(&operator.name, client_ip);
+            return signed_in(&state, &operator.id, &audit).await;
         }
-        let token = csrf::secret_of(&headers)
-            .map(|s| csrf::token_for(&s))
-            .unwrap_or_default();
-        let message = Message::Error("Wrong name or password.".into());
-        return login_form(&token, Some(message), StatusCode::UNAUTHORIZED);
+        SignIn::WrongPassword(operator) => InstallationOrigin::operator(&operator.name, client_ip)
+            .record(
+                Action::SignIn,
+                Some(&operator.name),
+                REFUSED,
+                Some(WRONG_PASSWORD.into()),
+            ),
+        SignIn::UnknownName => InstallationOrigin::visitor(client_ip).record(
+            Action::SignIn,
+            None,
+            REFUSED,
+            Some(UNKNOWN_NAME.into()),
+        ),
     };
-    signed_in(&state, &operator.id).await
+    // The refusal stands whether or not its record can be written.
+    if let Err(error) = state.settings.store.record_installation(&refusal).await {
+        tracing::warn!(%error, "could not record a refused sign-in");
+    }
+    if let Some(ip) = client_ip {
+        state.settings.sign_in_failures.failed(ip);
+    }
+    let token = csrf::secret_of(&headers)
+        .map(|s| csrf::token_for(&s))
+        .unwrap_or_default();
+    let message = Message::Error("Wrong name or password.".into());
+    login_form(&token, Some(message), StatusCode::UNAUTHORIZED)
 }
 
 /// 429 with `Retry-After`: this address failed to sign in too often in the last minute.
@@ -138,9 +163,11 @@ pub async fn setup_page(
 pub async fn setup(
     State(state): State<Arc<DashState>>,
     Path(token): Path<String>,
+    client: Option<Extension<ClientAddr>>,
     headers: HeaderMap,
     Form(form): Form<SetupIn>,
 ) -> Response {
+    let client_ip = client.map(|Extension(ClientAddr(addr))| addr.ip());
     let csrf = csrf::secret_of(&headers)
         .map(|s| csrf::token_for(&s))
         .unwrap_or_default();
@@ -172,8 +199,12 @@ pub async fn setup(
         Ok(false) => return setup_gone(),
         Err(error) => return failed(&error),
     }
-    match operators::create_operator(store, name, &form.password).await {
-        Ok(operator) => signed_in(&state, &operator.id).await,
+    let origin = InstallationOrigin::setup_link(client_ip);
+    match operators::create_operator(store, name, &form.password, &origin).await {
+        Ok(operator) => {
+            let audit = accepted(&operator.name, client_ip);
+            signed_in(&state, &operator.id, &audit).await
+        }
         Err(error) => failed(&error),
     }
 }
@@ -190,9 +221,14 @@ async fn setup_usable(state: &DashState, token: &str) -> Result<bool, Response> 
     }
 }
 
-/// Starts the session and goes to the overview.
-async fn signed_in(state: &DashState, operator_id: &str) -> Response {
-    match session::start(state, operator_id).await {
+/// The record of the operator `name`'s accepted sign-in from `client`.
+fn accepted(name: &str, client: Option<IpAddr>) -> InstallationRecord {
+    InstallationOrigin::operator(name, client).applied(Action::SignIn, name)
+}
+
+/// Starts the session, with the sign-in's audit record, and goes to the overview.
+async fn signed_in(state: &DashState, operator_id: &str, audit: &InstallationRecord) -> Response {
+    match session::start(state, operator_id, audit).await {
         Ok(cookie) => {
             let clear = session::clear_cookie(state, PREAUTH_COOKIE);
             let mut response = Redirect::to("/").into_response();

@@ -20,9 +20,10 @@ pub enum Nav {
     Catalog,
     Workspaces,
     Operators,
+    Audit,
 }
 
-const SECTIONS: [(Nav, &str, &str); 8] = [
+const SECTIONS: [(Nav, &str, &str); 9] = [
     (Nav::Overview, "/", "Overview"),
     (Nav::Connections, "/connections", "Connections"),
     (Nav::Keys, "/keys", "Agent keys"),
@@ -31,6 +32,7 @@ const SECTIONS: [(Nav, &str, &str); 8] = [
     (Nav::Catalog, "/catalog", "Catalog"),
     (Nav::Workspaces, "/workspaces", "Workspaces"),
     (Nav::Operators, "/operators", "Operators"),
+    (Nav::Audit, "/audit", "Audit"),
 ];
 
 /// A message shown above a page's content.

@@ -15,9 +15,10 @@ use http::{header, HeaderMap, HeaderValue, Method};
 use super::{csrf, DashState};
 use crate::audit::ChangeOrigin;
 use crate::ids::WorkspaceId;
+use crate::installation_audit::InstallationOrigin;
 use crate::operators::{random_token, token_hash};
 use crate::proxy::ClientAddr;
-use crate::store::{SessionRecord, Workspace};
+use crate::store::{InstallationRecord, SessionRecord, Workspace};
 
 /// The session cookie's name.
 pub const SESSION_COOKIE: &str = "agentgate_session";
@@ -54,6 +55,12 @@ impl Operator {
     pub fn change_origin(&self) -> ChangeOrigin {
         let (method, path, client) = &self.request;
         ChangeOrigin::operator(&self.name, method, path.clone(), *client)
+    }
+
+    /// Who asks for an installation-wide change made by this request (a workspace, an
+    /// operator): the operator, through the dashboard.
+    pub fn installation_origin(&self) -> InstallationOrigin {
+        InstallationOrigin::operator(&self.name, self.request.2)
     }
 }
 
@@ -116,23 +123,28 @@ async fn load(
     }))
 }
 
-/// Starts a session for the operator and returns its `Set-Cookie` value.
+/// Starts a session for the operator, with the sign-in's audit record, and returns its
+/// `Set-Cookie` value.
 pub async fn start(
     state: &DashState,
     operator_id: &str,
+    audit: &InstallationRecord,
 ) -> Result<HeaderValue, crate::store::StoreError> {
     let token = random_token();
     let now = crate::time::now_millis();
     state
         .settings
         .store
-        .insert_session(&SessionRecord {
-            id: token_hash(&token),
-            operator_id: operator_id.to_owned(),
-            workspace_id: None,
-            created_at: now,
-            expires_at: now + idle_millis(),
-        })
+        .insert_session(
+            &SessionRecord {
+                id: token_hash(&token),
+                operator_id: operator_id.to_owned(),
+                workspace_id: None,
+                created_at: now,
+                expires_at: now + idle_millis(),
+            },
+            audit,
+        )
         .await?;
     Ok(set_cookie(state, SESSION_COOKIE, &token))
 }

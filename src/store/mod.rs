@@ -4,6 +4,7 @@
 //! are the entry points that find a tenant (a key by its hash), and they say so.
 
 pub mod changes;
+pub mod installation_audit;
 pub mod operators;
 mod postgres;
 pub mod push;
@@ -20,7 +21,9 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 use crate::ids::{EndpointId, KeyId, WorkspaceId};
+use crate::installation_audit::{Action, InstallationOrigin};
 use crate::instance::InstanceName;
+pub use installation_audit::{InstallationAuditEntry, InstallationAuditStore, InstallationRecord};
 pub use operators::{OperatorRecord, OperatorStore, SessionRecord};
 pub use push::PushStore;
 pub use rows::{
@@ -47,18 +50,21 @@ pub enum NewWorkspaceError {
 }
 
 /// Creates a workspace after the checks `agentgate workspaces create` and the dashboard
-/// share: a short name (letters, digits, `-`, `_`) that no workspace has yet.
+/// share: a short name (letters, digits, `-`, `_`) that no workspace has yet. The creation
+/// commits only with its record in the installation's audit, as asked by `origin`.
 pub async fn create_workspace(
     store: &dyn Store,
     name: &str,
+    origin: &InstallationOrigin,
 ) -> Result<Workspace, NewWorkspaceError> {
     if !crate::proxy::is_connection_name(name) {
         return Err(NewWorkspaceError::BadName);
     }
-    if store.find_workspace(name).await?.is_some() {
-        return Err(NewWorkspaceError::Exists(name.to_owned()));
+    let audit = origin.applied(Action::WorkspaceCreated, name);
+    match store.insert_workspace(name, &audit).await {
+        Err(StoreError::Conflict { .. }) => Err(NewWorkspaceError::Exists(name.to_owned())),
+        other => Ok(other?),
     }
-    Ok(store.ensure_workspace(name).await?)
 }
 
 /// A store failure, typed so callers can answer 404 or 409 without parsing messages.
@@ -128,15 +134,28 @@ pub enum Backend {
 /// runs against both.
 #[async_trait]
 pub trait Store:
-    push::PushStore + operators::OperatorStore + sealed::SealedStore + Send + Sync + 'static
+    push::PushStore
+    + operators::OperatorStore
+    + installation_audit::InstallationAuditStore
+    + sealed::SealedStore
+    + Send
+    + Sync
+    + 'static
 {
     /// Which backend this is.
     fn backend(&self) -> Backend;
     /// A cheap round trip, for readiness checks.
     async fn ping(&self) -> Result<(), StoreError>;
 
-    /// Returns the workspace with this name, creating it if absent.
+    /// Returns the workspace with this name, creating it if absent (the default workspace,
+    /// which every install starts with).
     async fn ensure_workspace(&self, name: &str) -> Result<Workspace, StoreError>;
+    /// Creates a workspace with the creation's audit record; `Conflict` if the name is taken.
+    async fn insert_workspace(
+        &self,
+        name: &str,
+        audit: &InstallationRecord,
+    ) -> Result<Workspace, StoreError>;
     /// The workspace with this name, if it exists.
     async fn find_workspace(&self, name: &str) -> Result<Option<Workspace>, StoreError>;
     /// Every workspace, by name.

@@ -1,10 +1,12 @@
 //! What the dashboard's sign-in persists (operators, sessions, one-time setup tokens), as a
 //! trait of its own that [`Store`](super::Store) requires, so this SQL lives beside the
 //! rest. Tokens arrive here already hashed and passwords already Argon2id-hashed: no
-//! secret an operator types or holds is ever stored. The SQL is the same on both backends.
+//! secret an operator types or holds is ever stored. Each change carries its record for the
+//! installation's audit and commits only with it. The SQL is the same on both backends.
 
 use async_trait::async_trait;
 
+use super::installation_audit::InstallationRecord;
 use super::StoreError;
 use crate::ids::WorkspaceId;
 
@@ -41,8 +43,12 @@ pub struct SessionRecord {
 pub trait OperatorStore: Send + Sync {
     /// How many operators exist (0 means `serve` prints a setup link).
     async fn count_operators(&self) -> Result<i64, StoreError>;
-    /// Stores a new operator; `Conflict` if the name is taken.
-    async fn insert_operator(&self, record: &OperatorRecord) -> Result<(), StoreError>;
+    /// Stores a new operator with the change's audit record; `Conflict` if the name is taken.
+    async fn insert_operator(
+        &self,
+        record: &OperatorRecord,
+        audit: &InstallationRecord,
+    ) -> Result<(), StoreError>;
     /// The operator with this sign-in name.
     async fn find_operator_by_name(&self, name: &str)
         -> Result<Option<OperatorRecord>, StoreError>;
@@ -50,12 +56,21 @@ pub trait OperatorStore: Send + Sync {
     async fn find_operator(&self, id: &str) -> Result<Option<OperatorRecord>, StoreError>;
     /// Every operator, by name (the dashboard's operators page).
     async fn list_operators(&self) -> Result<Vec<OperatorRecord>, StoreError>;
-    /// Replaces an operator's password hash and ends all their sessions; `NotFound` if
-    /// there is no such operator.
-    async fn set_operator_password(&self, name: &str, hash: &str) -> Result<(), StoreError>;
+    /// Replaces an operator's password hash and ends all their sessions, with the change's
+    /// audit record; `NotFound` if there is no such operator.
+    async fn set_operator_password(
+        &self,
+        name: &str,
+        hash: &str,
+        audit: &InstallationRecord,
+    ) -> Result<(), StoreError>;
 
-    /// Stores a new session.
-    async fn insert_session(&self, record: &SessionRecord) -> Result<(), StoreError>;
+    /// Stores a new session with the sign-in's audit record.
+    async fn insert_session(
+        &self,
+        record: &SessionRecord,
+        audit: &InstallationRecord,
+    ) -> Result<(), StoreError>;
     /// The session with this token hash, if it has not expired at `now`.
     async fn find_session(&self, id: &str, now: i64) -> Result<Option<SessionRecord>, StoreError>;
     /// Moves a session's expiry (idle timeout) forward.
@@ -98,7 +113,10 @@ macro_rules! impl_operator_store {
             async fn insert_operator(
                 &self,
                 record: &$crate::store::operators::OperatorRecord,
+                audit: &$crate::store::installation_audit::InstallationRecord,
             ) -> Result<(), $crate::store::StoreError> {
+                let mut tx = self.pool.begin().await?;
+                self.insert_installation_row(&mut tx, audit).await?;
                 sqlx::query(
                     "INSERT INTO operators (id, name, password_hash, created_at) \
                      VALUES ($1, $2, $3, $4)",
@@ -107,8 +125,9 @@ macro_rules! impl_operator_store {
                 .bind(&record.name)
                 .bind(&record.password_hash)
                 .bind(record.created_at)
-                .execute(&self.pool)
+                .execute(&mut *tx)
                 .await?;
+                tx.commit().await?;
                 Ok(())
             }
 
@@ -153,8 +172,10 @@ macro_rules! impl_operator_store {
                 &self,
                 name: &str,
                 hash: &str,
+                audit: &$crate::store::installation_audit::InstallationRecord,
             ) -> Result<(), $crate::store::StoreError> {
                 let mut tx = self.pool.begin().await?;
+                self.insert_installation_row(&mut tx, audit).await?;
                 let updated =
                     sqlx::query("UPDATE operators SET password_hash = $1 WHERE name = $2")
                         .bind(hash)
@@ -179,7 +200,10 @@ macro_rules! impl_operator_store {
             async fn insert_session(
                 &self,
                 record: &$crate::store::operators::SessionRecord,
+                audit: &$crate::store::installation_audit::InstallationRecord,
             ) -> Result<(), $crate::store::StoreError> {
+                let mut tx = self.pool.begin().await?;
+                self.insert_installation_row(&mut tx, audit).await?;
                 sqlx::query(
                     "INSERT INTO sessions (id, operator_id, workspace_id, created_at, expires_at) \
                      VALUES ($1, $2, $3, $4, $5)",
@@ -189,8 +213,9 @@ macro_rules! impl_operator_store {
                 .bind(record.workspace_id.as_deref())
                 .bind(record.created_at)
                 .bind(record.expires_at)
-                .execute(&self.pool)
+                .execute(&mut *tx)
                 .await?;
+                tx.commit().await?;
                 Ok(())
             }
 

@@ -349,6 +349,26 @@ macro_rules! impl_store {
                 Ok(row.into())
             }
 
+            async fn insert_workspace(
+                &self,
+                name: &str,
+                audit: &$crate::store::InstallationRecord,
+            ) -> Result<Workspace, StoreError> {
+                let mut tx = self.pool.begin().await?;
+                self.insert_installation_row(&mut tx, audit).await?;
+                let row: sql::WorkspaceRow = sqlx::query_as(
+                    "INSERT INTO workspaces (id, name, created_at) VALUES ($1, $2, $3) \
+                     RETURNING id, name, created_at",
+                )
+                .bind(WorkspaceId::generate().as_str())
+                .bind(name)
+                .bind(crate::time::now_millis())
+                .fetch_one(&mut *tx)
+                .await?;
+                tx.commit().await?;
+                Ok(row.into())
+            }
+
             async fn find_workspace(&self, name: &str) -> Result<Option<Workspace>, StoreError> {
                 let row: Option<sql::WorkspaceRow> =
                     sqlx::query_as("SELECT id, name, created_at FROM workspaces WHERE name = $1")

@@ -17,7 +17,7 @@ use serde_json::{json, Value};
 use crate::dashboard::Browser;
 use crate::each_backend;
 use crate::support::app::TestApp;
-use crate::support::backend::{Backend, TestDb};
+use crate::support::backend::Backend;
 use crate::support::{cli, TEST_SECRET};
 
 /// A second Stripe key, stored over the first.
@@ -86,50 +86,6 @@ async fn applied_records(app: &TestApp, workspace: &WorkspaceId) -> Vec<RequestL
         .into_iter()
         .filter(|r| r.entry.outcome == "applied")
         .collect()
-}
-
-/// Makes every insert into the request log fail, as a full disk or a broken log table
-/// would, or lets them through again.
-async fn refuse_log_writes(db: &TestDb, backend: Backend, refuse: bool) {
-    use sqlx::Connection;
-    match (backend, refuse) {
-        (Backend::Sqlite, true) => {
-            let mut conn = sqlx::SqliteConnection::connect(&db.url).await.unwrap();
-            sqlx::raw_sql(
-                "CREATE TRIGGER refuse_log BEFORE INSERT ON request_log \
-                 BEGIN SELECT RAISE(ABORT, 'request log refused'); END",
-            )
-            .execute(&mut conn)
-            .await
-            .unwrap();
-        }
-        (Backend::Sqlite, false) => {
-            let mut conn = sqlx::SqliteConnection::connect(&db.url).await.unwrap();
-            sqlx::raw_sql("DROP TRIGGER refuse_log")
-                .execute(&mut conn)
-                .await
-                .unwrap();
-        }
-        (Backend::Postgres, true) => {
-            let mut conn = sqlx::PgConnection::connect(&db.url).await.unwrap();
-            sqlx::raw_sql(
-                "CREATE FUNCTION refuse_log() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN \
-                 RAISE EXCEPTION 'request log refused'; END $$; \
-                 CREATE TRIGGER refuse_log BEFORE INSERT ON request_log \
-                 FOR EACH ROW EXECUTE FUNCTION refuse_log()",
-            )
-            .execute(&mut conn)
-            .await
-            .unwrap();
-        }
-        (Backend::Postgres, false) => {
-            let mut conn = sqlx::PgConnection::connect(&db.url).await.unwrap();
-            sqlx::raw_sql("DROP TRIGGER refuse_log ON request_log")
-                .execute(&mut conn)
-                .await
-                .unwrap();
-        }
-    }
 }
 
 each_backend! {
@@ -216,7 +172,7 @@ each_backend! {
         let (admin, _) = admin_key(&app).await;
         let keys_before = app.store.list_keys(&app.workspace).await.unwrap().len();
         let hint_before = app.store.find_connection(&app.workspace, "stripe").await.unwrap().unwrap().secret_hint;
-        refuse_log_writes(&app.db, backend, true).await;
+        app.db.refuse_inserts("request_log", true).await;
 
         let refused = cli::run(&app.db.url, &app.master_key, &["connections", "set", "stripe"], NEW_SECRET);
         assert!(!refused.status.success());
@@ -232,7 +188,7 @@ each_backend! {
         assert_eq!(connection.secret_hint, hint_before, "the key was not replaced");
         assert_eq!(app.store.list_keys(&app.workspace).await.unwrap().len(), keys_before);
 
-        refuse_log_writes(&app.db, backend, false).await;
+        app.db.refuse_inserts("request_log", false).await;
         cli_ok(&app, &["connections", "set", "stripe"], NEW_SECRET);
         let connection = app.store.find_connection(&app.workspace, "stripe").await.unwrap().unwrap();
         assert_ne!(connection.secret_hint, hint_before);

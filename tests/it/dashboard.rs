@@ -12,7 +12,7 @@ use crate::support::app::{TestApp, TestOptions};
 use crate::support::TEST_SECRET;
 
 /// Every page a signed-in operator can open.
-const PAGES: [&str; 8] = [
+const PAGES: [&str; 9] = [
     "/",
     "/connections",
     "/keys",
@@ -21,6 +21,7 @@ const PAGES: [&str; 8] = [
     "/catalog",
     "/workspaces",
     "/operators",
+    "/audit",
 ];
 
 /// A browser without JavaScript: keeps cookies, follows no redirect, reads the CSRF field.

@@ -16,6 +16,7 @@ mod dashboard_browser;
 mod dashboard_webhooks;
 mod guardrails;
 mod hostile;
+mod installation_audit;
 mod leaks;
 mod limits;
 mod master_key_rotation;

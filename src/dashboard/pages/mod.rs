@@ -1,6 +1,7 @@
 //! The dashboard's pages, one file each; every handler takes the signed-in [`Operator`] and
 //! works in the operator's current workspace only.
 
+mod audit;
 mod catalog;
 mod connections;
 mod keys;
@@ -78,6 +79,7 @@ pub fn router() -> Router<Arc<DashState>> {
         .route("/catalog", get(catalog::list))
         .route("/operators", get(operators::list).post(operators::create))
         .route("/operators/password", post(operators::change_password))
+        .route("/audit", get(audit::list))
 }
 
 /// The workspace switch's field.

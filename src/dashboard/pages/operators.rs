@@ -15,7 +15,7 @@ use serde::Deserialize;
 use super::super::layout::{self, csrf_field, time, Message, Nav};
 use super::super::session::{self, Operator};
 use super::super::DashState;
-use crate::operators::{self, OperatorError, MIN_PASSWORD_LEN};
+use crate::operators::{self, OperatorError, SignIn, MIN_PASSWORD_LEN};
 
 /// The add form.
 #[derive(Deserialize)]
@@ -94,7 +94,8 @@ pub async fn create(
     }
     let store = state.settings.store.as_ref();
     let name = form.name.trim();
-    let message = match operators::create_operator(store, name, &form.password).await {
+    let origin = operator.installation_origin();
+    let message = match operators::create_operator(store, name, &form.password, &origin).await {
         Ok(created) => Message::Notice(format!(
             "Added operator '{}'. They sign in at /login.",
             created.name
@@ -114,7 +115,7 @@ pub async fn change_password(
 ) -> Response {
     let store = state.settings.store.clone();
     let confirmed = match operators::authenticate(store, &operator.name, &form.current).await {
-        Ok(found) => found.is_some(),
+        Ok(found) => matches!(found, SignIn::Accepted(_)),
         Err(error) => return super::failed(&error),
     };
     let refusal = if !confirmed {
@@ -128,7 +129,8 @@ pub async fn change_password(
         return render(&state, &operator, Some(Message::Error(refusal.into()))).await;
     }
     let store = state.settings.store.as_ref();
-    match operators::reset_password(store, &operator.name, &form.password).await {
+    let origin = operator.installation_origin();
+    match operators::reset_password(store, &operator.name, &form.password, &origin).await {
         Ok(()) => {
             let clear = session::clear_cookie(&state, session::SESSION_COOKIE);
             ([(header::SET_COOKIE, clear)], Redirect::to("/login")).into_response()

@@ -68,7 +68,8 @@ pub async fn create(
     Form(form): Form<WorkspaceIn>,
 ) -> Response {
     let name = form.name.trim();
-    match create_workspace(state.settings.store.as_ref(), name).await {
+    let origin = operator.installation_origin();
+    match create_workspace(state.settings.store.as_ref(), name, &origin).await {
         Ok(workspace) => {
             let message = format!(
                 "Created workspace '{}'. Switch to it to add connections and keys.",

@@ -80,6 +80,37 @@ impl TestDb {
         }
     }
 
+    /// Makes every insert into `table` fail, as a full disk or a broken table would, or lets
+    /// them through again.
+    pub async fn refuse_inserts(&self, table: &str, refuse: bool) {
+        let trigger = format!("refuse_{table}");
+        if self.schema.is_none() {
+            let sql = if refuse {
+                format!(
+                    "CREATE TRIGGER {trigger} BEFORE INSERT ON {table} \
+                     BEGIN SELECT RAISE(ABORT, '{table} refused'); END"
+                )
+            } else {
+                format!("DROP TRIGGER {trigger}")
+            };
+            let mut conn = sqlx::SqliteConnection::connect(&self.url).await.unwrap();
+            sqlx::raw_sql(&sql).execute(&mut conn).await.unwrap();
+            return;
+        }
+        let sql = if refuse {
+            format!(
+                "CREATE FUNCTION {trigger}() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN \
+                 RAISE EXCEPTION '{table} refused'; END $$; \
+                 CREATE TRIGGER {trigger} BEFORE INSERT ON {table} \
+                 FOR EACH ROW EXECUTE FUNCTION {trigger}()"
+            )
+        } else {
+            format!("DROP TRIGGER {trigger} ON {table}; DROP FUNCTION {trigger}()")
+        };
+        let mut conn = sqlx::PgConnection::connect(&self.url).await.unwrap();
+        sqlx::raw_sql(&sql).execute(&mut conn).await.unwrap();
+    }
+
     /// Every byte agentgate's database holds: the SQLite file and its `-wal`/`-shm`
     /// siblings, or a `pg_dump` of the schema.
     pub fn dump(&self) -> Vec<u8> {
