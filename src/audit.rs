@@ -1,4 +1,4 @@
-//! The audit of management changes. Every change to a workspace's Stripe keys, agentgate
+//! The audit of management changes (and of operators' reads of webhook events). Every change to a workspace's Stripe keys, agentgate
 //! keys, webhook endpoints and signing secrets, and push destinations, whether it comes
 //! through the management API, the CLI or the dashboard, is written to the workspace's
 //! request log in the same transaction as the change itself. A change whose record cannot
@@ -21,6 +21,9 @@ use crate::store::RequestLogEntry;
 
 /// Outcome recorded for a management change that went through.
 pub const APPLIED: &str = "applied";
+
+/// Outcome recorded for a read of webhook events (an agent's or an operator's).
+pub const READ: &str = "read";
 
 /// A change the audit records, named as the management API's operation ids name it after
 /// their `api.` prefix.
@@ -185,6 +188,28 @@ impl ChangeOrigin {
         change: Change,
         connection: &str,
     ) -> RequestLogEntry {
+        self.entry(workspace, change.name(), connection, APPLIED)
+    }
+
+    /// The record of a read of `workspace`'s webhook events on `connection`'s endpoint,
+    /// named `read` after the surface (`dashboard.webhooks.events.show`). It goes through
+    /// the request log's queue, as an agent's read does ([`crate::webhooks::reads`]).
+    pub fn read_record(
+        &self,
+        workspace: &WorkspaceId,
+        read: &str,
+        connection: &str,
+    ) -> RequestLogEntry {
+        self.entry(workspace, read, connection, READ)
+    }
+
+    fn entry(
+        &self,
+        workspace: &WorkspaceId,
+        name: &str,
+        connection: &str,
+        outcome: &'static str,
+    ) -> RequestLogEntry {
         let surface = self.actor.surface();
         RequestLogEntry {
             created_at: self.received_at,
@@ -198,8 +223,8 @@ impl ChangeOrigin {
             latency_us: i64::try_from(self.started.elapsed().as_micros()).unwrap_or(i64::MAX),
             stripe_request_id: None,
             idempotency_key: None,
-            outcome: Cow::Borrowed(APPLIED),
-            operation: Some(format!("{surface}.{}", change.name())),
+            outcome: Cow::Borrowed(outcome),
+            operation: Some(format!("{surface}.{name}")),
             reason: None,
             via: Cow::Borrowed(surface),
             client: self.client,
@@ -254,5 +279,17 @@ mod tests {
             Some("dashboard.keys.create")
         );
         assert_eq!(dashboard.key_id.as_str(), "operator:ada");
+
+        let read =
+            ChangeOrigin::operator("ada", &Method::GET, "/webhook-endpoints/whe_1".into(), None)
+                .read_record(&workspace, "webhooks.events.list", "stripe");
+        assert_eq!(
+            (read.operation.as_deref(), &*read.outcome, &*read.method),
+            (Some("dashboard.webhooks.events.list"), READ, "GET")
+        );
+        assert_eq!(
+            (read.key_id.as_str(), read.connection.as_str()),
+            ("operator:ada", "stripe")
+        );
     }
 }

@@ -287,6 +287,13 @@ pub trait Store:
         limit: i64,
         event_type: Option<&str>,
     ) -> Result<Vec<EventRecord>, StoreError>;
+    /// The endpoint's newest `limit` events, oldest of them first: what its dashboard page
+    /// shows, however many it has.
+    async fn newest_events(
+        &self,
+        endpoint: &crate::ids::EndpointId,
+        limit: i64,
+    ) -> Result<Vec<EventRecord>, StoreError>;
     /// The newest cursor of the endpoint's events, if it has any: where `events tail`
     /// starts following.
     async fn last_event_seq(

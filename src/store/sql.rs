@@ -807,6 +807,23 @@ macro_rules! impl_store {
                 Ok(rows.into_iter().map(sql::event_record).collect())
             }
 
+            async fn newest_events(
+                &self,
+                endpoint: &$crate::ids::EndpointId,
+                limit: i64,
+            ) -> Result<Vec<$crate::store::EventRecord>, StoreError> {
+                let statement = format!(
+                    "{} WHERE endpoint_id = $1 ORDER BY seq DESC LIMIT $2",
+                    sql::SELECT_EVENT
+                );
+                let rows: Vec<sql::EventRow> = sqlx::query_as(&statement)
+                    .bind(endpoint.as_str())
+                    .bind(limit)
+                    .fetch_all(&self.pool)
+                    .await?;
+                Ok(rows.into_iter().rev().map(sql::event_record).collect())
+            }
+
             async fn last_event_seq(
                 &self,
                 endpoint: &$crate::ids::EndpointId,

@@ -15,6 +15,7 @@ use std::time::Instant;
 use axum::response::{IntoResponse, Response};
 use http::{HeaderMap, HeaderValue, StatusCode};
 
+use crate::audit::READ;
 use crate::error::GatewayError;
 use crate::keys::AuthenticatedKey;
 use crate::proxy::headers::REQUEST_ID_HEADER;
@@ -175,7 +176,7 @@ impl EventRead {
             latency_us: i64::try_from(self.started.elapsed().as_micros()).unwrap_or(i64::MAX),
             stripe_request_id: None,
             idempotency_key: None,
-            outcome: error.map_or("read", |e| e.blame().as_str()).into(),
+            outcome: error.map_or(READ, |e| e.blame().as_str()).into(),
             operation: Some(self.kind.operation().to_owned()),
             reason: error.map(GatewayError::reason),
             via: self.via.as_str().into(),

@@ -559,6 +559,7 @@ each_backend! {
             .map(|i| RequestLogEntry {
                 created_at: base + i * 60_000,
                 request_id: format!("req_synth_{i}"),
+                stripe_request_id: None,
                 ..real.entry.clone()
             })
             .collect();
@@ -622,6 +623,19 @@ each_backend! {
             );
         }
         assert!(!detail.body.contains(TEST_SECRET) && !detail.body.contains(&app.key));
+        // The Stripe request id links to every entry with it (a call and the deliveries of
+        // the events it caused); the instance filters too.
+        let same_call = browser
+            .get(&link(&detail, "every entry with it").expect("a link to the call's entries"))
+            .await;
+        assert_eq!(rows(&same_call), 1, "{}", same_call.body);
+        assert!(same_call.body.contains(&format!("href=\"/logs/{}\"", real.id)));
+        let instance = real.instance.clone().expect("the server names its instance");
+        let here = browser.get(&format!("/logs?instance={instance}&since=2026-01-01&until=2026-01-01T00:05")).await;
+        assert_eq!(rows(&here), 5, "{}", here.body);
+        let elsewhere = browser.get("/logs?instance=elsewhere").await;
+        assert_eq!(rows(&elsewhere), 0);
+        assert!(elsewhere.body.contains("No requests match."));
         assert_eq!(
             browser.get("/logs/99999999").await.status,
             StatusCode::NOT_FOUND

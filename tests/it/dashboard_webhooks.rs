@@ -4,6 +4,8 @@
 
 use std::time::Duration;
 
+use agentgate::store::NewEvent;
+use agentgate::webhooks::endpoints::create_endpoint;
 use agentgate::webhooks::signature;
 use futures_util::StreamExt;
 use reqwest::StatusCode;
@@ -11,6 +13,7 @@ use reqwest::StatusCode;
 use crate::dashboard::{Browser, Page};
 use crate::each_backend;
 use crate::support::app::TestApp;
+use crate::support::eventually;
 
 /// A signing secret pasted into the page: a canary that must never come back.
 const WHSEC: &str = "whsec_DashboardPastedSecret0123456789abcdef";
@@ -188,6 +191,97 @@ each_backend! {
         let removed = browser.post(&remove, &[("csrf", &csrf)]).await;
         assert!(removed.body.contains("removed"), "{}", removed.body);
         assert!(app.store.list_push_destinations(&workspace, None).await.unwrap().is_empty());
+    }
+
+    async fn an_operators_reads_of_events_are_in_the_workspaces_log(backend) {
+        let app = TestApp::spawn(backend).await;
+        let mut browser = Browser::new(&app);
+        browser.set_up(&app).await;
+        let path = mint(&mut browser).await;
+        let page = browser.get(&path).await;
+        browser.post(&format!("{path}/secret"), &[("csrf", &page.csrf()), ("secret", WHSEC)]).await;
+        assert_eq!(ingest(&app, &path, "evt_read_1", WHSEC).await, StatusCode::OK);
+        assert_eq!(browser.get(&format!("{path}/events/evt_read_1")).await.status, StatusCode::OK);
+        assert_eq!(browser.get(&format!("{path}/events/evt_nope")).await.status, StatusCode::NOT_FOUND);
+        let live = app
+            .client
+            .get(app.url(&format!("{path}/live?after=0")))
+            .header("cookie", browser.cookie_header())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(live.status(), StatusCode::OK);
+        drop(live);
+
+        let reads = eventually(Duration::from_secs(5), "the operator's four reads", || async {
+            let reads: Vec<_> = app
+                .logged(0)
+                .await
+                .into_iter()
+                .filter(|r| r.entry.operation.as_deref().is_some_and(|op| op.starts_with("dashboard.webhooks.events.")))
+                .collect();
+            (reads.len() >= 4).then_some(reads)
+        })
+        .await;
+        let seen: Vec<(&str, &str, &str)> = reads
+            .iter()
+            .map(|r| (r.entry.operation.as_deref().unwrap(), &*r.entry.method, r.entry.path.as_str()))
+            .collect();
+        let secret_path = format!("{path}/secret");
+        let event_path = format!("{path}/events/evt_read_1");
+        let live_path = format!("{path}/live");
+        assert_eq!(
+            seen,
+            vec![
+                ("dashboard.webhooks.events.list", "GET", path.as_str()),
+                ("dashboard.webhooks.events.list", "POST", secret_path.as_str()),
+                ("dashboard.webhooks.events.show", "GET", event_path.as_str()),
+                ("dashboard.webhooks.events.stream", "GET", live_path.as_str()),
+            ]
+        );
+        for read in &reads {
+            let entry = &read.entry;
+            assert_eq!((entry.key_id.as_str(), &*entry.via, &*entry.outcome), ("operator:ada", "dashboard", "read"));
+            assert_eq!((entry.connection.as_str(), entry.status), ("stripe", 200));
+            assert_eq!(entry.client, Some("127.0.0.1".parse().unwrap()));
+        }
+    }
+
+    async fn an_endpoint_page_shows_its_newest_events_however_many_it_has(backend) {
+        let app = TestApp::spawn(backend).await;
+        let mut browser = Browser::new(&app);
+        browser.set_up(&app).await;
+        let origin = crate::support::test_origin();
+        let endpoint = create_endpoint(app.store.as_ref(), &app.workspace, "stripe", &[], &origin)
+            .await
+            .unwrap();
+        // More than the 10,000 events the page once read from the oldest on.
+        let total = 10_060;
+        let now = agentgate::time::now_millis();
+        for batch in (0..total).collect::<Vec<_>>().chunks(1_000) {
+            let events: Vec<NewEvent> = batch
+                .iter()
+                .map(|i| NewEvent {
+                    endpoint_id: endpoint.id.clone(),
+                    workspace_id: app.workspace.clone(),
+                    event_id: format!("evt_many_{i:05}"),
+                    event_type: "customer.created".into(),
+                    received_at: now,
+                    payload: b"{}".to_vec(),
+                })
+                .collect();
+            app.store.insert_events(&events).await.unwrap();
+        }
+
+        let page = browser.get(&format!("/webhook-endpoints/{}", endpoint.id)).await;
+        assert_eq!(page.status, StatusCode::OK);
+        let shown = page.body.matches("<code>evt_many_").count();
+        assert_eq!(shown, 50, "the newest 50");
+        assert!(page.body.contains("<code>evt_many_10059</code>"), "the newest is shown");
+        assert!(page.body.contains("<code>evt_many_10010</code>"));
+        assert!(!page.body.contains("<code>evt_many_10009</code>"));
+        let newest = app.store.last_event_seq(&endpoint.id).await.unwrap().unwrap();
+        assert!(page.body.contains(&format!("data-after=\"{newest}\"")), "the live list follows from the newest");
     }
 
     async fn the_live_list_streams_new_events_to_the_signed_in_operator_only(backend) {

@@ -28,6 +28,13 @@ pub struct Filters {
     status: String,
     #[serde(default)]
     operation: String,
+    /// Only entries with this Stripe request id: a call's, and the deliveries of the events
+    /// it caused.
+    #[serde(default)]
+    stripe_request_id: String,
+    /// Only entries written by this instance.
+    #[serde(default)]
+    instance: String,
     /// Only entries at or after this time (RFC 3339 or a day, UTC).
     #[serde(default)]
     since: String,
@@ -48,6 +55,8 @@ impl Filters {
             ("key", &self.key),
             ("status", &self.status),
             ("operation", &self.operation),
+            ("stripe_request_id", &self.stripe_request_id),
+            ("instance", &self.instance),
             ("since", &self.since),
             ("until", &self.until),
         ] {
@@ -100,8 +109,9 @@ pub async fn list(
         limit: PAGE,
         key_id: (!filters.key.is_empty()).then(|| KeyId::from_stored(filters.key.clone())),
         status: filters.status.trim().parse().ok(),
-        operation: (!filters.operation.trim().is_empty())
-            .then(|| filters.operation.trim().to_owned()),
+        operation: non_empty(&filters.operation),
+        stripe_request_id: non_empty(&filters.stripe_request_id),
+        instance: non_empty(&filters.instance),
         since,
         until,
         // `after` wins when both are given: one cursor at a time.
@@ -111,7 +121,6 @@ pub async fn list(
         } else {
             filters.before
         },
-        ..LogQuery::default()
     };
     let (records, keys) = match (
         store.list_request_logs(&operator.workspace.id, query).await,
@@ -150,6 +159,8 @@ pub async fn list(
             }
             label { "Status " input name="status" value=(filters.status) inputmode="numeric" size="4"; }
             label { "Operation " input name="operation" value=(filters.operation) placeholder="customers.create"; }
+            label { "Stripe request " input name="stripe_request_id" value=(filters.stripe_request_id) placeholder="req_..." size="14"; }
+            label { "Instance " input name="instance" value=(filters.instance) size="10"; }
             label { "Since " input name="since" value=(filters.since) placeholder="2026-05-01T12:00" size="16"; }
             label { "Until " input name="until" value=(filters.until) placeholder="2026-05-02" size="16"; }
             button.small type="submit" { "Filter" }
@@ -236,12 +247,26 @@ pub async fn show(
             dt { "Latency" } dd { (format!("{:.1}", e.latency_us as f64 / 1000.0)) " ms" }
             dt { "Outcome" } dd { (e.outcome) }
             dt { "Reason" } dd { (e.reason.as_deref().unwrap_or(none)) }
-            dt { "Stripe request id" } dd { code { (e.stripe_request_id.as_deref().unwrap_or(none)) } }
+            dt { "Stripe request id" } dd {
+                @match &e.stripe_request_id {
+                    Some(id) => {
+                        code { (id) } " "
+                        a href={ "/logs?" (form_urlencoded::Serializer::new(String::new()).append_pair("stripe_request_id", id).finish()) } { "every entry with it" }
+                    },
+                    None => (none),
+                }
+            }
             dt { "Idempotency key" } dd { code { (e.idempotency_key.as_deref().unwrap_or(none)) } }
         }
         p.hint { "The log keeps no request or response bodies and no secrets; query values are dropped from the path." }
     };
     layout::page(&operator, Nav::Logs, "Request", None, body)
+}
+
+/// A filter field's text, trimmed, or `None` when empty.
+fn non_empty(field: &str) -> Option<String> {
+    let field = field.trim();
+    (!field.is_empty()).then(|| field.to_owned())
 }
 
 /// Who an entry's `key_id` names when it is no key of the workspace: the CLI or a dashboard

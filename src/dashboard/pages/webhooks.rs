@@ -34,7 +34,7 @@ use crate::webhooks::push::{self, DestinationSpec, PushError};
 use crate::webhooks::stream::{keep_alive, Follow};
 
 /// How many of an endpoint's events its page shows (the newest).
-const EVENTS_SHOWN: usize = 50;
+const EVENTS_SHOWN: i64 = 50;
 /// How many recent attempts the page shows per destination.
 const ATTEMPTS_SHOWN: i64 = 5;
 
@@ -440,6 +440,7 @@ pub async fn show_event(
         Ok(_) => return layout::not_found(),
         Err(error) => return super::failed(&error),
     };
+    record_read(&state, &operator, &endpoint, "webhooks.events.show");
     let payload = serde_json::from_slice::<serde_json::Value>(&record.event.payload)
         .and_then(|value| serde_json::to_string_pretty(&value))
         .unwrap_or_else(|_| String::from_utf8_lossy(&record.event.payload).into_owned());
@@ -501,6 +502,7 @@ pub async fn live(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<i64>().ok());
     let cursor = resume.unwrap_or(query.after).max(0);
+    record_read(&state, &operator, &endpoint, "webhooks.events.stream");
     let follow = Follow::start(&state.readers, endpoint.id, None, cursor);
     let events = follow
         .into_stream()
@@ -527,6 +529,22 @@ fn live_event(record: &EventRecord) -> Event {
 }
 
 /// The endpoint page, with a message and what was just created (a destination's secret).
+/// Records in the workspace's log that the operator was shown `endpoint`'s events (`read`:
+/// `webhooks.events.list`, `.show` or `.stream`): events carry customers' data, and agents'
+/// reads are recorded too.
+fn record_read(
+    state: &DashState,
+    operator: &Operator,
+    endpoint: &WebhookEndpointRecord,
+    read: &str,
+) {
+    let entry =
+        operator
+            .change_origin()
+            .read_record(&operator.workspace.id, read, &endpoint.connection);
+    state.settings.shared.log.record(entry);
+}
+
 async fn render_endpoint(
     state: &DashState,
     operator: &Operator,
@@ -545,10 +563,11 @@ async fn render_endpoint(
         Ok(secrets) => secrets.len(),
         Err(error) => return super::failed(&error),
     };
-    let events = match store.list_events(&endpoint.id, 0, 10_000, None).await {
+    let events = match store.newest_events(&endpoint.id, EVENTS_SHOWN).await {
         Ok(events) => events,
         Err(error) => return super::failed(&error),
     };
+    record_read(state, operator, &endpoint, "webhooks.events.list");
     let workspace = &operator.workspace.id;
     let destinations = match push::list_destinations(store, workspace, Some(&endpoint.id)).await {
         Ok(destinations) => destinations,
@@ -576,7 +595,7 @@ async fn render_endpoint(
         table #events-table hidden[events.is_empty()] {
             thead { tr { th { "Received" } th { "Type" } th { "Event id" } th { "Cursor" } th { span.visually-hidden { "Actions" } } } }
             tbody #events data-live={ (base) "/live" } data-after=(last_seq) data-replay={ (base) "/replay" } data-events={ (base) "/events/" } {
-                @for e in events.iter().rev().take(EVENTS_SHOWN) {
+                @for e in events.iter().rev() {
                     tr {
                         td { (time(e.event.received_at)) }
                         td { (e.event.event_type) }
