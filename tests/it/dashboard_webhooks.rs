@@ -59,6 +59,17 @@ async fn ingest(app: &TestApp, page: &str, event_id: &str, secret: &str) -> Stat
         .status()
 }
 
+/// Opens the live event list of the endpoint at `page` from the start, as the signed-in
+/// browser.
+async fn open_live(app: &TestApp, browser: &Browser, page: &str) -> reqwest::Response {
+    app.client
+        .get(app.url(&format!("{page}/live?after=0")))
+        .header("cookie", browser.cookie_header())
+        .send()
+        .await
+        .unwrap()
+}
+
 fn assert_no_secret(page: &Page, secrets: &[&str]) {
     for secret in secrets {
         assert!(
@@ -203,13 +214,7 @@ each_backend! {
         assert_eq!(ingest(&app, &path, "evt_read_1", WHSEC).await, StatusCode::OK);
         assert_eq!(browser.get(&format!("{path}/events/evt_read_1")).await.status, StatusCode::OK);
         assert_eq!(browser.get(&format!("{path}/events/evt_nope")).await.status, StatusCode::NOT_FOUND);
-        let live = app
-            .client
-            .get(app.url(&format!("{path}/live?after=0")))
-            .header("cookie", browser.cookie_header())
-            .send()
-            .await
-            .unwrap();
+        let live = open_live(&app, &browser, &path).await;
         assert_eq!(live.status(), StatusCode::OK);
         drop(live);
 
@@ -297,13 +302,7 @@ each_backend! {
         assert_eq!(anonymous.location(), "/login");
 
         assert_eq!(ingest(&app, &path, "evt_before", WHSEC).await, StatusCode::OK);
-        let response = app
-            .client
-            .get(app.url(&format!("{path}/live?after=0")))
-            .header("cookie", browser.cookie_header())
-            .send()
-            .await
-            .unwrap();
+        let response = open_live(&app, &browser, &path).await;
         assert_eq!(response.status(), StatusCode::OK);
         assert!(response.headers()["content-type"].to_str().unwrap().starts_with("text/event-stream"));
         let mut body = response.bytes_stream();
