@@ -15,7 +15,7 @@ use crate::config::{StoreArgs, MASTER_KEY_ENV};
 use crate::crypto::rotate::{reseal_all, RotationLimits};
 use crate::crypto::{verify_master_key, MasterKey, Sealer};
 use crate::installation_audit::{Action, InstallationOrigin, FINISHED, STARTED, STOPPED};
-use crate::store::{self, InstallationRecord, Store};
+use crate::store::{self, Store, StoreError};
 
 /// Master key commands.
 #[derive(Debug, Subcommand)]
@@ -79,11 +79,11 @@ pub async fn run(args: &StoreArgs, command: MasterKeyCommand) -> anyhow::Result<
     verify_master_key(store.as_ref(), &Sealer::with_previous(&keys[0], &keys[1..])).await?;
     // The rotation does not start unless its start is on record (`installation_audit`).
     let target = Sealer::new(new_key.as_ref().unwrap_or(&keys[0])).key_id_hex();
-    let origin = InstallationOrigin::cli();
-    let started = origin.record(Action::MasterKeyRotated, Some(&target), STARTED, None);
-    store.record_installation(&started).await.context(
-        "cannot record the rotation's start in the installation's audit; nothing was changed",
-    )?;
+    record_rotation(store.as_ref(), &target, STARTED, None)
+        .await
+        .context(
+            "cannot record the rotation's start in the installation's audit; nothing was changed",
+        )?;
     if let (Some(new_key), Some(path)) = (new_key, &key_file) {
         if !keys[0].same_as(&new_key) {
             keys.retain(|key| !key.same_as(&new_key));
@@ -100,13 +100,9 @@ pub async fn run(args: &StoreArgs, command: MasterKeyCommand) -> anyhow::Result<
     let report = reseal_all(store.as_ref(), &sealer, limits).await?;
     if !report.complete {
         let detail = format!("re-sealed {} secret(s)", report.resealed);
-        let stopped = origin.record(
-            Action::MasterKeyRotated,
-            Some(&target),
-            STOPPED,
-            Some(detail),
-        );
-        record_end(store.as_ref(), &stopped).await?;
+        record_rotation(store.as_ref(), &target, STOPPED, Some(detail))
+            .await
+            .context(END_NOT_RECORDED)?;
         output::line(format_args!(
             "re-sealed {} secret(s); stopped before the end: run `agentgate master-key rotate` again to continue",
             report.resealed
@@ -129,13 +125,9 @@ pub async fn run(args: &StoreArgs, command: MasterKeyCommand) -> anyhow::Result<
         "re-sealed {} secret(s); all {} on this key",
         report.resealed, report.on_current_key
     );
-    let finished = origin.record(
-        Action::MasterKeyRotated,
-        Some(&target),
-        FINISHED,
-        Some(detail),
-    );
-    record_end(store.as_ref(), &finished).await?;
+    record_rotation(store.as_ref(), &target, FINISHED, Some(detail))
+        .await
+        .context(END_NOT_RECORDED)?;
     output::line(format_args!(
         "re-sealed {} secret(s); all {} are on master key {}{}",
         report.resealed,
@@ -150,11 +142,20 @@ pub async fn run(args: &StoreArgs, command: MasterKeyCommand) -> anyhow::Result<
     Ok(())
 }
 
-/// Records how a rotation ended. What it did stands either way; a record that cannot be
-/// written is reported as the command's failure, so it is not missed.
-async fn record_end(store: &dyn Store, record: &InstallationRecord) -> anyhow::Result<()> {
-    store
-        .record_installation(record)
-        .await
-        .context("the rotation's work is done, but its end could not be recorded in the installation's audit")
+/// Why the command fails when the rotation's end cannot be recorded: what it did stands, but
+/// a missing record must not go unnoticed.
+const END_NOT_RECORDED: &str =
+    "the rotation's work is done, but its end could not be recorded in the installation's audit";
+
+/// Writes one record of the rotation to the master key `target` (its id) to the
+/// installation's audit.
+async fn record_rotation(
+    store: &dyn Store,
+    target: &str,
+    outcome: &'static str,
+    detail: Option<String>,
+) -> Result<(), StoreError> {
+    let record =
+        InstallationOrigin::cli().record(Action::MasterKeyRotated, Some(target), outcome, detail);
+    store.record_installation(&record).await
 }

@@ -95,12 +95,13 @@ pub async fn login(
             Some(UNKNOWN_NAME.into()),
         ),
     };
+    // Counted before the record is written, so guesses sent meanwhile meet the limit.
+    if let Some(ip) = client_ip {
+        state.settings.sign_in_failures.failed(ip);
+    }
     // The refusal stands whether or not its record can be written.
     if let Err(error) = state.settings.store.record_installation(&refusal).await {
         tracing::warn!(%error, "could not record a refused sign-in");
-    }
-    if let Some(ip) = client_ip {
-        state.settings.sign_in_failures.failed(ip);
     }
     let token = csrf::secret_of(&headers)
         .map(|s| csrf::token_for(&s))

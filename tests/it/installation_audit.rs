@@ -4,7 +4,7 @@
 //! record cannot be written is not made; and no password, token or key is ever in a record.
 
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 
 use agentgate::crypto::{MasterKey, MasterKeySource, Sealer};
 use agentgate::store::InstallationAuditEntry;
@@ -13,6 +13,7 @@ use serde_json::Value;
 
 use crate::dashboard::{setup_path, Browser, PASSWORD};
 use crate::each_backend;
+use crate::master_key_rotation::{rotate_command, run};
 use crate::support::app::{TestApp, TestOptions};
 use crate::support::cli::{self, binary, stderr, stdout};
 
@@ -24,15 +25,7 @@ const UNKNOWN_NAME: &str = "TypedMyPassword123";
 
 /// `agentgate master-key rotate ARGS` with the master key from the app's key file.
 fn rotate(app: &TestApp, key_file: &Path, args: &[&str]) -> std::process::Output {
-    binary()
-        .args(["master-key", "rotate"])
-        .args(args)
-        .env("AGENTGATE_DATABASE", &app.db.url)
-        .env("AGENTGATE_MASTER_KEY_FILE", key_file)
-        .env_remove("AGENTGATE_MASTER_KEY")
-        .stdin(Stdio::null())
-        .output()
-        .expect("agentgate runs")
+    run(rotate_command(app, key_file, args))
 }
 
 /// The CLI on the app's database with the key from the environment.
@@ -231,7 +224,7 @@ each_backend! {
 #[test]
 fn audit_list_refuses_a_limit_out_of_range() {
     for limit in ["0", "1001"] {
-        let output = Command::new(env!("CARGO_BIN_EXE_agentgate"))
+        let output = binary()
             .args(["audit", "list", "--limit", limit])
             .env("AGENTGATE_DATABASE", "sqlite://never-opened.db")
             .stdin(Stdio::null())

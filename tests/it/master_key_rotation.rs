@@ -23,8 +23,9 @@ fn secret_of(index: usize) -> String {
     format!("sk_test_51RotationCanary{index}abcdefghijklmnopqrstuv")
 }
 
-/// `agentgate ARGS` with the master key from the key file, as an operator runs it.
-fn rotate_command(app: &TestApp, key_file: &Path, args: &[&str]) -> Command {
+/// `agentgate master-key rotate ARGS` with the master key from the key file, as an
+/// operator runs it.
+pub fn rotate_command(app: &TestApp, key_file: &Path, args: &[&str]) -> Command {
     let mut command = binary();
     command
         .arg("master-key")
@@ -39,7 +40,7 @@ fn rotate_command(app: &TestApp, key_file: &Path, args: &[&str]) -> Command {
     command
 }
 
-fn run(mut command: Command) -> Output {
+pub fn run(mut command: Command) -> Output {
     command.output().expect("agentgate runs")
 }
 
@@ -148,6 +149,19 @@ each_backend! {
         assert!(stdout(&first).contains("run `agentgate master-key rotate` again"), "{}", stdout(&first));
         let keys = key_file_keys(&key_file);
         assert_eq!(keys.len(), 2, "new key first, old key kept for opening");
+        // The installation's audit has the run's start and where it stopped: two batches of
+        // one secret, and the database's key check value.
+        let new_key = Sealer::new(&keys[0]).key_id_hex();
+        let recorded: Vec<_> = app.store.list_installation_audit(None, 10).await.unwrap().into_iter().rev()
+            .map(|r| (r.action, r.subject, r.outcome, r.detail))
+            .collect();
+        assert_eq!(
+            recorded,
+            vec![
+                ("cli.master_key.rotate".to_owned(), Some(new_key.clone()), "started".to_owned(), None),
+                ("cli.master_key.rotate".to_owned(), Some(new_key), "stopped".to_owned(), Some("re-sealed 3 secret(s)".to_owned())),
+            ]
+        );
         assert!(keys[1].same_as(&old));
         let new_only = Sealer::new(&keys[0]);
         let both = Sealer::with_previous(&keys[0], &keys[1..]);
