@@ -244,6 +244,10 @@ pub struct ServeArgs {
     /// an hourly task deletes them; at least 3 days.
     #[arg(long, env = "AGENTGATE_EVENT_RETENTION", default_value = "30days", value_parser = humantime::parse_duration)]
     pub event_retention: Duration,
+    /// How long the request log's entries and the installation's audit records are kept
+    /// before the hourly task deletes them: a duration of at least 1day, or `forever`.
+    #[arg(long, env = "AGENTGATE_LOG_RETENTION", default_value = "365days")]
+    pub log_retention: crate::retention::LogRetention,
     /// How long an event stream may be idle before a heartbeat comment keeps it open.
     #[arg(long, env = "AGENTGATE_EVENT_STREAM_HEARTBEAT", default_value = "15s", value_parser = humantime::parse_duration)]
     pub event_stream_heartbeat: Duration,
@@ -319,8 +323,8 @@ pub struct Config {
     pub push: crate::webhooks::push::PushConfig,
     /// Whether admin keys may add push destinations at private addresses.
     pub api_allow_private_destinations: bool,
-    /// How long webhook events are kept.
-    pub event_retention: Duration,
+    /// How long webhook events, the request log and the installation's audit are kept.
+    pub retention: crate::retention::Retention,
     /// Heartbeat and poll intervals of event streams.
     pub event_stream: crate::webhooks::stream::StreamSettings,
 }
@@ -392,7 +396,10 @@ impl Config {
             },
             api_allow_private_destinations: serve.api_allow_private_destinations,
             clock: Arc::new(SystemClock::default()),
-            event_retention: serve.event_retention,
+            retention: crate::retention::Retention {
+                events: serve.event_retention,
+                logs: serve.log_retention,
+            },
             event_stream: crate::webhooks::stream::StreamSettings {
                 heartbeat: serve.event_stream_heartbeat,
                 poll: serve.event_stream_poll,
@@ -433,7 +440,7 @@ impl Config {
             push: crate::webhooks::push::PushConfig::for_tests(),
             api_allow_private_destinations: false,
             clock: Arc::new(SystemClock::default()),
-            event_retention: crate::webhooks::retention::DEFAULT_RETENTION,
+            retention: crate::retention::Retention::default(),
             event_stream: crate::webhooks::stream::StreamSettings::default(),
         }
     }

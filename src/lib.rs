@@ -23,6 +23,7 @@ pub mod operators;
 pub mod policy;
 pub mod proxy;
 pub mod request_log;
+pub mod retention;
 pub mod store;
 pub mod telemetry;
 pub mod time;

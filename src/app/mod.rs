@@ -68,8 +68,8 @@ pub struct App {
         crate::webhooks::push::PushConfig,
         Arc<dyn crate::time::Clock>,
     ),
-    /// How long events are kept, and the clock retention reads.
-    event_retention: (std::time::Duration, Arc<dyn crate::time::Clock>),
+    /// How long stored records are kept, and the clock retention reads.
+    retention: (crate::retention::Retention, Arc<dyn crate::time::Clock>),
     /// Changes announced by other writers of a shared PostgreSQL database; `None` on SQLite.
     change_feed: Option<store::changes::ChangeFeed>,
     /// Failed dashboard sign-ins per client address, shared by every worker.
@@ -201,7 +201,7 @@ impl App {
             connection_cap,
             default_workspace,
             push: (config.push.clone(), config.clock.clone()),
-            event_retention: (config.event_retention, config.clock.clone()),
+            retention: (config.retention, config.clock.clone()),
             event_stream: config.event_stream,
             mcp_sessions: crate::mcp::Sessions::default(),
             change_feed,
@@ -317,10 +317,10 @@ impl App {
             let stop = stop_rx.clone();
             async move { shared.rate_limits.exchange_until_stopped(stop).await }
         });
-        let retention = tokio::spawn(crate::webhooks::retention::run(
+        let retention = tokio::spawn(crate::retention::run(
             self.store.clone(),
-            self.event_retention.0,
-            self.event_retention.1.clone(),
+            self.retention.0,
+            self.retention.1.clone(),
             stop_rx.clone(),
         ));
         let push = crate::webhooks::push::spawn(

@@ -121,6 +121,15 @@ pub enum LogPace {
     CatchUp,
 }
 
+/// What one run of the logs' retention deleted ([`Store::prune_logs`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PrunedLogs {
+    /// Entries of the request log.
+    pub request_log: u64,
+    /// Records of the installation's audit.
+    pub installation_audit: u64,
+}
+
 /// Which database a store runs on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Backend {
@@ -316,8 +325,13 @@ pub trait Store:
     ) -> Result<Option<EventRecord>, StoreError>;
     /// Retention: deletes every event received before `received_before` (Unix
     /// milliseconds), in chunks so no single transaction holds the database for long, and
-    /// returns how many went.
+    /// returns how many went. The newest event stays however old it is: SQLite numbers a new
+    /// row one above the highest left, so deleting that one would hand its cursor out again.
     async fn prune_events(&self, received_before: i64) -> Result<u64, StoreError>;
+    /// Retention: deletes the request log's entries and the installation's audit records
+    /// created before `created_before` (Unix milliseconds), oldest first and in chunks, and
+    /// returns how many of each went. As with events, each table's newest row stays.
+    async fn prune_logs(&self, created_before: i64) -> Result<PrunedLogs, StoreError>;
 
     // === webhook endpoints, their secrets, and ingest ===
 

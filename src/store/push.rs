@@ -690,7 +690,8 @@ macro_rules! impl_push_store {
                     "SELECT d.id AS delivery_id, d.event_id AS delivery_event_id, d.attempts, \
                      d.created_at AS delivery_created_at, e.payload, {} \
                      FROM push_deliveries d JOIN push_destinations t ON t.id = d.destination_id \
-                     LEFT JOIN events e ON e.seq = d.event_seq WHERE d.id = $1",
+                     LEFT JOIN events e ON e.seq = d.event_seq AND e.event_id = d.event_id \
+                     AND e.endpoint_id = t.endpoint_id WHERE d.id = $1",
                     $crate::store::push::DESTINATION_COLUMNS
                 );
                 let mut jobs = Vec::with_capacity(claimed.len());

@@ -154,6 +154,24 @@ pub(super) type EventRow = (i64, String, String, String, String, i64, Vec<u8>);
 /// Most events one retention statement deletes, so pruning a large backlog never holds
 /// SQLite's write lock (or a PostgreSQL transaction) for long.
 pub(super) const PRUNE_CHUNK: i64 = 1_000;
+/// Deletes a chunk of the events received before `$1`, oldest first, through the
+/// `received_at` index. The newest event is never deleted: SQLite gives a new row the number
+/// after the highest one left, so deleting it would hand out its `seq` again, and cursors
+/// (agents', push destinations') past it would skip the events that reuse it.
+pub(super) const PRUNE_EVENTS: &str = "DELETE FROM events WHERE seq IN (SELECT seq FROM events \
+     WHERE received_at < $1 AND seq < (SELECT max(seq) FROM events) ORDER BY seq LIMIT $2)";
+/// Deletes those of the request log's oldest `$2` entries (by id, the primary key, so no
+/// index on the time is kept for retention's sake) created before `$1`. Ids follow the time
+/// but for the writer's queue, so a chunk deleting less than `$2` has reached the retention's
+/// edge. The newest entry stays, for the reason given at [`PRUNE_EVENTS`]: log cursors
+/// (`logs tail`, the API's) must not see ids again.
+pub(super) const PRUNE_REQUEST_LOG: &str = "DELETE FROM request_log WHERE id IN (SELECT id \
+     FROM request_log WHERE id < (SELECT max(id) FROM request_log) ORDER BY id LIMIT $2) \
+     AND created_at < $1";
+/// [`PRUNE_REQUEST_LOG`] for the installation's audit.
+pub(super) const PRUNE_INSTALLATION_AUDIT: &str = "DELETE FROM installation_audit WHERE id IN \
+     (SELECT id FROM installation_audit WHERE id < (SELECT max(id) FROM installation_audit) \
+     ORDER BY id LIMIT $2) AND created_at < $1";
 
 /// An [`EventRow`] as the domain record.
 pub(super) fn event_record(row: EventRow) -> super::EventRecord {
@@ -291,6 +309,31 @@ macro_rules! impl_store {
                     .execute(&mut *tx)
                     .await?;
                 Ok(tx)
+            }
+
+            /// Runs `statement` (one of the `PRUNE_` statements: `$1` the time before which
+            /// rows go, `$2` the chunk) until a run deletes less than a full chunk; returns how
+            /// many rows went in all.
+            async fn prune_in_chunks(
+                &self,
+                statement: &'static str,
+                before: i64,
+            ) -> Result<u64, StoreError> {
+                let mut pruned = 0;
+                loop {
+                    let deleted = sqlx::query(statement)
+                        .bind(before)
+                        .bind(sql::PRUNE_CHUNK)
+                        .execute(&self.pool)
+                        .await?
+                        .rows_affected();
+                    pruned += deleted;
+                    if deleted < sql::PRUNE_CHUNK as u64 {
+                        return Ok(pruned);
+                    }
+                    // Let queued writers (ingest, the log's writer) in between chunks.
+                    tokio::task::yield_now().await;
+                }
             }
 
             /// Inserts a new key's row inside `tx`.
@@ -879,24 +922,21 @@ macro_rules! impl_store {
             }
 
             async fn prune_events(&self, received_before: i64) -> Result<u64, StoreError> {
-                let mut pruned = 0;
-                loop {
-                    let deleted = sqlx::query(
-                        "DELETE FROM events WHERE seq IN (SELECT seq FROM events \
-                         WHERE received_at < $1 ORDER BY seq LIMIT $2)",
-                    )
-                    .bind(received_before)
-                    .bind(sql::PRUNE_CHUNK)
-                    .execute(&self.pool)
-                    .await?
-                    .rows_affected();
-                    pruned += deleted;
-                    if deleted < sql::PRUNE_CHUNK as u64 {
-                        return Ok(pruned);
-                    }
-                    // Let queued writers (ingest) in between chunks.
-                    tokio::task::yield_now().await;
-                }
+                self.prune_in_chunks(sql::PRUNE_EVENTS, received_before).await
+            }
+
+            async fn prune_logs(
+                &self,
+                created_before: i64,
+            ) -> Result<$crate::store::PrunedLogs, StoreError> {
+                Ok($crate::store::PrunedLogs {
+                    request_log: self
+                        .prune_in_chunks(sql::PRUNE_REQUEST_LOG, created_before)
+                        .await?,
+                    installation_audit: self
+                        .prune_in_chunks(sql::PRUNE_INSTALLATION_AUDIT, created_before)
+                        .await?,
+                })
             }
 
             // === webhook endpoints, their secrets, and ingest ===

@@ -8,7 +8,6 @@ pub mod ingest;
 pub mod pull;
 pub mod push;
 pub mod reads;
-pub mod retention;
 pub mod signature;
 pub mod stream;
 

@@ -368,28 +368,40 @@ async fn a_new_master_key_is_refused_while_the_key_comes_from_the_environment() 
     );
 }
 
-/// An event retention shorter than Stripe's three days of retries is refused at start: a
-/// retry of an event already pruned would be stored and delivered again.
+/// Retentions too short to be safe are refused at start: an event retention shorter than
+/// Stripe's three days of retries (a retry of an event already pruned would be stored and
+/// delivered again), and a log retention under a day (a mistyped unit would delete the
+/// audit trail within the hour).
 #[tokio::test]
-async fn serve_refuses_an_event_retention_shorter_than_stripes_retries() {
+async fn serve_refuses_retentions_too_short_to_be_safe() {
     let db = TestDb::create(Backend::Sqlite).await;
-    let output = binary()
-        .args([
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
+    for (flag, value, message) in [
+        (
             "--event-retention",
             "2days",
-        ])
-        .env("AGENTGATE_DATABASE", &db.url)
-        .env("AGENTGATE_MASTER_KEY", master_key())
-        .env_remove("AGENTGATE_MASTER_KEY_FILE")
-        .output()
-        .unwrap();
-    assert!(!output.status.success());
-    assert!(
-        stderr(&output).contains("--event-retention must be at least 3days"),
-        "{}",
-        stderr(&output)
-    );
+            "--event-retention must be at least 3days",
+        ),
+        (
+            "--log-retention",
+            "23h",
+            "must be at least 1day (the logs are the audit trail)",
+        ),
+        (
+            "--log-retention",
+            "a while",
+            "give a duration such as 90days, or `forever`",
+        ),
+    ] {
+        let output = binary()
+            .args(["serve", "--listen", "127.0.0.1:0", flag, value])
+            .env("AGENTGATE_DATABASE", &db.url)
+            .env("AGENTGATE_MASTER_KEY", master_key())
+            .env_remove("AGENTGATE_MASTER_KEY_FILE")
+            .output()
+            .unwrap();
+        assert!(!output.status.success(), "{flag} {value} was accepted");
+        let stderr = stderr(&output);
+        assert!(stderr.contains(message), "{flag} {value}: {stderr}");
+        assert!(stderr.contains(flag), "{flag} {value}: {stderr}");
+    }
 }

@@ -24,6 +24,7 @@ mod mcp;
 mod ops;
 mod proxy;
 mod refusals;
+mod retention;
 mod scopes;
 mod shutdown;
 mod store_faults;

@@ -460,6 +460,48 @@ each_backend! {
 }
 
 each_backend! {
+    async fn a_delivery_whose_event_is_gone_never_carries_another_events_body(backend) {
+        let app = TestApp::spawn(backend).await;
+        let receiver = Receiver::start(Answer::Down).await;
+        let endpoint_a = endpoint(app.store.as_ref(), &app.workspace).await;
+        let other = endpoint(app.store.as_ref(), &app.workspace).await;
+        let (id, _) = destination(&app, &endpoint_a, &receiver.url, &[]).await;
+        store_event(app.store.as_ref(), &app.workspace, &endpoint_a, "customer.created").await;
+        attempts(app.store.as_ref(), &app.workspace, &id, 1).await;
+        let seq = app.store.list_events(&endpoint_a, 0, 10, None).await.unwrap()[0].seq;
+        // The pending delivery's event goes, and another endpoint's event is stored under its
+        // cursor, as a cursor handed out again would store it.
+        let intruder = b"intruder canary payload";
+        let hex: String = intruder.iter().map(|b| format!("{b:02x}")).collect();
+        let (overriding, payload) = match backend {
+            Backend::Sqlite => ("", format!("X'{hex}'")),
+            Backend::Postgres => ("OVERRIDING SYSTEM VALUE", format!("'\\x{hex}'::bytea")),
+        };
+        app.db.execute(&format!(
+            "BEGIN; DELETE FROM events WHERE seq = {seq}; \
+             INSERT INTO events (seq, endpoint_id, workspace_id, event_id, event_type, \
+             received_at, payload) {overriding} VALUES ({seq}, '{other}', '{}', 'evt_intruder', \
+             'customer.created', 0, {payload}); COMMIT",
+            app.workspace
+        ))
+        .await;
+        receiver.answer(Answer::FailFirst(0));
+        let last = eventually(WAIT, "an attempt after the receiver recovered", || async {
+            let log = push::list_attempts(app.store.as_ref(), &app.workspace, &id, 100)
+                .await
+                .unwrap();
+            log.into_iter().find(|a| a.status != Some(503))
+        })
+        .await;
+        assert_eq!(last.delivery_state, DeliveryState::Failed);
+        assert_eq!(last.error.as_deref(), Some("the event was pruned by retention"));
+        let bodies = receiver.received();
+        assert!(bodies.iter().all(|p| p.body != intruder), "another event's body was pushed");
+        app.stop().await;
+    }
+}
+
+each_backend! {
     async fn a_destination_failing_for_too_long_is_disabled_and_can_be_enabled(backend) {
         let config = PushConfig {
             disable_after: Duration::from_millis(200),

@@ -55,6 +55,21 @@ fn recent() -> i64 {
     agentgate::time::now_millis()
 }
 
+/// Runs retention with the default event retention at `clock`'s now; returns how many
+/// events went.
+async fn prune_events(app: &TestApp, clock: &ManualClock) -> u64 {
+    let retention = agentgate::retention::Retention::default();
+    agentgate::retention::prune(app.store.as_ref(), &retention, clock)
+        .await
+        .unwrap()
+        .events
+}
+
+/// The Stripe ids of stored events.
+fn ids_of(events: &[agentgate::store::EventRecord]) -> Vec<&str> {
+    events.iter().map(|e| e.event.event_id.as_str()).collect()
+}
+
 /// Stores an event received at `received_at` without announcing it; returns its cursor.
 async fn store_at(
     app: &TestApp,
@@ -489,18 +504,34 @@ each_backend! {
         store_at(&app, &whe, "evt_edge", "customer.created", now - 30 * day + 1).await;
         store_at(&app, &whe, "evt_new", "customer.created", now - day).await;
         let clock = ManualClock::at(Duration::from_millis(now as u64));
-        let retention = agentgate::webhooks::retention::DEFAULT_RETENTION;
-        let pruned = agentgate::webhooks::retention::prune(app.store.as_ref(), retention, &clock)
-            .await
-            .unwrap();
+        let pruned = prune_events(&app, &clock).await;
         assert_eq!(pruned, 1);
         let (_, page) = pull(&app, &app.key, &whe, "").await;
         assert_eq!(ids(&page), ["evt_edge", "evt_new"]);
         clock.advance(Duration::from_secs(60 * 60 * 24 * 365));
-        let pruned = agentgate::webhooks::retention::prune(app.store.as_ref(), retention, &clock)
-            .await
-            .unwrap();
-        assert_eq!(pruned, 2);
+        // The newest event stays, however old: see the next test.
+        let pruned = prune_events(&app, &clock).await;
+        assert_eq!(pruned, 1);
+        let (_, page) = pull(&app, &app.key, &whe, "").await;
+        assert_eq!(ids(&page), ["evt_new"]);
+        app.stop().await;
+    }
+
+    async fn pruning_every_old_event_keeps_the_newest_so_cursors_never_go_back(backend) {
+        let app = TestApp::spawn(backend).await;
+        let whe = endpoint(&app).await;
+        let day = 24 * 60 * 60 * 1000;
+        let now = recent() + 365 * day;
+        store_at(&app, &whe, "evt_first", "customer.created", now - 40 * day).await;
+        let newest = store_at(&app, &whe, "evt_second", "customer.created", now - 40 * day).await;
+        let clock = ManualClock::at(Duration::from_millis(now as u64));
+        assert_eq!(prune_events(&app, &clock).await, 1);
+        // Had the newest gone too, SQLite would number the next event from 1 again, and an
+        // agent (or a push destination) holding the newest's cursor would never see it.
+        let next = store_at(&app, &whe, "evt_third", "customer.created", now).await;
+        assert!(next > newest, "cursor {next} handed out again (newest was {newest})");
+        let (_, page) = pull(&app, &app.key, &whe, &format!("?after={newest}")).await;
+        assert_eq!(ids(&page), ["evt_third"]);
         app.stop().await;
     }
 }
@@ -529,15 +560,41 @@ async fn pruning_deletes_in_chunks_until_nothing_old_is_left() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_server_prunes_expired_events_when_it_starts() {
+async fn the_server_prunes_expired_events_and_log_entries_when_it_starts() {
     let app = TestApp::spawn(crate::support::backend::Backend::Sqlite).await;
     let whe = endpoint(&app).await;
-    let ancient = agentgate::time::now_millis() - 31 * 24 * 60 * 60 * 1000;
+    let day = 24 * 60 * 60 * 1000;
+    let ancient = agentgate::time::now_millis() - 400 * day;
     store_at(&app, &whe, "evt_ancient", "customer.created", ancient).await;
+    store_at(&app, &whe, "evt_recent", "customer.created", recent()).await;
+    let entries = vec![
+        agentgate::store::RequestLogEntry {
+            created_at: ancient,
+            ..crate::support::log_entry(&app.workspace, "req_ancient")
+        },
+        crate::support::log_entry(&app.workspace, "req_recent"),
+    ];
+    app.store
+        .insert_request_logs(entries, &[], agentgate::store::LogPace::CatchUp)
+        .await
+        .unwrap();
     let app = app.restart().await;
+    let query = || agentgate::store::LogQuery {
+        limit: 1_000,
+        ..Default::default()
+    };
     crate::support::eventually(Duration::from_secs(5), "the pruner", || async {
-        let left = app.store.list_events(&whe, 0, 10, None).await.unwrap();
-        left.is_empty().then_some(())
+        let events = app.store.list_events(&whe, 0, 10, None).await.unwrap();
+        let log = app
+            .store
+            .list_request_logs(&app.workspace, query())
+            .await
+            .unwrap();
+        let logged: Vec<&str> = log.iter().map(|e| e.entry.request_id.as_str()).collect();
+        (ids_of(&events) == ["evt_recent"]
+            && logged.contains(&"req_recent")
+            && !logged.contains(&"req_ancient"))
+        .then_some(())
     })
     .await;
     app.stop().await;

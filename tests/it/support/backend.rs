@@ -111,6 +111,18 @@ impl TestDb {
         sqlx::raw_sql(&sql).execute(&mut conn).await.unwrap();
     }
 
+    /// Runs `sql` (one or more statements) on the database, for tests that put it in a state
+    /// no store method makes.
+    pub async fn execute(&self, sql: &str) {
+        if self.schema.is_none() {
+            let mut conn = sqlx::SqliteConnection::connect(&self.url).await.unwrap();
+            sqlx::raw_sql(sql).execute(&mut conn).await.unwrap();
+        } else {
+            let mut conn = sqlx::PgConnection::connect(&self.url).await.unwrap();
+            sqlx::raw_sql(sql).execute(&mut conn).await.unwrap();
+        }
+    }
+
     /// Every byte agentgate's database holds: the SQLite file and its `-wal`/`-shm`
     /// siblings, or a `pg_dump` of the schema.
     pub fn dump(&self) -> Vec<u8> {
