@@ -55,6 +55,9 @@ pub enum Change {
     DestinationDeleted,
     /// A push destination enabled or disabled.
     DestinationState,
+    /// Stored events queued for delivery again (`events replay`): customers' data sent anew
+    /// to destinations the workspace already has.
+    EventsReplayed,
 }
 
 impl Change {
@@ -74,6 +77,7 @@ impl Change {
             Change::DestinationCreated => "push_destinations.create",
             Change::DestinationDeleted => "push_destinations.delete",
             Change::DestinationState => "push_destinations.state",
+            Change::EventsReplayed => "webhooks.replay",
         }
     }
 }

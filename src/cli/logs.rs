@@ -112,6 +112,7 @@ fn row(record: &RequestLogRecord) -> Vec<String> {
         e.operation.clone().unwrap_or_else(|| "-".into()),
         e.stripe_request_id.clone().unwrap_or_else(|| "-".into()),
         e.request_id.clone(),
+        record.instance.clone().unwrap_or_else(|| "-".into()),
     ]
 }
 
@@ -123,7 +124,7 @@ fn is_event_route(e: &RequestLogEntry) -> bool {
         .is_some_and(|operation| operation.starts_with("webhooks."))
 }
 
-const HEADERS: [&str; 10] = [
+const HEADERS: [&str; 11] = [
     "TIME",
     "KEY",
     "METHOD",
@@ -134,6 +135,7 @@ const HEADERS: [&str; 10] = [
     "OPERATION",
     "STRIPE REQUEST",
     "REQUEST",
+    "INSTANCE",
 ];
 
 /// Runs a logs command.

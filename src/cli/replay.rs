@@ -6,6 +6,7 @@ use anyhow::bail;
 use clap::Args;
 
 use super::{open_workspace, output};
+use crate::audit::ChangeOrigin;
 use crate::config::StoreArgs;
 use crate::ids::{DestinationId, EndpointId};
 use crate::store::push::EventSelector;
@@ -47,6 +48,11 @@ pub async fn run(args: &StoreArgs, replay: ReplayArgs) -> anyhow::Result<()> {
         _ => bail!("give --event EVT, or --since and --until"),
     };
     let (store, workspace) = open_workspace(args).await?;
+    let origin = ChangeOrigin::cli(command(
+        &replay.endpoint,
+        &selector,
+        replay.destination.as_deref(),
+    ));
     let endpoint = EndpointId::from_stored(replay.endpoint);
     let destination = replay.destination.map(DestinationId::from_stored);
     let created = push::replay(
@@ -56,8 +62,54 @@ pub async fn run(args: &StoreArgs, replay: ReplayArgs) -> anyhow::Result<()> {
         &selector,
         destination.as_ref(),
         crate::time::now_millis(),
+        &origin,
     )
     .await?;
     output::line(format_args!("{created} deliveries queued"))?;
     Ok(())
+}
+
+/// The command as its audit record names it: the endpoint, which events and where to, with
+/// the times in RFC 3339 as they are given.
+fn command(endpoint: &str, selector: &EventSelector, destination: Option<&str>) -> String {
+    let rfc3339 = |ms: i64| {
+        let at = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms.max(0) as u64);
+        humantime::format_rfc3339_millis(at).to_string()
+    };
+    let mut command = format!("events replay {endpoint}");
+    match selector {
+        EventSelector::One(event) => command.push_str(&format!(" --event {event}")),
+        EventSelector::Range { since, until } => command.push_str(&format!(
+            " --since {} --until {}",
+            rfc3339(*since),
+            rfc3339(*until)
+        )),
+    }
+    if let Some(destination) = destination {
+        command.push_str(&format!(" --destination {destination}"));
+    }
+    command
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_record_names_the_endpoint_the_events_and_the_destination() {
+        let one = EventSelector::One("evt_1".into());
+        assert_eq!(
+            command("whe_1", &one, None),
+            "events replay whe_1 --event evt_1"
+        );
+        let range = EventSelector::Range {
+            since: 1_769_817_600_000,
+            until: 1_769_904_000_500,
+        };
+        assert_eq!(
+            command("whe_1", &range, Some("dst_2")),
+            "events replay whe_1 --since 2026-01-31T00:00:00.000Z \
+             --until 2026-02-01T00:00:00.500Z --destination dst_2"
+        );
+    }
 }

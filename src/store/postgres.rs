@@ -65,7 +65,7 @@ impl PgStore {
 }
 
 impl_store!(PgStore, Postgres, Backend::Postgres);
-super::push::impl_push_store!(PgStore, Backend::Postgres);
+super::push::impl_push_store!(PgStore, Postgres, Backend::Postgres);
 super::operators::impl_operator_store!(PgStore);
 super::installation_audit::impl_installation_audit_store!(PgStore, Postgres);
 super::sealed::impl_sealed_store!(PgStore);

@@ -266,6 +266,14 @@ pub trait PushStore: Send + Sync {
         cursor: Option<i64>,
         deliveries: &[NewDelivery],
     ) -> Result<u64, StoreError>;
+    /// Creates a replay's deliveries, to any of the workspace's destinations, in one
+    /// transaction with the replay's audit record: a replay whose record cannot be written
+    /// sends nothing. Returns how many were new.
+    async fn create_replay_deliveries(
+        &self,
+        deliveries: &[NewDelivery],
+        audit: &RequestLogEntry,
+    ) -> Result<u64, StoreError>;
     /// Unscoped, for the delivery worker: leases up to `limit` due deliveries of enabled
     /// destinations until `lease_until`, so no other instance attempts them meanwhile.
     async fn claim_push_deliveries(
@@ -436,7 +444,38 @@ pub(super) fn claim_sql(backend: super::Backend) -> &'static str {
 
 /// Writes `impl PushStore for $store` over its `pool: sqlx::Pool<_>` field.
 macro_rules! impl_push_store {
-    ($store:ty, $backend:expr) => {
+    ($store:ty, $db:ty, $backend:expr) => {
+        impl $store {
+            /// Inserts `deliveries` inside `tx`, each at most once per destination, event and
+            /// replay number; returns how many were new.
+            async fn insert_deliveries(
+                tx: &mut sqlx::Transaction<'static, $db>,
+                deliveries: &[$crate::store::push::NewDelivery],
+            ) -> Result<u64, $crate::store::StoreError> {
+                let mut created = 0;
+                for delivery in deliveries {
+                    created += sqlx::query(
+                        "INSERT INTO push_deliveries (id, destination_id, workspace_id, \
+                         event_seq, event_id, replay, state, attempts, next_attempt_at, \
+                         locked_until, created_at, updated_at) \
+                         VALUES ($1, $2, $3, $4, $5, $6, 'pending', 0, $7, 0, $7, $7) \
+                         ON CONFLICT (destination_id, event_seq, replay) DO NOTHING",
+                    )
+                    .bind(delivery.id.as_str())
+                    .bind(delivery.destination_id.as_str())
+                    .bind(delivery.workspace_id.as_str())
+                    .bind(delivery.event_seq)
+                    .bind(&delivery.event_id)
+                    .bind(delivery.replay)
+                    .bind(delivery.created_at)
+                    .execute(&mut **tx)
+                    .await?
+                    .rows_affected();
+                }
+                Ok(created)
+            }
+        }
+
         #[async_trait::async_trait]
         impl $crate::store::push::PushStore for $store {
             async fn insert_push_destination(
@@ -649,26 +688,18 @@ macro_rules! impl_push_store {
                     .execute(&mut *tx)
                     .await?;
                 }
-                let mut created = 0;
-                for delivery in deliveries {
-                    created += sqlx::query(
-                        "INSERT INTO push_deliveries (id, destination_id, workspace_id, \
-                         event_seq, event_id, replay, state, attempts, next_attempt_at, \
-                         locked_until, created_at, updated_at) \
-                         VALUES ($1, $2, $3, $4, $5, $6, 'pending', 0, $7, 0, $7, $7) \
-                         ON CONFLICT (destination_id, event_seq, replay) DO NOTHING",
-                    )
-                    .bind(delivery.id.as_str())
-                    .bind(delivery.destination_id.as_str())
-                    .bind(delivery.workspace_id.as_str())
-                    .bind(delivery.event_seq)
-                    .bind(&delivery.event_id)
-                    .bind(delivery.replay)
-                    .bind(delivery.created_at)
-                    .execute(&mut *tx)
-                    .await?
-                    .rows_affected();
-                }
+                let created = Self::insert_deliveries(&mut tx, deliveries).await?;
+                tx.commit().await?;
+                Ok(created)
+            }
+
+            async fn create_replay_deliveries(
+                &self,
+                deliveries: &[$crate::store::push::NewDelivery],
+                audit: &$crate::store::RequestLogEntry,
+            ) -> Result<u64, $crate::store::StoreError> {
+                let mut tx = self.begin_audited(audit).await?;
+                let created = Self::insert_deliveries(&mut tx, deliveries).await?;
                 tx.commit().await?;
                 Ok(created)
             }

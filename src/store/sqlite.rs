@@ -124,7 +124,7 @@ pub fn sqlite_file_path(url: &str) -> Option<PathBuf> {
 }
 
 impl_store!(SqliteStore, Sqlite, Backend::Sqlite);
-super::push::impl_push_store!(SqliteStore, Backend::Sqlite);
+super::push::impl_push_store!(SqliteStore, Sqlite, Backend::Sqlite);
 super::operators::impl_operator_store!(SqliteStore);
 super::installation_audit::impl_installation_audit_store!(SqliteStore, Sqlite);
 super::sealed::impl_sealed_store!(SqliteStore);

@@ -211,6 +211,23 @@ async fn each_entry_names_the_instance_that_served_or_changed() {
     assert!(by_peer
         .iter()
         .all(|r| r.instance.as_deref() == Some(crate::support::peer::PEER_INSTANCE)));
+    // The CLI's table names the instance too, in its last column.
+    let listed = crate::support::cli::run(&a.db.url, &a.master_key, &["logs", "list"], "");
+    let table = crate::support::cli::stdout(&listed);
+    assert!(
+        table
+            .lines()
+            .next()
+            .unwrap()
+            .trim_end()
+            .ends_with("INSTANCE"),
+        "{table}"
+    );
+    let row = table
+        .lines()
+        .find(|l| l.contains(&via_b))
+        .expect("the peer's request listed");
+    assert!(row.ends_with(crate::support::peer::PEER_INSTANCE), "{row}");
     b.stop().await;
     a.stop().await;
 }

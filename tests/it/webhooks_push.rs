@@ -9,14 +9,15 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use agentgate::app::{App, Listeners};
+use agentgate::audit::ChangeOrigin;
 use agentgate::config::Config;
 use agentgate::crypto::{MasterKey, Sealer};
 use agentgate::ids::{DestinationId, EndpointId, WorkspaceId};
 use agentgate::store::push::{AttemptRecord, DeliveryState, DestinationState, EventSelector};
-use agentgate::store::{NewEvent, Store, WebhookEndpointRecord};
+use agentgate::store::{LogQuery, NewEvent, Store, WebhookEndpointRecord};
 use agentgate::webhooks::push::{self, DestinationSpec, PushConfig};
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use tokio::net::TcpListener;
@@ -366,12 +367,42 @@ each_backend! {
         verify(&secret, &pushes[2]);
         // A time range, to every destination.
         let range = EventSelector::Range { since: started - 1000, until: agentgate::time::now_millis() + 1000 };
-        let queued = push::replay(app.store.as_ref(), &app.workspace, &endpoint, &range, None, agentgate::time::now_millis()).await.unwrap();
-        assert_eq!(queued, 4);
+        let path = format!("/webhook-endpoints/{endpoint}/replay");
+        let ada = ChangeOrigin::operator("ada", &Method::POST, path.clone(), None);
+        let replay = |origin| {
+            let (store, workspace, endpoint, range) = (app.store.clone(), app.workspace.clone(), endpoint.clone(), range.clone());
+            async move {
+                let now = agentgate::time::now_millis();
+                push::replay(store.as_ref(), &workspace, &endpoint, &range, None, now, &origin).await
+            }
+        };
+        assert_eq!(replay(ada.clone()).await.unwrap(), 4);
         receiver.wait_for(5).await;
         other.wait_for(4).await;
         let log = attempts(app.store.as_ref(), &app.workspace, &other_id, 4).await;
         assert!(log.iter().all(|a| a.status == Some(200)));
+
+        // Each replay is recorded: who, through which surface, which events, where to.
+        let records = |operation: &str| {
+            let query = LogQuery { operation: Some(operation.to_owned()), limit: 10, ..LogQuery::default() };
+            let store = app.store.clone();
+            let workspace = app.workspace.clone();
+            async move { store.list_request_logs(&workspace, query).await.unwrap() }
+        };
+        let cli = records("cli.webhooks.replay").await;
+        assert_eq!(cli.len(), 1);
+        assert_eq!(cli[0].entry.path, format!("events replay {endpoint} --event {first} --destination {id}"));
+        assert_eq!((cli[0].entry.key_id.as_str(), cli[0].entry.connection.as_str()), ("cli", "stripe"));
+        let dashboard = records("dashboard.webhooks.replay").await;
+        assert_eq!(dashboard.len(), 1);
+        assert_eq!((dashboard[0].entry.key_id.as_str(), dashboard[0].entry.path.as_str()), ("operator:ada", path.as_str()));
+
+        // A replay whose record cannot be written queues nothing.
+        let queued = app.db.count("push_deliveries").await;
+        app.db.refuse_inserts("request_log", true).await;
+        assert!(matches!(replay(ada.clone()).await, Err(push::PushError::Store(_))));
+        app.db.refuse_inserts("request_log", false).await;
+        assert_eq!(app.db.count("push_deliveries").await, queued);
         app.stop().await;
     }
 

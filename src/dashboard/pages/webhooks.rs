@@ -401,6 +401,7 @@ pub async fn replay(
         .map(|d| DestinationId::from_stored(d.to_owned()));
     let now = crate::time::now_millis();
     let workspace = &operator.workspace.id;
+    let origin = operator.change_origin();
     let replayed = push::replay(
         store,
         workspace,
@@ -408,6 +409,7 @@ pub async fn replay(
         &selector,
         destination.as_ref(),
         now,
+        &origin,
     )
     .await;
     let message = match replayed {

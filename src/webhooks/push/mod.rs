@@ -231,7 +231,8 @@ pub async fn list_attempts(
 
 /// Delivers the selected events of an endpoint again, to every enabled destination of it
 /// whose filter matches (or to the one named): new deliveries, with their own attempts,
-/// due at once. Returns how many deliveries it made.
+/// due at once, made with the replay's audit record (`origin`'s) or not at all. Returns how
+/// many deliveries it made; a replay that makes none changes nothing and is not recorded.
 pub async fn replay(
     store: &dyn Store,
     workspace: &WorkspaceId,
@@ -239,7 +240,12 @@ pub async fn replay(
     selector: &EventSelector,
     destination: Option<&DestinationId>,
     now: i64,
+    origin: &ChangeOrigin,
 ) -> Result<u64, PushError> {
+    let connection = match store.find_webhook_endpoint(endpoint).await? {
+        Some(found) if &found.workspace_id == workspace => found.connection,
+        _ => return Err(PushError::EndpointNotFound),
+    };
     let mut destinations = store
         .list_push_destinations(workspace, Some(endpoint))
         .await?;
@@ -263,26 +269,28 @@ pub async fn replay(
     if events.len() as i64 > REPLAY_LIMIT {
         return Err(PushError::TooManyEvents);
     }
-    let mut created = 0;
-    for destination in &destinations {
-        let deliveries: Vec<NewDelivery> = events
-            .iter()
-            .filter(|e| delivery::matches_filter(&destination.event_types, &e.event_type))
-            .map(|e| NewDelivery {
-                id: DeliveryId::generate(),
-                destination_id: destination.id.clone(),
-                workspace_id: workspace.clone(),
-                event_seq: e.seq,
-                event_id: e.event_id.clone(),
-                replay: now.max(1),
-                created_at: now,
-            })
-            .collect();
-        created += store
-            .create_push_deliveries(&destination.id, None, &deliveries)
-            .await?;
+    let deliveries: Vec<NewDelivery> = destinations
+        .iter()
+        .flat_map(|destination| {
+            events
+                .iter()
+                .filter(|e| delivery::matches_filter(&destination.event_types, &e.event_type))
+                .map(|e| NewDelivery {
+                    id: DeliveryId::generate(),
+                    destination_id: destination.id.clone(),
+                    workspace_id: workspace.clone(),
+                    event_seq: e.seq,
+                    event_id: e.event_id.clone(),
+                    replay: now.max(1),
+                    created_at: now,
+                })
+        })
+        .collect();
+    if deliveries.is_empty() {
+        return Ok(0);
     }
-    Ok(created)
+    let audit = origin.record(workspace, Change::EventsReplayed, &connection);
+    Ok(store.create_replay_deliveries(&deliveries, &audit).await?)
 }
 
 /// The running push tasks of one process.

@@ -123,6 +123,18 @@ impl TestDb {
         }
     }
 
+    /// How many rows `table` holds, read past the store.
+    pub async fn count(&self, table: &str) -> i64 {
+        let sql = format!("SELECT COUNT(*) FROM {table}");
+        if self.schema.is_none() {
+            let mut conn = sqlx::SqliteConnection::connect(&self.url).await.unwrap();
+            sqlx::query_scalar(&sql).fetch_one(&mut conn).await.unwrap()
+        } else {
+            let mut conn = sqlx::PgConnection::connect(&self.url).await.unwrap();
+            sqlx::query_scalar(&sql).fetch_one(&mut conn).await.unwrap()
+        }
+    }
+
     /// Every byte agentgate's database holds: the SQLite file and its `-wal`/`-shm`
     /// siblings, or a `pg_dump` of the schema.
     pub fn dump(&self) -> Vec<u8> {
