@@ -46,6 +46,13 @@ pub struct UpstreamErrorLabels {
     pub kind: &'static str,
 }
 
+/// Labels of records deleted by retention.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PrunedLabels {
+    /// `events`, `request_log` or `installation_audit`.
+    pub records: &'static str,
+}
+
 fn latency_histogram() -> Histogram {
     Histogram::new([
         0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
@@ -74,6 +81,10 @@ pub struct Metrics {
     pub client_connections: Gauge,
     /// Times a new client connection had to wait because `--max-connections` were open.
     pub connection_limit_waits: Counter,
+    retention_pruned: Family<PrunedLabels, Counter>,
+    /// Retention runs that failed: the records stay until a later run succeeds, and the
+    /// database grows meanwhile, so this is one to alert on.
+    pub retention_failures: Counter,
     unresolved: SharedLabel,
 }
 
@@ -148,6 +159,18 @@ impl Metrics {
             "New client connections that waited in the listen queue because --max-connections were open",
             connection_limit_waits.clone(),
         );
+        let retention_pruned = Family::<PrunedLabels, Counter>::default();
+        registry.register(
+            "retention_pruned",
+            "Records deleted because they were older than their retention, by kind",
+            retention_pruned.clone(),
+        );
+        let retention_failures = Counter::default();
+        registry.register(
+            "retention_failures",
+            "Retention runs that failed (the records stay until a later run succeeds)",
+            retention_failures.clone(),
+        );
         Self {
             registry,
             requests,
@@ -160,6 +183,8 @@ impl Metrics {
             auth_blocks,
             client_connections,
             connection_limit_waits,
+            retention_pruned,
+            retention_failures,
             unresolved: SharedLabel(Arc::from("-")),
         }
     }
@@ -180,6 +205,13 @@ impl Metrics {
             .get_or_create(&RequestLabels { connection, status })
             .clone();
         RequestHandles { latency, requests }
+    }
+
+    /// Counts `count` records of kind `records` deleted by retention.
+    pub fn observe_pruned(&self, records: &'static str, count: u64) {
+        self.retention_pruned
+            .get_or_create(&PrunedLabels { records })
+            .inc_by(count);
     }
 
     /// Counts one failure reaching Stripe.

@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
+use crate::metrics::Metrics;
 use crate::store::{PrunedLogs, Store, StoreError};
 use crate::time::Clock;
 
@@ -112,13 +113,15 @@ pub async fn prune(
     Ok(Pruned { events, logs })
 }
 
-/// Prunes at once and then every [`PRUNE_INTERVAL`] until `stop` turns true. A failure is
-/// logged and retried at the next run: records then stay a little longer, nothing else
-/// changes.
+/// Prunes at once and then every [`PRUNE_INTERVAL`] until `stop` turns true, counting what
+/// went in `agentgate_retention_pruned_total`. A failure is logged, counted in
+/// `agentgate_retention_failures_total` and retried at the next run: records then stay a
+/// little longer, nothing else changes.
 pub async fn run(
     store: Arc<dyn Store>,
     retention: Retention,
     clock: Arc<dyn Clock>,
+    metrics: Arc<Metrics>,
     mut stop: watch::Receiver<bool>,
 ) {
     let mut every = tokio::time::interval(PRUNE_INTERVAL);
@@ -133,6 +136,11 @@ pub async fn run(
             _ = stop.wait_for(|stopping| *stopping) => return,
             outcome = pruning => outcome,
         };
+        if let Ok(pruned) = &outcome {
+            metrics.observe_pruned("events", pruned.events);
+            metrics.observe_pruned("request_log", pruned.logs.request_log);
+            metrics.observe_pruned("installation_audit", pruned.logs.installation_audit);
+        }
         match outcome {
             Ok(pruned) if pruned == Pruned::default() => {}
             Ok(pruned) => tracing::info!(
@@ -143,7 +151,10 @@ pub async fn run(
                 event_retention = ?retention.events,
                 "pruned records past their retention"
             ),
-            Err(error) => tracing::error!(%error, "pruning records past their retention failed"),
+            Err(error) => {
+                metrics.retention_failures.inc();
+                tracing::error!(%error, "pruning records past their retention failed");
+            }
         }
     }
 }

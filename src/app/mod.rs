@@ -321,6 +321,7 @@ impl App {
             self.store.clone(),
             self.retention.0,
             self.retention.1.clone(),
+            self.shared.metrics.clone(),
             stop_rx.clone(),
         ));
         let push = crate::webhooks::push::spawn(

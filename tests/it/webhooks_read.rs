@@ -562,6 +562,9 @@ async fn pruning_deletes_in_chunks_until_nothing_old_is_left() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_server_prunes_expired_events_and_log_entries_when_it_starts() {
     let app = TestApp::spawn(crate::support::backend::Backend::Sqlite).await;
+    // This server's own first run is over before the old records are made, so the counts
+    // below are the restarted server's.
+    pruned_counts(&app).await;
     let whe = endpoint(&app).await;
     let day = 24 * 60 * 60 * 1000;
     let ancient = agentgate::time::now_millis() - 400 * day;
@@ -597,6 +600,51 @@ async fn the_server_prunes_expired_events_and_log_entries_when_it_starts() {
         .then_some(())
     })
     .await;
+    let metrics = pruned_counts(&app).await;
+    for line in [
+        "agentgate_retention_pruned_total{records=\"events\"} 1",
+        "agentgate_retention_pruned_total{records=\"request_log\"} 1",
+        "agentgate_retention_pruned_total{records=\"installation_audit\"} 0",
+        "agentgate_retention_failures_total 0",
+    ] {
+        assert!(metrics.lines().any(|l| l == line), "{line} in {metrics}");
+    }
+    app.stop().await;
+}
+
+/// The server's metrics once its first retention run has counted what it pruned.
+async fn pruned_counts(app: &TestApp) -> String {
+    crate::support::eventually(Duration::from_secs(5), "the first run counted", || async {
+        let response = app.client.get(app.url("/metrics")).send().await.unwrap();
+        let text = response.text().await.unwrap();
+        text.contains("agentgate_retention_pruned_total{records=\"installation_audit\"}")
+            .then_some(text)
+    })
+    .await
+}
+
+/// A retention run that fails is counted, for an alert: the records it could not delete
+/// stay, and the database grows, until a later run succeeds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_retention_run_is_counted() {
+    let app = TestApp::spawn(crate::support::backend::Backend::Sqlite).await;
+    pruned_counts(&app).await;
+    let whe = endpoint(&app).await;
+    let ancient = agentgate::time::now_millis() - 40 * 24 * 60 * 60 * 1000;
+    store_at(&app, &whe, "evt_ancient", "customer.created", ancient).await;
+    store_at(&app, &whe, "evt_recent", "customer.created", recent()).await;
+    app.db.refuse_deletes("events", true).await;
+    let app = app.restart().await;
+    crate::support::eventually(Duration::from_secs(5), "the failure counted", || async {
+        let response = app.client.get(app.url("/metrics")).send().await.unwrap();
+        let text = response.text().await.unwrap();
+        text.lines()
+            .any(|l| l == "agentgate_retention_failures_total 1")
+            .then_some(())
+    })
+    .await;
+    let left = app.store.list_events(&whe, 0, 10, None).await.unwrap();
+    assert_eq!(ids_of(&left), ["evt_ancient", "evt_recent"]);
     app.stop().await;
 }
 

@@ -83,32 +83,34 @@ impl TestDb {
     /// Makes every insert into `table` fail, as a full disk or a broken table would, or lets
     /// them through again.
     pub async fn refuse_inserts(&self, table: &str, refuse: bool) {
-        let trigger = format!("refuse_{table}");
-        if self.schema.is_none() {
-            let sql = if refuse {
-                format!(
-                    "CREATE TRIGGER {trigger} BEFORE INSERT ON {table} \
-                     BEGIN SELECT RAISE(ABORT, '{table} refused'); END"
-                )
-            } else {
-                format!("DROP TRIGGER {trigger}")
-            };
-            let mut conn = sqlx::SqliteConnection::connect(&self.url).await.unwrap();
-            sqlx::raw_sql(&sql).execute(&mut conn).await.unwrap();
-            return;
-        }
-        let sql = if refuse {
-            format!(
+        self.refuse("INSERT", table, refuse).await;
+    }
+
+    /// Makes every delete from `table` fail, or lets them through again.
+    pub async fn refuse_deletes(&self, table: &str, refuse: bool) {
+        self.refuse("DELETE", table, refuse).await;
+    }
+
+    /// Makes every `verb` (`INSERT`, `DELETE`) on `table` fail, or lets them through again.
+    async fn refuse(&self, verb: &str, table: &str, refuse: bool) {
+        let trigger = format!("refuse_{}_{table}", verb.to_lowercase());
+        let sql = match (&self.schema, refuse) {
+            (None, true) => format!(
+                "CREATE TRIGGER {trigger} BEFORE {verb} ON {table} \
+                 BEGIN SELECT RAISE(ABORT, '{table} refused'); END"
+            ),
+            (None, false) => format!("DROP TRIGGER {trigger}"),
+            (Some(_), true) => format!(
                 "CREATE FUNCTION {trigger}() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN \
                  RAISE EXCEPTION '{table} refused'; END $$; \
-                 CREATE TRIGGER {trigger} BEFORE INSERT ON {table} \
+                 CREATE TRIGGER {trigger} BEFORE {verb} ON {table} \
                  FOR EACH ROW EXECUTE FUNCTION {trigger}()"
-            )
-        } else {
-            format!("DROP TRIGGER {trigger} ON {table}; DROP FUNCTION {trigger}()")
+            ),
+            (Some(_), false) => {
+                format!("DROP TRIGGER {trigger} ON {table}; DROP FUNCTION {trigger}()")
+            }
         };
-        let mut conn = sqlx::PgConnection::connect(&self.url).await.unwrap();
-        sqlx::raw_sql(&sql).execute(&mut conn).await.unwrap();
+        self.execute(&sql).await;
     }
 
     /// Runs `sql` (one or more statements) on the database, for tests that put it in a state
