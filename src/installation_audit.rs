@@ -46,6 +46,8 @@ pub enum Action {
     PasswordReset,
     /// A sign-in to the dashboard, accepted or refused.
     SignIn,
+    /// An operator signing out of the dashboard.
+    SignOut,
     /// Every stored secret re-sealed under a new master key.
     MasterKeyRotated,
 }
@@ -58,6 +60,7 @@ impl Action {
             Action::OperatorCreated => "operators.create",
             Action::PasswordReset => "operators.reset_password",
             Action::SignIn => "operators.sign_in",
+            Action::SignOut => "operators.sign_out",
             Action::MasterKeyRotated => "master_key.rotate",
         }
     }

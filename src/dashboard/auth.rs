@@ -15,7 +15,7 @@ use maud::{html, Markup};
 use serde::Deserialize;
 
 use super::layout::{self, csrf_field, Message};
-use super::session::{self, PREAUTH_COOKIE, SESSION_COOKIE};
+use super::session::{self, Operator, PREAUTH_COOKIE, SESSION_COOKIE};
 use super::{csrf, DashState};
 use crate::installation_audit::{
     Action, InstallationOrigin, REFUSED, UNKNOWN_NAME, WRONG_PASSWORD,
@@ -128,17 +128,27 @@ fn too_many_failures(wait_seconds: u64) -> Response {
     response
 }
 
-/// `POST /logout`: ends the session and forgets the cookie.
-pub async fn logout(State(state): State<Arc<DashState>>, headers: HeaderMap) -> Response {
+/// `POST /logout`: ends the session and forgets the cookie. The sign-out of a live
+/// session is recorded in the installation's audit afterwards, at best effort: a record
+/// that cannot be written must not keep a session open that its operator wants closed.
+pub async fn logout(
+    State(state): State<Arc<DashState>>,
+    operator: Result<Operator, Response>,
+    headers: HeaderMap,
+) -> Response {
     if let Some(token) = session::cookie(&headers, SESSION_COOKIE) {
-        if let Err(error) = state
-            .settings
-            .store
-            .delete_session(&token_hash(&token))
-            .await
-        {
+        let store = &state.settings.store;
+        if let Err(error) = store.delete_session(&token_hash(&token)).await {
             tracing::error!(%error, "sign-out failed");
             return layout::internal_error();
+        }
+        if let Ok(operator) = operator {
+            let record = operator
+                .installation_origin()
+                .applied(Action::SignOut, &operator.name);
+            if let Err(error) = store.record_installation(&record).await {
+                tracing::warn!(%error, "a sign-out's audit record could not be written");
+            }
         }
     }
     let clear = session::clear_cookie(&state, SESSION_COOKIE);

@@ -170,6 +170,14 @@ each_backend! {
             assert!(audit.body.contains(text), "{text} on the Audit page");
         }
         assert!(!audit.body.contains(UNKNOWN_NAME));
+
+        // Signing out is recorded too.
+        assert_eq!(ada.post("/logout", &[("csrf", &audit.csrf())]).await.location(), "/login");
+        let last = records(&app).await.pop().unwrap();
+        assert_eq!(
+            (summary(&last), last.client.as_deref()),
+            (("operator:ada", "dashboard.operators.sign_out", Some("ada"), "applied", None), Some("127.0.0.3"))
+        );
         let dump = app.db.dump();
         for secret in [UNKNOWN_NAME, PASSWORD] {
             assert!(!dump.windows(secret.len()).any(|w| w == secret.as_bytes()), "{secret} in the database");
