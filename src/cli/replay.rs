@@ -72,17 +72,13 @@ pub async fn run(args: &StoreArgs, replay: ReplayArgs) -> anyhow::Result<()> {
 /// The command as its audit record names it: the endpoint, which events and where to, with
 /// the times in RFC 3339 as they are given.
 fn command(endpoint: &str, selector: &EventSelector, destination: Option<&str>) -> String {
-    let rfc3339 = |ms: i64| {
-        let at = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms.max(0) as u64);
-        humantime::format_rfc3339_millis(at).to_string()
-    };
     let mut command = format!("events replay {endpoint}");
     match selector {
         EventSelector::One(event) => command.push_str(&format!(" --event {event}")),
         EventSelector::Range { since, until } => command.push_str(&format!(
             " --since {} --until {}",
-            rfc3339(*since),
-            rfc3339(*until)
+            crate::time::rfc3339(*since),
+            crate::time::rfc3339(*until)
         )),
     }
     if let Some(destination) = destination {

@@ -157,7 +157,10 @@ pub(super) const PRUNE_CHUNK: i64 = 1_000;
 /// Deletes a chunk of the events received before `$1`, oldest first, through the
 /// `received_at` index. The newest event is never deleted: SQLite gives a new row the number
 /// after the highest one left, so deleting it would hand out its `seq` again, and cursors
-/// (agents', push destinations') past it would skip the events that reuse it.
+/// (agents', push destinations') past it would skip the events that reuse it. (SQLite's
+/// `AUTOINCREMENT` would rule reuse out too, but it takes rebuilding each table and costs
+/// every insert of the request log a write of `sqlite_sequence`; pruning is the only delete
+/// these tables have.)
 pub(super) const PRUNE_EVENTS: &str = "DELETE FROM events WHERE seq IN (SELECT seq FROM events \
      WHERE received_at < $1 AND seq < (SELECT max(seq) FROM events) ORDER BY seq LIMIT $2)";
 /// Deletes those of the request log's oldest `$2` entries (by id, the primary key, so no

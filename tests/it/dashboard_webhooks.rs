@@ -37,6 +37,23 @@ async fn mint(browser: &mut Browser) -> String {
     minted.location().to_owned()
 }
 
+/// A signed-in operator's browser and a freshly minted endpoint's page path, with
+/// [`WHSEC`] pasted as its signing secret.
+async fn endpoint_with_secret(app: &TestApp) -> (Browser, String) {
+    let mut browser = Browser::new(app);
+    browser.set_up(app).await;
+    let path = mint(&mut browser).await;
+    let page = browser.get(&path).await;
+    let saved = browser
+        .post(
+            &format!("{path}/secret"),
+            &[("csrf", &page.csrf()), ("secret", WHSEC)],
+        )
+        .await;
+    assert_eq!(saved.status, StatusCode::OK, "{}", saved.body);
+    (browser, path)
+}
+
 /// Posts one event signed with `secret` to the endpoint at `page` (its last segment is the id).
 async fn ingest(app: &TestApp, page: &str, event_id: &str, secret: &str) -> StatusCode {
     let id = page.rsplit('/').next().unwrap();
@@ -206,11 +223,7 @@ each_backend! {
 
     async fn an_operators_reads_of_events_are_in_the_workspaces_log(backend) {
         let app = TestApp::spawn(backend).await;
-        let mut browser = Browser::new(&app);
-        browser.set_up(&app).await;
-        let path = mint(&mut browser).await;
-        let page = browser.get(&path).await;
-        browser.post(&format!("{path}/secret"), &[("csrf", &page.csrf()), ("secret", WHSEC)]).await;
+        let (mut browser, path) = endpoint_with_secret(&app).await;
         assert_eq!(ingest(&app, &path, "evt_read_1", WHSEC).await, StatusCode::OK);
         assert_eq!(browser.get(&format!("{path}/events/evt_read_1")).await.status, StatusCode::OK);
         assert_eq!(browser.get(&format!("{path}/events/evt_nope")).await.status, StatusCode::NOT_FOUND);
@@ -329,17 +342,8 @@ each_backend! {
 each_backend! {
     async fn an_endpoint_is_removed_from_its_page(backend) {
         let app = TestApp::spawn(backend).await;
-        let mut browser = Browser::new(&app);
-        browser.set_up(&app).await;
-        let path = mint(&mut browser).await;
+        let (mut browser, path) = endpoint_with_secret(&app).await;
         let page = browser.get(&path).await;
-        let secret = browser
-            .post(
-                &format!("{path}/secret"),
-                &[("csrf", &page.csrf()), ("secret", WHSEC)],
-            )
-            .await;
-        assert_eq!(secret.status, StatusCode::OK);
         assert_eq!(
             ingest(&app, &path, "evt_before", WHSEC).await,
             StatusCode::OK

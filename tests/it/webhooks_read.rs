@@ -582,17 +582,9 @@ async fn the_server_prunes_expired_events_and_log_entries_when_it_starts() {
         .await
         .unwrap();
     let app = app.restart().await;
-    let query = || agentgate::store::LogQuery {
-        limit: 1_000,
-        ..Default::default()
-    };
     crate::support::eventually(Duration::from_secs(5), "the pruner", || async {
         let events = app.store.list_events(&whe, 0, 10, None).await.unwrap();
-        let log = app
-            .store
-            .list_request_logs(&app.workspace, query())
-            .await
-            .unwrap();
+        let log = app.logged(0).await;
         let logged: Vec<&str> = log.iter().map(|e| e.entry.request_id.as_str()).collect();
         (ids_of(&events) == ["evt_recent"]
             && logged.contains(&"req_recent")
