@@ -135,14 +135,13 @@ fn check_content_type(headers: &HeaderMap) -> Result<(), GatewayError> {
     let Some(value) = headers.get(header::CONTENT_TYPE) else {
         return Ok(());
     };
+    let value = value.as_bytes();
     let media_type = value
-        .to_str()
-        .unwrap_or_default()
-        .split(';')
+        .split(|&b| b == b';')
         .next()
         .unwrap_or_default()
-        .trim();
-    if media_type.eq_ignore_ascii_case("application/x-www-form-urlencoded") {
+        .trim_ascii();
+    if media_type.eq_ignore_ascii_case(b"application/x-www-form-urlencoded") {
         return Ok(());
     }
     Err(GatewayError::Invalid(Violation {
@@ -151,7 +150,7 @@ fn check_content_type(headers: &HeaderMap) -> Result<(), GatewayError> {
         message: format!(
             "Invalid request: Stripe's v1 API takes parameters as \
              application/x-www-form-urlencoded, not {}.",
-            crate::proxy::target::loggable_raw_path(media_type)
+            crate::proxy::target::loggable_raw_path(&String::from_utf8_lossy(media_type))
         ),
     }))
 }
@@ -203,5 +202,35 @@ mod tests {
             }
         );
         assert!(controls(&[("agentgate-dry-run", "yes please")]).is_err());
+    }
+
+    fn content_type(value: &[u8]) -> Result<(), GatewayError> {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_bytes(value).unwrap(),
+        );
+        check_content_type(&headers)
+    }
+
+    #[test]
+    fn a_form_is_recognised_in_any_case_with_parameters_and_anything_else_is_named() {
+        assert!(check_content_type(&HeaderMap::new()).is_ok());
+        for form in [
+            &b"application/x-www-form-urlencoded"[..],
+            b" Application/X-WWW-Form-Urlencoded ; charset=utf-8",
+        ] {
+            assert!(content_type(form).is_ok());
+        }
+        for (other, named) in [
+            (&b"application/json"[..], "not application/json."),
+            (b"application/x-www-form-urlencodedx", "urlencodedx."),
+            (b"text/\xffplain; charset=utf-8", "not text/plain."),
+        ] {
+            let Err(GatewayError::Invalid(violation)) = content_type(other) else {
+                panic!("{other:?} passed as a form");
+            };
+            assert!(violation.message.ends_with(named), "{}", violation.message);
+        }
     }
 }

@@ -67,17 +67,51 @@ const STOPS: [bool; 256] = {
 
 /// The pairs of `application/x-www-form-urlencoded` input, decoded exactly as
 /// `form_urlencoded::parse` decodes them (pairs split at `&`, empty ones skipped, the key
-/// ending at the first `=`, `+` a space, `%XX` a byte, invalid UTF-8 replaced). The input's
-/// UTF-8 is checked once, so a component with no `+` or `%` (most parts of an SDK's request)
-/// is borrowed as it is; only the others are decoded into a string of their own.
+/// ending at the first `=`, `+` a space, `%XX` a byte, invalid UTF-8 replaced).
 pub(super) fn pairs(input: &[u8]) -> impl Iterator<Item = (Cow<'_, str>, Cow<'_, str>)> {
-    let text = std::str::from_utf8(input).ok();
-    let component = move |range: Range<usize>, plain: bool| -> Cow<'_, str> {
-        match text {
-            // `&` and `=` are ASCII, so the range's ends are character boundaries.
-            Some(text) if plain => Cow::Borrowed(&text[range]),
-            _ => Cow::Owned(decode_component(&input[range])),
+    raw_pairs(input).map(|(key, value)| (key.decoded(), value.decoded()))
+}
+
+/// One key or value of a form pair as it was sent, decoded only when asked: a check that
+/// needs no more than its length (most strings) never pays for the decoding.
+#[derive(Clone, Copy)]
+pub(super) struct Component<'a> {
+    /// The bytes as sent.
+    raw: &'a [u8],
+    /// The same bytes as text, when they need no decoding: no `+` or `%`, in valid UTF-8.
+    plain: Option<&'a str>,
+}
+
+impl<'a> Component<'a> {
+    /// The text the component stands for; borrowed when it needs no decoding.
+    pub(super) fn decoded(&self) -> Cow<'a, str> {
+        match self.plain {
+            Some(text) => Cow::Borrowed(text),
+            None => Cow::Owned(decode_component(self.raw)),
         }
+    }
+
+    /// Whether it decodes to the empty text: only the empty component does, since every
+    /// byte sent decodes to at least one character.
+    pub(super) fn is_empty(&self) -> bool {
+        self.raw.is_empty()
+    }
+
+    /// At least as many as the characters it decodes to: each byte sent decodes to at most
+    /// one (`%XX` three to one, `+` one to one, an invalid sequence to one replacement).
+    pub(super) fn max_chars(&self) -> usize {
+        self.raw.len()
+    }
+}
+
+/// The pairs of form input as [`Component`]s. The input's UTF-8 is checked once, so a
+/// component with no `+` or `%` (most parts of an SDK's request) is borrowed as it is.
+pub(super) fn raw_pairs(input: &[u8]) -> impl Iterator<Item = (Component<'_>, Component<'_>)> {
+    let text = std::str::from_utf8(input).ok();
+    let component = move |range: Range<usize>, plain: bool| Component {
+        // `&` and `=` are ASCII, so the range's ends are character boundaries.
+        plain: text.filter(|_| plain).map(|text| &text[range.clone()]),
+        raw: &input[range],
     };
     let mut start = 0;
     std::iter::from_fn(move || loop {

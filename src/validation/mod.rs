@@ -144,19 +144,16 @@ fn find_field<'c>(fields: &'c [Field], name: &str) -> Option<&'c Field> {
     field_index(fields, name).map(|index| &fields[index])
 }
 
-/// Where `name` is among `fields` (sorted by name). The first bytes are compared before
-/// the rest: most steps of the search end there, without a call to compare the whole names.
+/// Where `name` is among `fields` (sorted by name). A search on the first byte alone finds
+/// the few fields that start like `name` (names are short and spread over the alphabet);
+/// only those are compared whole, and only when their lengths match.
 fn field_index(fields: &[Field], name: &str) -> Option<usize> {
     let first = name.as_bytes().first();
-    fields
-        .binary_search_by(|field| {
-            let field = field.name.as_bytes();
-            field
-                .first()
-                .cmp(&first)
-                .then_with(|| field.cmp(name.as_bytes()))
-        })
-        .ok()
+    let start = fields.partition_point(|field| field.name.as_bytes().first() < first);
+    (fields[start..].iter())
+        .take_while(|field| field.name.as_bytes().first() == first)
+        .position(|field| field.name == name)
+        .map(|offset| start + offset)
 }
 
 fn check_fields<'p>(

@@ -27,7 +27,7 @@
 
 use crate::catalog::{Field, Kind, Operation, Schema};
 
-use super::form::{pairs, split_key};
+use super::form::{raw_pairs, split_key, Component};
 use super::{check_empty, check_path_args, check_text, field_index, ParamPath};
 
 /// Top-level fields an operation may have for the one-pass check to track which required
@@ -53,8 +53,9 @@ pub(super) fn accepts(
     }
     let mut walk = Walk::default();
     for source in [query.map(str::as_bytes), body].into_iter().flatten() {
-        for (key, value) in pairs(source) {
-            if !key.is_empty() && !walk.accepts_pair(&operation.params, &key, &value) {
+        for (key, value) in raw_pairs(source) {
+            let key = key.decoded();
+            if !key.is_empty() && !walk.accepts_pair(&operation.params, &key, value) {
                 return false;
             }
         }
@@ -102,7 +103,7 @@ impl<'c> Walk<'c> {
     }
 
     /// Follows one pair down the schema and checks its value where it lands.
-    fn accepts_pair(&mut self, fields: &'c [Field], key: &str, value: &str) -> bool {
+    fn accepts_pair(&mut self, fields: &'c [Field], key: &str, value: Component<'_>) -> bool {
         let (name, parts) = split_key(key);
         let Some(index) = field_index(fields, &key[name]) else {
             return false;
@@ -156,7 +157,7 @@ impl<'c> Walk<'c> {
         }
         let path = ParamPath::default();
         match (value.is_empty(), place) {
-            (false, _) => check_text(schema, value, &path).is_ok(),
+            (false, _) => accepts_value(schema, value),
             (true, Place::Field { required }) => check_empty(schema, required, &path).is_ok(),
             (true, Place::MapValue) => true,
             (true, Place::Item) => check_empty(schema, false, &path).is_ok(),
@@ -214,6 +215,21 @@ impl<'c> Walk<'c> {
             }
         }
         false
+    }
+}
+
+/// Whether a value sent is one `schema` takes, as [`check_text`] judges it. A string no
+/// longer as sent than its limit is within it however it decodes, so it is not decoded.
+fn accepts_value(schema: &Schema, value: Component<'_>) -> bool {
+    match &schema.kind {
+        Kind::String {
+            max_length: None, ..
+        } => true,
+        Kind::String {
+            max_length: Some(max),
+            ..
+        } if value.max_chars() <= *max as usize => true,
+        _ => check_text(schema, &value.decoded(), &ParamPath::default()).is_ok(),
     }
 }
 
@@ -352,6 +368,25 @@ mod tests {
             verdicts("checkout.sessions.create", &renumbered),
             (false, false)
         );
+    }
+
+    #[test]
+    fn values_are_decoded_where_their_kind_needs_the_text() {
+        // `name` takes at most 256 characters: 256 sent plainly pass on their length; 200
+        // sent as 600 bytes of escapes pass once decoded.
+        let plain = format!("name={}", "a".repeat(256));
+        assert_eq!(verdicts("customers.create", &plain), (true, true));
+        let escaped = format!("name={}", "%41".repeat(200));
+        assert_eq!(verdicts("customers.create", &escaped), (true, true));
+        for over in ["a".repeat(257), "%41".repeat(257)] {
+            let body = format!("name={over}");
+            assert_eq!(verdicts("customers.create", &body), (false, false));
+        }
+        // An enum's value is compared decoded.
+        for (value, verdict) in [("per%5Funit", (true, true)), ("per%5Fday", (false, false))] {
+            let body = format!("currency=usd&billing_scheme={value}");
+            assert_eq!(verdicts("prices.create", &body), verdict, "{value}");
+        }
     }
 
     #[test]

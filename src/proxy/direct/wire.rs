@@ -172,7 +172,11 @@ pub(super) fn encode_head(
         }
     }
     if body_len > 0 || payload_expected(method) {
-        push_header(&mut head, "content-length", body_len.to_string().as_bytes());
+        push_header(
+            &mut head,
+            "content-length",
+            itoa::Buffer::new().format(body_len).as_bytes(),
+        );
     }
     head.extend_from_slice(b"\r\n");
     head
